@@ -1,0 +1,75 @@
+"""Settings, from the environment (``INFRA_OPERATOR_*``) or the command line.
+
+One object, made once at start-up and handed to the parts that need it; no part
+reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["auto", "jail", "qemu", "firecracker"]
+
+
+class LimitRange(BaseModel):
+    """A per-request limit: the default when the request names none, and the largest allowed."""
+
+    default: int
+    minimum: int = 1
+    maximum: int
+
+
+class Limits(BaseModel):
+    timeout_seconds: LimitRange = LimitRange(default=30, maximum=300)
+    cpu_seconds: LimitRange = LimitRange(default=30, maximum=300)
+    memory_mb: LimitRange = LimitRange(default=512, minimum=16, maximum=4096)
+    processes: LimitRange = LimitRange(default=128, minimum=4, maximum=1024)
+    output_kb: LimitRange = LimitRange(default=1024, minimum=1, maximum=16384)
+    file_mb: LimitRange = LimitRange(default=64, minimum=1, maximum=1024)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
+
+    data_dir: Path = Path("/var/lib/infra-operator")
+    backend: BackendName = "auto"
+    limits: Limits = Limits()
+    api_keys: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_concurrency: int = 8
+    max_queue: int = 64
+    default_rootfs_mb: int = 1024
+    vm_memory_mb: int = 256
+    vm_vcpus: int = 1
+    firecracker_bin: Path | None = None
+    jailer_bin: Path | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "infra-operator"
+    debian_mirror: str = "http://deb.debian.org/debian"
+    debian_suite: str = "bookworm"
+
+    # Where things live under the data directory; one place names them all.
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def kernels_dir(self) -> Path:
+        return self.data_dir / "kernels"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def run_dir(self) -> Path:
+        """One folder per live sandbox, named by its id, so a start-up sweep finds crash leftovers."""
+        return self.data_dir / "run"

@@ -1,0 +1,29 @@
+"""The guest agent and the wire protocol it shares with the host.
+
+Standard library only, no imports from the rest of the package: this folder is
+copied into every sandbox and runs on the image's own Python.
+"""
+
+from __future__ import annotations
+
+from .protocol import (
+    AGENT_VSOCK_PORT,
+    ChannelClosed,
+    ChannelTimeout,
+    ProtocolError,
+    b64decode,
+    b64encode,
+    receive,
+    send,
+)
+
+__all__ = [
+    "AGENT_VSOCK_PORT",
+    "ChannelClosed",
+    "ChannelTimeout",
+    "ProtocolError",
+    "b64decode",
+    "b64encode",
+    "receive",
+    "send",
+]

@@ -1,0 +1,141 @@
+"""What the agent does to the sandbox it runs in: confining each step in a cgroup
+(inside a VM, where the agent is root), killing what a program left behind,
+reseeding randomness and setting the clock after a snapshot restore.
+
+In a jail the agent is not root: the host owns the cgroup, and the agent, as the
+PID namespace's init, kills leftovers with ``kill(-1)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import itertools
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._runner import Limits
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
+_RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
+_PR_SET_DUMPABLE = 4
+_counter = itertools.count()
+
+
+class Cgroup:
+    """A cgroup v2 group for one step, inside a VM."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, limits: Limits) -> Cgroup | None:
+        if os.getuid() != 0 or not (_CGROUP_ROOT / "cgroup.subtree_control").exists():
+            return None
+        try:
+            (_CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory +pids")
+            path = _CGROUP_ROOT / f"step-{os.getpid()}-{next(_counter)}"
+            path.mkdir()
+            (path / "memory.max").write_text(str(limits.memory_bytes))
+            if (path / "memory.swap.max").exists():
+                (path / "memory.swap.max").write_text("0")
+            (path / "pids.max").write_text(str(limits.processes))
+        except OSError:
+            return None
+        return cls(path)
+
+    def enter(self) -> None:
+        with open(self.path / "cgroup.procs", "w") as procs:
+            procs.write("0")
+
+    def oom_killed(self) -> bool:
+        try:
+            events = (self.path / "memory.events").read_text().split()
+        except OSError:
+            return False
+        counts = dict(zip(events[::2], events[1::2], strict=False))
+        return int(counts.get("oom_kill", "0")) > 0
+
+    def kill(self) -> None:
+        kill_file = self.path / "cgroup.kill"
+        if kill_file.exists():
+            kill_file.write_text("1")
+            return
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            _kill(int(pid))
+
+    def remove(self) -> None:
+        for _ in range(100):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                self.kill()
+                time.sleep(0.01)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_leftovers(cgroup: Cgroup | None) -> None:
+    """Kill every process the last step left behind, so none outlives its answer."""
+    if cgroup is not None:
+        cgroup.kill()
+    elif os.getpid() == 1:
+        # As the namespace's init we are the one process kill(-1) spares.
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _reap()
+
+
+def _reap() -> None:
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.002)
+
+
+def harden_agent() -> None:
+    """Keep sandboxed code, which may share our uid in a jail, out of the agent."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def reset_signals() -> None:
+    """In a child before exec: undo ``harden_agent``'s dispositions, which exec would keep."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def reseed(entropy: bytes, clock: float | None) -> None:
+    """After a restore every clone holds the same random state and a stale clock: fix both."""
+    if os.getuid() != 0:
+        return  # a jail shares the host's kernel: its pool and clock are already the host's
+    if entropy:
+        with open("/dev/urandom", "wb") as urandom:
+            info = struct.pack("ii", len(entropy) * 8, len(entropy)) + entropy
+            fcntl.ioctl(urandom.fileno(), _RNDADDENTROPY, info)
+            fcntl.ioctl(urandom.fileno(), _RNDRESEEDCRNG)
+    if clock is not None:
+        time.clock_settime(time.CLOCK_REALTIME, clock)

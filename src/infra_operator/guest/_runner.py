@@ -1,0 +1,245 @@
+"""Run one program (a compile or a run step) under limits and collect what it did."""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import _confine
+from .protocol import b64encode
+
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+
+# Output past the soft cap is counted and dropped (the result says "truncated");
+# a program that goes on printing past this many times the cap is killed.
+HARD_CAP_FACTOR = 16
+
+# After the main process exits, how long a child holding its pipes may keep them.
+_PIPE_GRACE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float
+    cpu_seconds: int
+    memory_bytes: int
+    processes: int
+    output_bytes: int
+    file_bytes: int
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Limits:
+        return cls(
+            wall_seconds=float(message["wall_seconds"]),
+            cpu_seconds=int(message["cpu_seconds"]),
+            memory_bytes=int(message["memory_bytes"]),
+            processes=int(message["processes"]),
+            output_bytes=int(message["output_bytes"]),
+            file_bytes=int(message["file_bytes"]),
+        )
+
+
+class _Stream:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.cap - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.kept)
+
+
+def _preexec(limits: Limits, cgroup: _confine.Cgroup | None) -> None:
+    # Runs in the child between fork and exec.
+    _confine.reset_signals()
+    if cgroup is not None:
+        cgroup.enter()
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(SANDBOX_GID)
+        # Only sandboxed code runs under this uid inside a VM, so the count is ours alone.
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        os.setuid(SANDBOX_UID)
+
+
+def run_step(
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    stdin: bytes,
+    limits: Limits,
+    deadline: float,
+) -> dict[str, Any]:
+    cgroup = _confine.Cgroup.create(limits)
+    started = time.monotonic()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=lambda: _preexec(limits, cgroup),
+        )
+    except OSError as exc:
+        if cgroup is not None:
+            cgroup.remove()
+        message = f"cannot start {argv[0]}: {exc.strerror}\n".encode()
+        return _result(127, None, False, False, _Stream(0), _stream_of(message), started, usage_before)
+
+    exit_watch = _ExitWatch(process.pid)
+    timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline)
+    process.returncode = exit_watch.wait()
+    oom = cgroup.oom_killed() if cgroup is not None else False
+    _confine.kill_leftovers(cgroup)
+    if cgroup is not None:
+        cgroup.remove()
+    code = process.returncode
+    signal_number = -code if code < 0 else None
+    exit_code = 128 + signal_number if signal_number is not None else code
+    result = _result(exit_code, signal_number, timed_out, oom, stdout, stderr, started, usage_before)
+    result["output_limit_exceeded"] = flooded
+    return result
+
+
+def _stream_of(data: bytes) -> _Stream:
+    stream = _Stream(len(data))
+    stream.add(data)
+    return stream
+
+
+class _ExitWatch:
+    """Reaps the main process exactly once (``Popen.poll`` would reap it behind our back)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.code: int | None = None
+
+    def exited(self) -> bool:
+        if self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code is not None
+
+    def wait(self) -> int:
+        if self.code is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+
+def _collect(
+    process: subprocess.Popen[bytes], exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
+) -> tuple[bool, bool, _Stream, _Stream]:
+    assert process.stdout is not None and process.stderr is not None
+    streams = {process.stdout.fileno(): _Stream(limits.output_bytes), process.stderr.fileno(): _Stream(limits.output_bytes)}
+    hard_cap = limits.output_bytes * HARD_CAP_FACTOR
+    selector = selectors.DefaultSelector()
+    for fd in streams:
+        selector.register(fd, selectors.EVENT_READ)
+    # A pidfd wakes the loop the moment the main process exits, even while a child
+    # it left behind keeps the pipes open.
+    exit_fd = os.pidfd_open(process.pid)
+    selector.register(exit_fd, selectors.EVENT_READ)
+    pending_stdin = memoryview(stdin)
+    if process.stdin is not None:
+        os.set_blocking(process.stdin.fileno(), False)
+        selector.register(process.stdin.fileno(), selectors.EVENT_WRITE)
+    timed_out = flooded = False
+    exited_at: float | None = None
+    while selector.get_map():
+        now = time.monotonic()
+        if now >= deadline:
+            timed_out = True
+            break
+        if exited_at is not None and now - exited_at > _PIPE_GRACE_SECONDS:
+            break  # something the program left behind still holds its pipes
+        timeout = min(deadline - now, _PIPE_GRACE_SECONDS) if exited_at is not None else deadline - now
+        for key, _ in selector.select(timeout):
+            fd = int(key.fd)
+            if fd == exit_fd:
+                selector.unregister(exit_fd)
+                exited_at = exited_at or time.monotonic()
+            elif fd in streams:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    streams[fd].add(chunk)
+                else:
+                    selector.unregister(fd)
+            else:
+                try:
+                    written = os.write(fd, pending_stdin[:65536])
+                    pending_stdin = pending_stdin[written:]
+                except BrokenPipeError:
+                    pending_stdin = pending_stdin[:0]
+                if not pending_stdin:
+                    selector.unregister(fd)
+                    assert process.stdin is not None
+                    process.stdin.close()
+        if sum(stream.total for stream in streams.values()) > hard_cap:
+            flooded = True
+            break
+    if timed_out or flooded or not exit_watch.exited():
+        _signal_group(process.pid)
+    selector.close()
+    os.close(exit_fd)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
+    stdout, stderr = streams.values()
+    return timed_out, flooded, stdout, stderr
+
+
+def _signal_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _result(
+    exit_code: int,
+    signal_number: int | None,
+    timed_out: bool,
+    oom_killed: bool,
+    stdout: _Stream,
+    stderr: _Stream,
+    started: float,
+    usage_before: resource.struct_rusage,
+) -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
+    return {
+        "exit_code": exit_code,
+        "signal": signal.Signals(signal_number).name if signal_number else None,
+        "timed_out": timed_out,
+        "oom_killed": oom_killed,
+        "stdout": b64encode(bytes(stdout.kept)),
+        "stderr": b64encode(bytes(stderr.kept)),
+        "stdout_truncated": stdout.truncated,
+        "stderr_truncated": stderr.truncated,
+        "output_limit_exceeded": False,
+        "wall_ms": round((time.monotonic() - started) * 1000, 3),
+        "cpu_ms": round(cpu * 1000, 3),
+    }

@@ -1,0 +1,109 @@
+"""The wire protocol between the host and the guest agent.
+
+One message is one frame: a 4-byte big-endian length, then that many bytes of
+UTF-8 JSON holding an object. Bytes that may not be text (program output, files,
+stdin, entropy) travel base64-encoded. The same functions serve a pipe (the jail),
+a virtio-serial port (QEMU) and a vsock stream (Firecracker): all are file
+descriptors.
+
+Requests (host to guest):
+    {"op": "ping"}
+    {"op": "execute", "files": {name: b64}, "compile": argv | null, "run": argv,
+     "env": {name: value}, "stdin": b64, "limits": {...}, "entropy": b64, "clock": float}
+Replies (guest to host):
+    {"ok": true, ...}  or  {"ok": false, "error": "..."}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import struct
+import time
+from typing import Any
+
+AGENT_VSOCK_PORT = 1024
+"""The vsock port the agent listens on inside a Firecracker guest."""
+
+VIRTIO_PORT_NAME = "agent"
+"""The name of the virtio-serial port the agent opens inside a QEMU guest."""
+
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a frame of this protocol."""
+
+
+class ChannelClosed(ProtocolError):
+    """The other side went away before a whole frame arrived."""
+
+
+class ChannelTimeout(ProtocolError):
+    """No whole frame arrived before the deadline."""
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _wait(fd: int, for_write: bool, deadline: float | None) -> None:
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ChannelTimeout("deadline passed")
+    readers, writers = ([], [fd]) if for_write else ([fd], [])
+    ready = select.select(readers, writers, [], remaining)
+    if not any(ready):
+        raise ChannelTimeout("deadline passed")
+
+
+def send(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
+    payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        _wait(fd, True, deadline)
+        try:
+            written = os.write(fd, view)
+        except BrokenPipeError as exc:
+            raise ChannelClosed("peer closed the channel") from exc
+        view = view[written:]
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        _wait(fd, False, deadline)
+        try:
+            chunk = os.read(fd, min(size, 1 << 20))
+        except ConnectionResetError as exc:
+            raise ChannelClosed("peer reset the channel") from exc
+        if not chunk:
+            raise ChannelClosed("peer closed the channel")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int, deadline: float | None = None) -> dict[str, Any]:
+    """Read one frame; ``deadline`` is a ``time.monotonic()`` value, or None to wait forever."""
+    (length,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline))
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        message = json.loads(_read_exactly(fd, length, deadline))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return message
