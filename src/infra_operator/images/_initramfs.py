@@ -37,12 +37,15 @@ export PATH=/bin
 busybox mount -t proc proc /proc
 busybox mount -t sysfs sysfs /sys
 busybox mount -t devtmpfs devtmpfs /dev
-fail() {
+warn() {
     echo "infra-operator init: $*" > /dev/console
+}
+fail() {
+    warn "$*"
     busybox poweroff -f
 }
 for module in $(busybox cat /modules/order); do
-    busybox insmod "/modules/$module" || echo "infra-operator init: insmod $module failed" > /dev/console
+    busybox insmod "/modules/$module" || warn "insmod $module failed"
 done
 channel=virtio:agent
 for arg in $(busybox cat /proc/cmdline); do
@@ -68,7 +71,7 @@ busybox mkdir -p /newroot/dev/shm /newroot/dev/pts
 busybox mount -t tmpfs -o mode=1777,nosuid,nodev shm /newroot/dev/shm
 busybox mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
 busybox mount --move /sys /newroot/sys || fail "cannot move /sys"
-busybox mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup || echo "infra-operator init: no cgroup2" > /dev/console
+busybox mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup || warn "no cgroup v2"
 busybox mount --move /proc /newroot/proc || fail "cannot move /proc"
 busybox ip link set lo up
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

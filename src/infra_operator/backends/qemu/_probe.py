@@ -1,0 +1,70 @@
+"""Evidence for what QEMU can do on this host. ``/dev/kvm`` existing is not evidence:
+a nested, paravirtual KVM opens fine and then fails on ordinary guest instructions.
+KVM counts only when the CPU has hardware virtualization and a probe boot works."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..base import Accelerator, KernelFiles
+
+
+@dataclass(frozen=True)
+class Evidence:
+    accelerator: Accelerator
+    lines: tuple[str, ...]
+
+
+def cpu_virtualization_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return flags & {"vmx", "svm"}
+
+
+def probe_boot(binary: str, kernel: KernelFiles, timeout: float = 30.0) -> tuple[bool, str]:
+    """Boot the kernel under KVM into busybox ``poweroff -f``; usable only if it ends cleanly."""
+    command = [
+        binary, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+        "-accel", "kvm", "-cpu", "host", "-m", "128", "-smp", "1",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", str(kernel.bzimage), "-initrd", str(kernel.initramfs),
+        "-append", "console=ttyS0 quiet panic=-1 rdinit=/bin/busybox -- poweroff -f",
+        "-serial", "stdio",
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return False, f"a KVM probe boot did not finish in {timeout:g} s"
+    except OSError as exc:
+        return False, f"a KVM probe boot could not start: {exc.strerror or exc}"
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        return False, f"a KVM probe boot failed ({done.returncode}): {tail[0]}"
+    return True, "a KVM probe boot reached userspace and powered off"
+
+
+def accelerator(binary: str, kernel: KernelFiles | None) -> Evidence:
+    flags = cpu_virtualization_flags()
+    if not flags:
+        return Evidence("tcg", ("the CPU has no vmx/svm flag: KVM would be nested and unusable; using TCG",))
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        line = f"the CPU has {'/'.join(sorted(flags))} but /dev/kvm is not usable; using TCG"
+        return Evidence("tcg", (line,))
+    if kernel is None:
+        return Evidence("tcg", ("no guest kernel to probe KVM with; using TCG until one is built",))
+    ok, line = probe_boot(binary, kernel)
+    return Evidence("kvm" if ok else "tcg", (f"the CPU has {'/'.join(sorted(flags))}", line))
+
+
+def find_qemu(name: str) -> str | None:
+    return shutil.which(name)
