@@ -57,7 +57,9 @@ def execute_message(code: str, name: str = "main.py") -> dict[str, Any]:
     }
 
 
-def run_python(sandbox: QemuSandbox, code: str, timeout: float = 60.0, name: str = "main.py") -> dict[str, Any]:
+def run_python(
+    sandbox: QemuSandbox, code: str, timeout: float = 60.0, name: str = "main.py"
+) -> dict[str, Any]:
     reply = sandbox.call(execute_message(code, name), time.monotonic() + timeout)
     result: dict[str, Any] = reply["run"]
     result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
@@ -112,7 +114,11 @@ def backend(settings: Settings, kernel: KernelFiles) -> QemuBackend:
 @pytest.fixture(scope="session")
 def spec(rootfs: tuple[Path, str], kernel: KernelFiles) -> SandboxSpec:
     return SandboxSpec(
-        rootfs=rootfs[0], rootfs_sha256=rootfs[1], memory_mb=256, vcpus=1, kernel=kernel,
+        rootfs=rootfs[0],
+        rootfs_sha256=rootfs[1],
+        memory_mb=256,
+        vcpus=1,
+        kernel=kernel,
         labels={"language": "python"},
     )
 

@@ -16,7 +16,10 @@ from infra_operator.images._initramfs import INIT_SCRIPT
 
 def _cpio_names(initramfs: Path) -> set[str]:
     listing = subprocess.run(
-        ["cpio", "-it", "--quiet"], input=gzip.decompress(initramfs.read_bytes()), capture_output=True, check=True
+        ["cpio", "-it", "--quiet"],
+        input=gzip.decompress(initramfs.read_bytes()),
+        capture_output=True,
+        check=True,
     )
     return set(listing.stdout.decode().split())
 
@@ -44,7 +47,9 @@ def test_load_kernel_returns_the_build(settings: Settings, kernel: KernelFiles) 
     assert not list(settings.kernels_dir.glob(".*")), "temporary files left in the kernel store"
 
 
-def test_rebuild_uses_the_cached_deb_and_gives_the_same_bytes(settings: Settings, kernel: KernelFiles) -> None:
+def test_rebuild_uses_the_cached_deb_and_gives_the_same_bytes(
+    settings: Settings, kernel: KernelFiles
+) -> None:
     lines: list[str] = []
     again = build_kernel(settings, lines.append)
     assert any("using cached" in line for line in lines), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from infra_operator.backends.qemu import QemuBackend
 from infra_operator.config import Settings
 from infra_operator.errors import AgentError, BootFailed
 
-from .conftest import Sandboxes, qemu_alive, run_python
+from .conftest import Sandboxes, execute_message, qemu_alive, run_python
 
 
 def test_capabilities_report_evidence(backend: QemuBackend) -> None:
@@ -78,7 +79,9 @@ def test_files_of_one_execution_are_absent_in_the_next_vm(
     sandboxes: Sandboxes, restore_spec: SandboxSpec
 ) -> None:
     first = sandboxes.start(restore_spec)
-    code = "open('/work/left.txt', 'w').write('secret'); open('/tmp/left.txt', 'w').write('secret'); print('ok')"
+    code = (
+        "open('/work/left.txt', 'w').write('secret'); open('/tmp/left.txt', 'w').write('secret'); print('ok')"
+    )
     assert run_python(first, code)["stdout_text"] == "ok\n"
     first.destroy()
     second = sandboxes.start(restore_spec)
@@ -125,7 +128,9 @@ def test_killing_qemu_during_an_execution_raises_agent_error(
         run_python(sandbox, "print(1)")
 
 
-def test_sweep_kills_vms_of_a_dead_server(sandboxes: Sandboxes, restore_spec: SandboxSpec, backend: QemuBackend) -> None:
+def test_sweep_kills_vms_of_a_dead_server(
+    sandboxes: Sandboxes, restore_spec: SandboxSpec, backend: QemuBackend
+) -> None:
     alive = sandboxes.start(restore_spec)
     orphan = sandboxes.start(restore_spec)
     # Make the orphan look as if its server died: an owner pid that no longer runs.
@@ -136,3 +141,22 @@ def test_sweep_kills_vms_of_a_dead_server(sandboxes: Sandboxes, restore_spec: Sa
     assert not qemu_alive(orphan)
     assert alive.folder.exists() and qemu_alive(alive)
     assert run_python(alive, "print('still here')")["stdout_text"] == "still here\n"
+
+
+def test_memory_limit_is_enforced_in_the_guest_cgroup(
+    sandboxes: Sandboxes, restore_spec: SandboxSpec
+) -> None:
+    sandbox = sandboxes.start(restore_spec)
+    message = execute_message("x = bytearray(150 * 2**20); print('survived')")
+    message["limits"] = {**message["limits"], "memory_bytes": 48 << 20}
+    result = sandbox.call(message, time.monotonic() + 60)["run"]
+    assert result["exit_code"] != 0 or result["signal"] is not None, result
+    assert result["oom_killed"], result
+
+
+def test_restores_in_parallel_threads(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        started = list(pool.map(lambda _: sandboxes.start(restore_spec), range(3)))
+        results = list(pool.map(lambda sandbox: run_python(sandbox, "print('hi')"), started))
+    assert [result["stdout_text"] for result in results] == ["hi\n"] * 3
+    assert len({sandbox.id for sandbox in started}) == 3

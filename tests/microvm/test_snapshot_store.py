@@ -50,7 +50,9 @@ def _copy_store(snapshot: SnapshotInfo, data: Path) -> Settings:
     return settings
 
 
-def test_find_snapshot_checks_metadata_and_files(tmp_path: Path, snapshot: SnapshotInfo, spec: SandboxSpec) -> None:
+def test_find_snapshot_checks_metadata_and_files(
+    tmp_path: Path, snapshot: SnapshotInfo, spec: SandboxSpec
+) -> None:
     assert spec.kernel is not None
     rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
     settings = _copy_store(snapshot, tmp_path / "a")
