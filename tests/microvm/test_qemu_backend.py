@@ -48,7 +48,7 @@ def test_cold_boot_runs_python_as_nobody(sandboxes: Sandboxes, spec: SandboxSpec
     assert result["exit_code"] == 0, result
     assert result["stdout_text"] == "2 65534 /work\n"
     sandbox.destroy()
-    assert sandbox.state is State.DESTROYED
+    assert sandbox.state is State.DESTROYED  # type: ignore[comparison-overlap]
     assert not qemu_alive(sandbox)
     assert not (settings.run_dir / f"qemu-{sandbox.id}").exists()
     sandbox.destroy()  # twice is fine
@@ -123,7 +123,7 @@ def test_killing_qemu_during_an_execution_raises_agent_error(
     assert not qemu_alive(sandbox)
     assert not Path(f"/proc/{pid}").exists()
     assert not (settings.run_dir / f"qemu-{sandbox.id}").exists()
-    assert sandbox.state is State.DESTROYED
+    assert sandbox.state is State.DESTROYED  # type: ignore[comparison-overlap]
     with pytest.raises(AgentError):
         run_python(sandbox, "print(1)")
 
