@@ -123,7 +123,7 @@ def test_killing_qemu_during_an_execution_raises_agent_error(
     assert not qemu_alive(sandbox)
     assert not Path(f"/proc/{pid}").exists()
     assert not (settings.run_dir / f"qemu-{sandbox.id}").exists()
-    assert sandbox.state is State.DESTROYED  # type: ignore[comparison-overlap]
+    assert sandbox.state is State.DESTROYED
     with pytest.raises(AgentError):
         run_python(sandbox, "print(1)")
 
