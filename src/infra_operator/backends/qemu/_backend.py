@@ -210,7 +210,11 @@ class QemuBackend:
 
     # -- starting -----------------------------------------------------------------
     def _machine(
-        self, spec: SandboxSpec, memory_mb: int | None = None, vcpus: int | None = None
+        self,
+        spec: SandboxSpec,
+        memory_mb: int | None = None,
+        vcpus: int | None = None,
+        saved: dict[str, Any] | None = None,
     ) -> _command.Machine:
         kernel = spec.kernel or self.kernel
         if kernel is None:
@@ -220,10 +224,17 @@ class QemuBackend:
             raise BackendUnavailable(message)
         if not spec.rootfs.is_file():
             raise BootFailed(f"qemu: rootfs {spec.rootfs} does not exist")
+        accelerator = self._accelerator().accelerator
+        if saved is not None:
+            # A restored guest keeps the TSC rate it booted with; its command line must match.
+            tsc_khz = int(saved["tsc_khz"]) if saved.get("tsc_khz") else None
+        else:
+            tsc_khz = _probe.host_tsc_khz() if accelerator == "tcg" else None
         return _command.Machine(
             memory_mb=memory_mb or spec.memory_mb,
             vcpus=vcpus or spec.vcpus,
-            accelerator=self._accelerator().accelerator,
+            accelerator=accelerator,
+            tsc_khz=tsc_khz,
             bzimage=kernel.bzimage,
             initramfs=kernel.initramfs,
             rootfs=spec.rootfs,
@@ -305,7 +316,7 @@ class QemuBackend:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BootFailed(f"qemu: snapshot {snapshot.directory} has no readable {MACHINE_NAME}") from exc
         # The restored VM must be the saved one's twin: same RAM, vCPUs and accelerator.
-        machine = self._machine(spec, memory_mb=memory_mb, vcpus=vcpus)
+        machine = self._machine(spec, memory_mb=memory_mb, vcpus=vcpus, saved=saved)
         if machine.accelerator != accelerator:
             message = f"qemu: snapshot was made under {accelerator}, this host uses {machine.accelerator}"
             raise BootFailed(message)

@@ -66,5 +66,25 @@ def accelerator(binary: str, kernel: KernelFiles | None) -> Evidence:
     return Evidence("kvm" if ok else "tcg", (f"the CPU has {'/'.join(sorted(flags))}", line))
 
 
+def host_tsc_khz() -> int | None:
+    """The host's TSC rate, which a TCG guest's TSC follows; None when unknown.
+
+    ``cpu MHz`` in /proc/cpuinfo is the TSC rate on a VM host (the kernel's own
+    calibration); on bare metal with frequency scaling it may be the current clock,
+    but such a host has KVM and never needs this.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("cpu MHz"):
+            try:
+                return round(float(line.split(":", 1)[1]) * 1000)
+            except ValueError:
+                return None
+    return None
+
+
 def find_qemu(name: str) -> str | None:
     return shutil.which(name)
