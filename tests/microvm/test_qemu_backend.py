@@ -160,3 +160,12 @@ def test_restores_in_parallel_threads(sandboxes: Sandboxes, restore_spec: Sandbo
         results = list(pool.map(lambda sandbox: run_python(sandbox, "print('hi')"), started))
     assert [result["stdout_text"] for result in results] == ["hi\n"] * 3
     assert len({sandbox.id for sandbox in started}) == 3
+
+
+def test_guest_time_runs_at_the_host_rate(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
+    sandbox = sandboxes.start(restore_spec)
+    started = time.monotonic()
+    result = run_python(sandbox, "import time; t = time.monotonic(); time.sleep(2); print(time.monotonic() - t)")
+    host = time.monotonic() - started
+    guest = float(result["stdout_text"])
+    assert 1.9 <= guest <= host + 0.1, (guest, host)
