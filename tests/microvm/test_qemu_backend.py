@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from infra_operator.backends.base import SandboxSpec, State
-from infra_operator.backends.qemu import QemuBackend
+from infra_operator.backends.base import KernelFiles, SandboxSpec, State
+from infra_operator.backends.qemu import QemuBackend, _probe
 from infra_operator.config import Settings
 from infra_operator.errors import AgentError, BootFailed
 
@@ -165,7 +165,15 @@ def test_restores_in_parallel_threads(sandboxes: Sandboxes, restore_spec: Sandbo
 def test_guest_time_runs_at_the_host_rate(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
     sandbox = sandboxes.start(restore_spec)
     started = time.monotonic()
-    result = run_python(sandbox, "import time; t = time.monotonic(); time.sleep(2); print(time.monotonic() - t)")
+    result = run_python(
+        sandbox, "import time; t = time.monotonic(); time.sleep(2); print(time.monotonic() - t)"
+    )
     host = time.monotonic() - started
     guest = float(result["stdout_text"])
     assert 1.9 <= guest <= host + 0.1, (guest, host)
+
+
+def test_probe_boot_reaches_userspace(backend: QemuBackend, kernel: KernelFiles) -> None:
+    # The KVM probe's mechanism, run under TCG so it is checked on hosts without KVM too.
+    ok, line = _probe.probe_boot("qemu-system-x86_64", kernel, "tcg", timeout=120)
+    assert ok, line

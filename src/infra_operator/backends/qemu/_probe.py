@@ -31,26 +31,36 @@ def cpu_virtualization_flags() -> set[str]:
     return flags & {"vmx", "svm"}
 
 
-def probe_boot(binary: str, kernel: KernelFiles, timeout: float = 30.0) -> tuple[bool, str]:
-    """Boot the kernel under KVM into busybox ``poweroff -f``; usable only if it ends cleanly."""
+def probe_boot(
+    binary: str, kernel: KernelFiles, accelerator: Accelerator = "kvm", timeout: float = 30.0
+) -> tuple[bool, str]:
+    """Boot the kernel into busybox ``poweroff -f``; the accelerator is usable only if the
+    guest got that far. A crash can end QEMU with status 0 too (a triple fault under
+    ``-no-reboot``), so the console must show the power-down."""
+    if accelerator == "kvm":
+        accel = ["-accel", "kvm", "-cpu", "host"]
+        append = "console=ttyS0 quiet panic=-1"
+    else:
+        accel = ["-accel", "tcg", "-cpu", "max"]
+        append = f"console=ttyS0 quiet panic=-1 tsc_early_khz={host_tsc_khz() or 1000000} tsc=reliable"
     command = [
         binary, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
-        "-accel", "kvm", "-cpu", "host", "-m", "128", "-smp", "1",
+        *accel, "-m", "128", "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(kernel.bzimage), "-initrd", str(kernel.initramfs),
-        "-append", "console=ttyS0 quiet panic=-1 rdinit=/bin/busybox -- poweroff -f",
+        "-append", f"{append} rdinit=/bin/busybox -- poweroff -f",
         "-serial", "stdio",
     ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return False, f"a KVM probe boot did not finish in {timeout:g} s"
+        return False, f"a {accelerator.upper()} probe boot did not finish in {timeout:g} s"
     except OSError as exc:
-        return False, f"a KVM probe boot could not start: {exc.strerror or exc}"
-    if done.returncode != 0:
+        return False, f"a {accelerator.upper()} probe boot could not start: {exc.strerror or exc}"
+    if done.returncode != 0 or b"reboot: Power down" not in done.stdout:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        return False, f"a KVM probe boot failed ({done.returncode}): {tail[0]}"
-    return True, "a KVM probe boot reached userspace and powered off"
+        return False, f"a {accelerator.upper()} probe boot failed ({done.returncode}): {tail[0]}"
+    return True, f"a {accelerator.upper()} probe boot reached userspace and powered off"
 
 
 def accelerator(binary: str, kernel: KernelFiles | None) -> Evidence:
