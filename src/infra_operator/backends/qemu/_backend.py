@@ -86,8 +86,17 @@ class QemuSandbox:
             self._agent = connection
             return
 
-    def monitor(self) -> Monitor:
-        monitor = Monitor(self.socket_path(_process.QMP_SOCKET), f"qemu-{self.id}")
+    def monitor(self, timeout: float = 10.0) -> Monitor:
+        # QEMU makes its sockets one after another: wait for this one, not just any.
+        path = self.socket_path(_process.QMP_SOCKET)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self.process.poll() is not None:
+                raise BootFailed(f"sandbox {self.id}: {self._why_dead()}")
+            if time.monotonic() > deadline:
+                raise BootFailed(f"sandbox {self.id}: QEMU made no QMP socket in {timeout:g} s")
+            time.sleep(0.002)
+        monitor = Monitor(path, f"qemu-{self.id}")
         monitor.connect()
         return monitor
 
@@ -246,7 +255,8 @@ class QemuBackend:
         label = re.sub(r"[^A-Za-z0-9_.-]", "", spec.labels.get("language", ""))
         name = f"infra-operator-{sandbox_id}" + (f"-{label}" if label else "")
         try:
-            folder.mkdir(parents=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700)  # its sockets reach the agent and QMP: root only
             _process.write_owner(folder)
             with (folder / _process.QEMU_LOG).open("wb") as qemu_log:
                 process = subprocess.Popen(

@@ -45,6 +45,9 @@ def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
     command = [
         binary,
         "-name", name,
+        # seccomp: no privilege changes or resource control from QEMU; spawning stays
+        # allowed because saving and restoring a snapshot runs "exec:cat".
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny",
         # ACPI on: this kernel finds virtio-mmio devices only through ACPI. The RTC
         # stays on: under TCG the kernel hung without it.
         "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
