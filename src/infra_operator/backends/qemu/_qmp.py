@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import ConnectError, QMPClient, QMPError
 
 from ...errors import BootFailed, SandboxError
 
@@ -39,10 +39,20 @@ class Monitor:
             raise QmpFailed(f"{self._name}: QMP failed: {exc}") from exc
 
     def connect(self, timeout: float = 10.0) -> None:
-        try:
-            self._run(self._client.connect(self._path), timeout)
-        except QmpFailed as exc:
-            raise BootFailed(str(exc)) from exc
+        """Connect, retrying while QEMU has made its socket but is not yet listening."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._run(self._client.connect(self._path), max(deadline - time.monotonic(), 0.1))
+                return
+            except QmpFailed as exc:
+                cause = exc.__cause__
+                refused = isinstance(cause, ConnectError) and isinstance(
+                    cause.exc, (ConnectionRefusedError, FileNotFoundError)
+                )
+                if not refused or time.monotonic() > deadline:
+                    raise BootFailed(str(exc)) from exc
+            time.sleep(0.005)
 
     def command(self, name: str, timeout: float = 30.0, **arguments: Any) -> Any:
         return self._run(self._client.execute(name, arguments or None), timeout)
