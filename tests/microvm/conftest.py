@@ -9,6 +9,7 @@ the service's data directory.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -133,7 +134,7 @@ def restore_spec(settings: Settings, spec: SandboxSpec, snapshot: SnapshotInfo) 
     assert spec.kernel is not None
     files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
     assert files is not None
-    return SandboxSpec(**{**spec.__dict__, "snapshot": files})
+    return dataclasses.replace(spec, snapshot=files)
 
 
 class Sandboxes:

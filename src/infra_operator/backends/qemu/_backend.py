@@ -5,6 +5,7 @@ migration stream saved to a file and restored with ``-incoming``."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,11 @@ def _tail(path: Path, lines: int = 8) -> str:
 class QemuSandbox:
     """One running QEMU microVM with its agent channel."""
 
-    def __init__(self, sandbox_id: str, folder: Path, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, sandbox_id: str, folder: Path, process: subprocess.Popen[bytes], machine: _command.Machine
+    ) -> None:
         self.id = sandbox_id
+        self.machine = machine
         self.state = State.CREATED
         self.folder = folder
         self.process = process
@@ -182,6 +185,8 @@ class QemuBackend:
         self.boot_timeout = boot_timeout
         self.restore_timeout = restore_timeout
         self._evidence: _probe.Evidence | None = None
+        # Read once: every VM this server boots is told the same rate.
+        self._tsc_khz = _probe.host_tsc_khz()
 
     # -- capabilities -------------------------------------------------------------
     def _accelerator(self) -> _probe.Evidence:
@@ -238,7 +243,7 @@ class QemuBackend:
             # A restored guest keeps the TSC rate it booted with; its command line must match.
             tsc_khz = int(saved["tsc_khz"]) if saved.get("tsc_khz") else None
         else:
-            tsc_khz = _probe.host_tsc_khz() if accelerator == "tcg" else None
+            tsc_khz = self._tsc_khz if accelerator == "tcg" else None
         return _command.Machine(
             memory_mb=memory_mb or spec.memory_mb,
             vcpus=vcpus or spec.vcpus,
@@ -272,7 +277,7 @@ class QemuBackend:
             _process.remove_folder(folder)
             raise BootFailed(f"qemu: cannot start {self.binary}: {exc.strerror or exc}") from exc
         log.debug("sandbox %s: QEMU %s started in %s", sandbox_id, process.pid, folder)
-        return QemuSandbox(sandbox_id, folder, process)
+        return QemuSandbox(sandbox_id, folder, process, machine)
 
     def start(self, spec: SandboxSpec) -> QemuSandbox:
         if spec.snapshot is not None:
@@ -293,9 +298,7 @@ class QemuBackend:
 
     # -- snapshots ----------------------------------------------------------------
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
-        plain = SandboxSpec(**{**spec.__dict__, "snapshot": None})
-        machine = self._machine(plain)
-        sandbox = self.start(plain)
+        sandbox = self.start(dataclasses.replace(spec, snapshot=None))
         vmstate = directory / VMSTATE_NAME
         partial = directory / f".{VMSTATE_NAME}.partial"
         try:
@@ -314,7 +317,7 @@ class QemuBackend:
             sandbox.destroy()
             partial.unlink(missing_ok=True)
         record = {key: str(value) if isinstance(value, Path) else value
-                  for key, value in asdict(machine).items()}
+                  for key, value in dataclasses.asdict(sandbox.machine).items()}
         (directory / MACHINE_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         return SnapshotFiles(directory=directory, vmstate=vmstate, memory=None)
 
