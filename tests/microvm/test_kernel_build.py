@@ -8,10 +8,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from infra_operator.backends.base import KernelFiles
 from infra_operator.config import Settings
 from infra_operator.images import build_kernel, load_kernel
 from infra_operator.images._initramfs import INIT_SCRIPT
+
+pytestmark = pytest.mark.slow
 
 
 def _cpio_names(initramfs: Path) -> set[str]:

@@ -19,6 +19,8 @@ from infra_operator.errors import AgentError, BootFailed
 
 from .conftest import Sandboxes, execute_message, qemu_alive, run_python
 
+pytestmark = pytest.mark.slow
+
 
 def test_capabilities_report_evidence(backend: QemuBackend) -> None:
     caps = backend.capabilities()

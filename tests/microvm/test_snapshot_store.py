@@ -7,9 +7,13 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from infra_operator.backends.base import SandboxSpec
 from infra_operator.config import Settings
 from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
+
+pytestmark = pytest.mark.slow
 
 
 def test_snapshot_layout_and_metadata(settings: Settings, snapshot: SnapshotInfo, spec: SandboxSpec) -> None:
