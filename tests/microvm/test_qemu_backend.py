@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import signal
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from infra_operator.backends.base import KernelFiles, SandboxSpec, State
+from infra_operator.backends.base import KernelFiles, SandboxSpec, SnapshotFiles, State
 from infra_operator.backends.qemu import QemuBackend, _probe
 from infra_operator.config import Settings
-from infra_operator.errors import AgentError, BootFailed
+from infra_operator.errors import AgentError, BootFailed, SnapshotNotFound
 
 from .conftest import Sandboxes, execute_message, qemu_alive, run_python
 
@@ -179,3 +180,11 @@ def test_probe_boot_reaches_userspace(backend: QemuBackend, kernel: KernelFiles)
     # The KVM probe's mechanism, run under TCG so it is checked on hosts without KVM too.
     ok, line = _probe.probe_boot("qemu-system-x86_64", kernel, "tcg", timeout=120)
     assert ok, line
+
+
+def test_restore_from_a_missing_snapshot_file(
+    sandboxes: Sandboxes, restore_spec: SandboxSpec, tmp_path: Path, settings: Settings
+) -> None:
+    gone = SnapshotFiles(directory=tmp_path, vmstate=tmp_path / "vmstate", memory=None)
+    with pytest.raises(SnapshotNotFound):
+        sandboxes.start(dataclasses.replace(restore_spec, snapshot=gone))

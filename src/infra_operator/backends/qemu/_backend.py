@@ -18,7 +18,14 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed, SandboxError
+from ...errors import (
+    AgentError,
+    AgentTimeout,
+    BackendUnavailable,
+    BootFailed,
+    SandboxError,
+    SnapshotNotFound,
+)
 from .. import _channel
 from ..base import Accelerator, Capabilities, KernelFiles, SandboxSpec, SnapshotFiles, State
 from . import _command, _probe, _process
@@ -79,8 +86,10 @@ class QemuSandbox:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             try:
                 connection.connect(self.socket_path(_process.AGENT_SOCKET))
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
+            except OSError as exc:
                 connection.close()
+                if not isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+                    raise BootFailed(f"sandbox {self.id}: cannot reach the agent's socket: {exc}") from exc
                 if time.monotonic() > deadline:
                     message = f"sandbox {self.id}: QEMU made no agent socket in {timeout:g} s"
                     raise BootFailed(message) from exc
@@ -322,6 +331,8 @@ class QemuBackend:
         return SnapshotFiles(directory=directory, vmstate=vmstate, memory=None)
 
     def _restore(self, spec: SandboxSpec, snapshot: SnapshotFiles) -> QemuSandbox:
+        if not snapshot.vmstate.is_file():
+            raise SnapshotNotFound(f"qemu: snapshot file {snapshot.vmstate} is missing")
         try:
             saved = json.loads((snapshot.directory / MACHINE_NAME).read_text())
             memory_mb, vcpus = int(saved["memory_mb"]), int(saved["vcpus"])
