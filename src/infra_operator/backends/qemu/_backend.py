@@ -121,6 +121,8 @@ class QemuSandbox:
             raise BootFailed(f"sandbox {self.id}: the agent did not answer within {timeout:g} s; "
                              f"console: {_tail(self.folder / _process.CONSOLE_LOG)}") from exc
         except AgentError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(1.0)  # the socket closes a moment before QEMU is gone
             message = f"sandbox {self.id}: the agent went away while booting: {self._why_dead()}"
             raise BootFailed(message) from exc
         self.state = State.READY
