@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import (
     AgentError,
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SnapshotMemory = Literal["stream", "file"]
+
 VMSTATE_NAME = "vmstate"
+MEMORY_NAME = "memory"
 MACHINE_NAME = "qemu-machine.json"
 # Far above any disk: QEMU's default of 128 MiB/s would make saving a snapshot crawl.
 _SAVE_BANDWIDTH = 64 << 30
@@ -48,6 +51,12 @@ def _tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return " | ".join(text[-lines:])
+
+
+def _ignore_shared(monitor: Monitor) -> None:
+    """Leave file-backed RAM out of the stream: the memory file carries it."""
+    capability = {"capability": "x-ignore-shared", "state": True}
+    monitor.command("migrate-set-capabilities", capabilities=[capability])
 
 
 class QemuSandbox:
@@ -177,6 +186,11 @@ class QemuBackend:
 
     ``kernel`` is the default guest kernel (``images.kernel.load_kernel``); a spec's own
     ``kernel`` wins. Every method is synchronous: call it from a worker thread.
+
+    ``snapshot_memory``: "stream" saves guest RAM inside the migration stream (one
+    file; each restore copies it into private memory). "file" boots the VM to be saved
+    with its RAM in a shared file and leaves RAM out of the stream (``x-ignore-shared``);
+    a restore maps that file copy-on-write, so clones share unchanged pages.
     """
 
     name = "qemu"
@@ -189,12 +203,14 @@ class QemuBackend:
         binary: str = "qemu-system-x86_64",
         boot_timeout: float = 90.0,
         restore_timeout: float = 30.0,
+        snapshot_memory: SnapshotMemory = "stream",
     ) -> None:
         self.settings = settings
         self.kernel = kernel
         self.binary = binary
         self.boot_timeout = boot_timeout
         self.restore_timeout = restore_timeout
+        self.snapshot_memory = snapshot_memory
         self._evidence: _probe.Evidence | None = None
         # Read once: every VM this server boots is told the same rate.
         self._tsc_khz = _probe.host_tsc_khz()
@@ -293,7 +309,10 @@ class QemuBackend:
     def start(self, spec: SandboxSpec) -> QemuSandbox:
         if spec.snapshot is not None:
             return self._restore(spec, spec.snapshot)
-        sandbox = self._spawn(self._machine(spec), spec, incoming=False)
+        return self._boot(spec, self._machine(spec))
+
+    def _boot(self, spec: SandboxSpec, machine: _command.Machine) -> QemuSandbox:
+        sandbox = self._spawn(machine, spec, incoming=False)
         try:
             sandbox.connect_agent()
             monitor = sandbox.monitor()
@@ -309,13 +328,21 @@ class QemuBackend:
 
     # -- snapshots ----------------------------------------------------------------
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
-        sandbox = self.start(dataclasses.replace(spec, snapshot=None))
+        plain = dataclasses.replace(spec, snapshot=None)
+        machine = self._machine(plain)
+        memory: Path | None = None
+        if self.snapshot_memory == "file":
+            memory = directory / MEMORY_NAME
+            machine = dataclasses.replace(machine, memory_file=memory.absolute(), memory_shared=True)
+        sandbox = self._boot(plain, machine)
         vmstate = directory / VMSTATE_NAME
         partial = directory / f".{VMSTATE_NAME}.partial"
         try:
             monitor = sandbox.monitor()
             try:
                 monitor.command("migrate-set-parameters", **{"max-bandwidth": _SAVE_BANDWIDTH})
+                if memory is not None:
+                    _ignore_shared(monitor)
                 monitor.command("stop")
                 monitor.command("migrate", uri=f"exec:cat > {shlex.quote(str(partial.absolute()))}")
                 monitor.wait_migration(timeout=300)
@@ -329,8 +356,10 @@ class QemuBackend:
             partial.unlink(missing_ok=True)
         record = {key: str(value) if isinstance(value, Path) else value
                   for key, value in dataclasses.asdict(sandbox.machine).items()}
+        del record["memory_file"], record["memory_shared"]  # where the snapshot lives decides
+        record["memory"] = self.snapshot_memory
         (directory / MACHINE_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        return SnapshotFiles(directory=directory, vmstate=vmstate, memory=None)
+        return SnapshotFiles(directory=directory, vmstate=vmstate, memory=memory)
 
     def _restore(self, spec: SandboxSpec, snapshot: SnapshotFiles) -> QemuSandbox:
         if not snapshot.vmstate.is_file():
@@ -346,6 +375,13 @@ class QemuBackend:
         if machine.accelerator != accelerator:
             message = f"qemu: snapshot was made under {accelerator}, this host uses {machine.accelerator}"
             raise BootFailed(message)
+        in_file = saved.get("memory") == "file"
+        if in_file:
+            if snapshot.memory is None or not snapshot.memory.is_file():
+                raise SnapshotNotFound(f"qemu: snapshot {snapshot.directory} has no memory file")
+            # Private: the clone's writes stay its own, the file stays the snapshot.
+            memory_file = snapshot.memory.absolute()
+            machine = dataclasses.replace(machine, memory_file=memory_file, memory_shared=False)
         sandbox = self._spawn(machine, spec, incoming=True)
         try:
             # The agent's socket is connected before the guest runs again, so the guest
@@ -353,6 +389,8 @@ class QemuBackend:
             sandbox.connect_agent()
             monitor = sandbox.monitor()
             try:
+                if in_file:
+                    _ignore_shared(monitor)
                 uri = f"exec:cat {shlex.quote(str(snapshot.vmstate.absolute()))}"
                 monitor.command("migrate-incoming", uri=uri)
                 monitor.wait_migration(timeout=self.restore_timeout)

@@ -35,12 +35,24 @@ class Machine:
     rootfs: Path
     tsc_khz: int | None = None
     """The TSC rate told to a TCG guest; None under KVM, where kvmclock serves."""
+    memory_file: Path | None = None
+    """Guest RAM backed by this file instead of anonymous memory (snapshots in "file" mode)."""
+    memory_shared: bool = False
+    """Writes reach the file (making a snapshot) or stay private copies (a restored clone)."""
 
 
 def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
     """Paths of sockets and logs are relative: QEMU runs in the run folder, which keeps
     unix socket paths short whatever the data directory is."""
     kvm = machine.accelerator == "kvm"
+    board = "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on"
+    memory = ["-m", str(machine.memory_mb)]
+    if machine.memory_file is not None:
+        board += ",memory-backend=ram"
+        path = str(machine.memory_file).replace(",", ",,")  # QEMU's option syntax escapes commas
+        share = "on" if machine.memory_shared else "off"
+        backend = f"memory-backend-file,id=ram,size={machine.memory_mb}M,mem-path={path},share={share}"
+        memory += ["-object", backend]
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
     command = [
         binary,
@@ -50,9 +62,9 @@ def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
         "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny",
         # ACPI on: this kernel finds virtio-mmio devices only through ACPI. The RTC
         # stays on: under TCG the kernel hung without it.
-        "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+        "-M", board,
         *accel,
-        "-m", str(machine.memory_mb),
+        *memory,
         "-smp", str(machine.vcpus),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(machine.bzimage),
