@@ -54,11 +54,14 @@ def test_load_kernel_returns_the_build(settings: Settings, kernel: KernelFiles) 
 def test_rebuild_uses_the_cached_deb_and_gives_the_same_bytes(
     settings: Settings, kernel: KernelFiles
 ) -> None:
+    crashed = settings.kernels_dir / ".build-999999999-leftover"
+    crashed.mkdir()
     lines: list[str] = []
     again = build_kernel(settings, lines.append)
     assert any("using cached" in line for line in lines), lines
     assert not any("downloading" in line for line in lines), lines
     assert again == kernel  # the initramfs is deterministic, so the checksum is too
+    assert not crashed.exists(), "a crashed build's folder was left behind"
 
 
 def test_load_kernel_is_none_without_a_build(tmp_path: Path) -> None:

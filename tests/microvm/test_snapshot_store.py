@@ -12,6 +12,7 @@ import pytest
 from infra_operator.backends.base import SandboxSpec
 from infra_operator.config import Settings
 from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
+from infra_operator.images._store_files import sweep_partials
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +85,13 @@ def test_no_snapshot_in_an_empty_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert list_snapshots(settings) == []
     assert find_snapshot(settings, "qemu", "python", "0" * 64, "0" * 64) is None
+
+
+def test_sweep_partials_removes_only_dead_writers(tmp_path: Path) -> None:
+    dead = tmp_path / ".python.tmp-999999999-abcd1234"
+    live = tmp_path / f".python.tmp-{os.getpid()}-abcd1234"
+    other = tmp_path / ".node.tmp-999999999-abcd1234"
+    for path in (dead, live, other):
+        path.mkdir()
+    assert sweep_partials(tmp_path, ".python.*") == [f"removed {dead}"]
+    assert live.exists() and other.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,36 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     write_bytes_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_partials(directory: Path, pattern: str) -> list[str]:
+    """Remove temporary folders named ``.<anything>-<pid>-<random>`` whose writer is dead.
+
+    Folders of a live process are in use: leave them."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.glob(pattern):
+        parts = path.name.rsplit("-", 2)
+        try:
+            pid = int(parts[-2])
+        except (IndexError, ValueError):
+            continue
+        if pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(f"removed {path}")
+    return removed
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

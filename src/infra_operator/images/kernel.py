@@ -14,6 +14,7 @@ use an older folder, so builds are never rewritten in place.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from .. import guest
 from ..backends.base import KernelFiles
 from ..errors import OperatorError
 from . import _initramfs
-from ._store_files import read_json, sha256_of, write_json_atomically
+from ._store_files import read_json, sha256_of, sweep_partials, write_json_atomically
 from ._vmlinux import extract_vmlinux
 
 if TYPE_CHECKING:
@@ -106,7 +107,10 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
     deb = _fetch(package, settings.cache_dir / "debs", progress)
     kernels = settings.kernels_dir
     kernels.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=kernels, prefix=".build-") as scratch_name:
+    for line in sweep_partials(kernels, ".build-*"):
+        progress(line)
+    # The writer's pid in the name lets a later build tell a crash's leftovers from a live build.
+    with tempfile.TemporaryDirectory(dir=kernels, prefix=f".build-{os.getpid()}-") as scratch_name:
         scratch = Path(scratch_name)
         progress(f"unpacking {deb.name}")
         unpacked = scratch / "deb"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, SandboxSpec, SnapshotFiles
 from ..errors import InvalidRequest
-from ._store_files import read_json, write_json_atomically
+from ._store_files import read_json, sweep_partials, write_json_atomically
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -76,7 +76,7 @@ def _replace_dir(source: Path, target: Path) -> None:
     A VM restoring from the old files keeps reading them through its open descriptors."""
     old: Path | None = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         target.rename(old)
     source.rename(target)
     if old is not None:
@@ -95,6 +95,8 @@ def create_snapshot(
         raise InvalidRequest("a snapshot needs spec.kernel: its checksum is part of the snapshot's identity")
     final = snapshot_dir(settings, backend.name, language)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for line in sweep_partials(final.parent, f".{language}.*"):
+        progress(line)
     scratch = final.with_name(f".{language}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     scratch.mkdir()
     try:
