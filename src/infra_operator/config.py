@@ -49,8 +49,12 @@ class Settings(BaseSettings):
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = "infra-operator"
-    debian_mirror: str = "http://deb.debian.org/debian"
     debian_suite: str = "bookworm"
+    debian_sources: list[str] = [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
 
     # Where things live under the data directory; one place names them all.
     @property

@@ -15,6 +15,7 @@ error: it is a result (see ``executor``).
     │   └── SnapshotNotFound
     ├── PayloadTooLarge (413)
     ├── Overloaded (503, Retry-After)
+    ├── BuildFailed (500)             an image, kernel or snapshot could not be made
     └── SandboxError (500)
         ├── BootFailed
         ├── AgentTimeout
@@ -77,6 +78,10 @@ class Overloaded(OperatorError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class BuildFailed(OperatorError):
+    pass
 
 
 class SandboxError(OperatorError):

@@ -1,0 +1,9 @@
+"""Running one execution: limits, admission, timing, sandbox lifetime."""
+
+from __future__ import annotations
+
+from ._admission import Admission
+from ._executor import ExecutionRequest, ExecutionResult, Executor
+from ._limits import ResolvedLimits, resolve
+
+__all__ = ["Admission", "ExecutionRequest", "ExecutionResult", "Executor", "ResolvedLimits", "resolve"]

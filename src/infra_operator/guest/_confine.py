@@ -9,7 +9,6 @@ PID namespace's init, kills leftovers with ``kill(-1)``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import itertools
 import os
@@ -116,7 +115,7 @@ def _reap() -> None:
 
 def harden_agent() -> None:
     """Keep sandboxed code, which may share our uid in a jail, out of the agent."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -1,0 +1,9 @@
+"""Images: rootfs builds and the local store (kernels and snapshots live beside them)."""
+
+from __future__ import annotations
+
+from ._files import sweep
+from ._rootfs_builder import Progress, build_rootfs
+from ._rootfs_store import RootfsInfo, RootfsStore
+
+__all__ = ["Progress", "RootfsInfo", "RootfsStore", "build_rootfs", "sweep"]

@@ -1,0 +1,78 @@
+"""Which backends exist, and which one serves a request.
+
+``auto`` picks the strongest backend that works here, by its capabilities: a
+Firecracker microVM, else a QEMU microVM with KVM, else the jail. A request that
+names a backend gets that one or a clear error, never a silent substitute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+
+from ..config import Settings
+from ..errors import BackendUnavailable, InvalidRequest
+from .base import Backend, Capabilities
+from .jail import JailBackend
+
+BackendFactory = Callable[[Settings], Backend]
+
+FACTORIES: dict[str, BackendFactory] = {
+    "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
+}
+
+
+def _strong_enough_for_auto(capabilities: Capabilities) -> bool:
+    if not capabilities.usable:
+        return False
+    # QEMU under TCG is a real microVM but far slower than the jail; auto wants it only with KVM.
+    return not (capabilities.name == "qemu" and capabilities.accelerator != "kvm")
+
+
+AUTO_ORDER = ("firecracker", "qemu", "jail")
+
+
+class BackendSet:
+    def __init__(self, settings: Settings, factories: dict[str, BackendFactory] | None = None) -> None:
+        self.settings = settings
+        self._factories = factories if factories is not None else FACTORIES
+        self._backends: dict[str, Backend] = {}
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def get(self, name: str) -> Backend:
+        if name not in self._factories:
+            raise InvalidRequest(f"unknown backend {name!r}: choose one of auto, {', '.join(self._factories)}")
+        if name not in self._backends:
+            self._backends[name] = self._factories[name](self.settings)
+        return self._backends[name]
+
+    @cached_property
+    def default(self) -> Backend:
+        """The server's backend: the configured one, or auto's choice; checked once at start-up."""
+        return self._resolve(self.settings.backend)
+
+    def _resolve(self, name: str) -> Backend:
+        if name == "auto":
+            for candidate in AUTO_ORDER:
+                if candidate in self._factories and _strong_enough_for_auto(self.get(candidate).capabilities()):
+                    return self.get(candidate)
+            raise BackendUnavailable("no backend works on this host: run `infra.operator setup` to see why")
+        backend = self.get(name)
+        capabilities = backend.capabilities()
+        if not capabilities.usable:
+            why = "; ".join(capabilities.missing) or "it is not usable here"
+            raise BackendUnavailable(f"backend {name} cannot run on this host: {why}")
+        return backend
+
+    def choose(self, requested: str | None) -> Backend:
+        if requested is None or requested == "auto":
+            return self.default
+        return self._resolve(requested)
+
+    def capabilities(self) -> list[Capabilities]:
+        return [self.get(name).capabilities() for name in self._factories]
+
+    def sweep(self) -> list[str]:
+        return [line for name in self._factories for line in self.get(name).sweep()]

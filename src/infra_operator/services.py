@@ -1,0 +1,77 @@
+"""The parts of a running infra.operator, made once from settings and shared by the
+API and the CLI, so both run executions and builds through the same path."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from . import images
+from .backends import BackendSet
+from .config import Settings
+from .executor import Executor
+from .images import RootfsInfo, RootfsStore
+from .jobs import JobBoard, Progress
+from .languages import Catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: Catalog = field(default_factory=Catalog.load)
+
+    @cached_property
+    def rootfs(self) -> RootfsStore:
+        return RootfsStore(self.settings.images_dir)
+
+    @cached_property
+    def backends(self) -> BackendSet:
+        return BackendSet(self.settings)
+
+    @cached_property
+    def executor(self) -> Executor:
+        return Executor(self.settings, self.catalog, self.rootfs, self.backends)
+
+    @cached_property
+    def jobs(self) -> JobBoard:
+        return JobBoard()
+
+    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
+        return images.build_rootfs(
+            self.catalog.get(language),
+            self.rootfs,
+            self.settings.cache_dir,
+            self.settings.debian_sources,
+            self.settings.debian_suite,
+            size_mb,
+            progress,
+        )
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return []
+
+    def check_can_snapshot(self, backend: Backend, language: str) -> None:
+        capabilities = backend.capabilities()
+        if not capabilities.snapshots:
+            raise InvalidRequest(
+                f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
+        self.rootfs.get(language)
+
+    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> None:
+        raise InvalidRequest("snapshots are not implemented yet")
+
+    def remote(self) -> RemoteStore:
+        raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL")
+
+    def close(self) -> None:
+        self.jobs.wait(timeout=1.0)
+
+    def sweep(self) -> list[str]:
+        """Clear what a crashed server left behind: sandboxes, VMs, cgroups, mounts, temp files."""
+        removed = self.backends.sweep() + images.sweep(self.settings.images_dir, self.settings.cache_dir)
+        for line in removed:
+            log.info("start-up sweep removed %s", line)
+        return removed
