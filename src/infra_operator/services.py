@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from . import images
-from .backends import BackendSet
+from typing import Any
+
+from .backends import Backend, BackendSet
 from .config import Settings
+from .errors import InvalidRequest
 from .executor import Executor
 from .images import RootfsInfo, RootfsStore
 from .jobs import JobBoard, Progress
@@ -50,7 +53,7 @@ class Services:
             progress,
         )
 
-    def list_snapshots(self) -> list[SnapshotInfo]:
+    def list_snapshots(self) -> list[Any]:
         return []
 
     def check_can_snapshot(self, backend: Backend, language: str) -> None:
@@ -63,7 +66,7 @@ class Services:
     def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> None:
         raise InvalidRequest("snapshots are not implemented yet")
 
-    def remote(self) -> RemoteStore:
+    def remote(self) -> Any:
         raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL")
 
     def close(self) -> None:
