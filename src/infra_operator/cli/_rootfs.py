@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..images import is_stale
 from ._common import DataDir, make_services, out, progress_display, reporting_errors
 
 app = typer.Typer(help="Build and list rootfs images.", no_args_is_help=True)
@@ -16,12 +17,17 @@ app = typer.Typer(help="Build and list rootfs images.", no_args_is_help=True)
 def create(
     lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias")],
     size: Annotated[int | None, typer.Option(help="image size in MiB; default: what it needs")] = None,
+    if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or built from other packages")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Build a language's rootfs from Debian packages."""
     services = make_services(data_dir)
     with reporting_errors():
-        name = services.catalog.get(lang).name
+        language = services.catalog.get(lang)
+        name = language.name
+        if if_stale and not is_stale(language, services.rootfs):
+            out.print(f"rootfs-{name} is up to date")
+            return
         with progress_display(f"building rootfs-{name}") as progress:
             info = services.build_rootfs(name, size, progress)
     out.print(f"built {info.path} ({info.size >> 20} MiB, {info.version}, sha256 {info.sha256[:12]})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._files import sweep
-from ._rootfs_builder import Progress, build_rootfs
+from ._rootfs_builder import Progress, build_rootfs, is_stale
 from ._rootfs_store import RootfsInfo, RootfsStore
 
-__all__ = ["Progress", "RootfsInfo", "RootfsStore", "build_rootfs", "sweep"]
+__all__ = ["Progress", "RootfsInfo", "RootfsStore", "build_rootfs", "is_stale", "sweep"]

@@ -117,6 +117,16 @@ def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, prog
              "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
 
 
+def packages_for(language: Language) -> list[str]:
+    return sorted({*AGENT_PACKAGES, *language.packages})
+
+
+def is_stale(language: Language, store: RootfsStore) -> bool:
+    """Missing, or built for another package list than the catalog's."""
+    info = store.find(language.name)
+    return info is None or list(info.packages) != packages_for(language)
+
+
 def build_rootfs(
     language: Language,
     store: RootfsStore,
@@ -134,7 +144,7 @@ def build_rootfs(
         tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{language.name}-", dir=build_root))
         temporary = temporary_name(image)
         try:
-            packages = sorted({*AGENT_PACKAGES, *language.packages})
+            packages = packages_for(language)
             progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
             _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
             version = _read_version(language, tree)
