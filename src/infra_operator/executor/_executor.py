@@ -145,7 +145,7 @@ class Executor:
 
     def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: dict[str, Any] | None,
                 outcome: dict[str, Any], load_ms: float, exec_ms: float) -> ExecutionResult:
-        common = {"language": language.name, "version": rootfs.version, "backend": backend,
+        common: dict[str, Any] = {"language": language.name, "version": rootfs.version, "backend": backend,
                   "load_ms": load_ms, "exec_ms": exec_ms}
         if reply is None:
             return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=True, **common)
