@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
 
     data_dir: Path = Path("/var/lib/infra-operator")
+    package_cache_dir: Path | None = None
+    """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     backend: BackendName = "auto"
     limits: Limits = Limits()
     api_keys: list[str] = Field(default_factory=list)
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        return self.package_cache_dir or self.data_dir / "cache"
 
     @property
     def run_dir(self) -> Path:
