@@ -70,6 +70,7 @@ class Services:
 
     def close(self) -> None:
         self.jobs.wait(timeout=1.0)
+        self.backends.close()
 
     def sweep(self) -> list[str]:
         """Clear what a crashed server left behind: sandboxes, VMs, cgroups, mounts, temp files."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-
 from conftest import DATA_DIR, start_server, stop_server
 
 

@@ -74,5 +74,9 @@ class BackendSet:
     def capabilities(self) -> list[Capabilities]:
         return [self.get(name).capabilities() for name in self._factories]
 
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+
     def sweep(self) -> list[str]:
         return [line for name in self._factories for line in self.get(name).sweep()]

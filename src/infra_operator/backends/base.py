@@ -117,3 +117,7 @@ class Backend(Protocol):
     def sweep(self) -> list[str]:
         """Remove what a crashed server left behind; return a line per thing removed."""
         ...
+
+    def close(self) -> None:
+        """Release what this backend holds for the whole server (mounts, say); sandboxes are gone by now."""
+        ...

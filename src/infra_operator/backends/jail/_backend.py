@@ -183,6 +183,9 @@ class JailBackend:
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         raise InvalidRequest("the jail backend cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
 
+    def close(self) -> None:
+        self.mounts.close()
+
     def sweep(self) -> list[str]:
         removed = _cgroups.sweep()
         for folder in stale_run_folders(self.run_dir, "jail"):
