@@ -20,6 +20,10 @@ _QUICK_SECONDS = 5.0
 _SLOW_SECONDS = 120.0
 
 
+class Refused(BootFailed):
+    """Firecracker answered, and said no: the process is alive and the message is its own."""
+
+
 class FirecrackerApi:
     def __init__(self, socket_path: Path, sandbox: str, transport: httpx.BaseTransport | None = None) -> None:
         self.sandbox = sandbox
@@ -42,7 +46,7 @@ class FirecrackerApi:
             raise BootFailed(f"{where}: {exc}") from exc
         if response.status_code == 204:
             return
-        raise BootFailed(f"{where} refused ({response.status_code}): {_fault_message(response)}")
+        raise Refused(f"{where} refused ({response.status_code}): {_fault_message(response)}")
 
     def ping(self) -> None:
         """GET /version: answers as soon as the API server listens."""

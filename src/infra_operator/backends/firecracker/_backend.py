@@ -30,7 +30,7 @@ from ...guest.protocol import AGENT_VSOCK_PORT
 from .. import _channel
 from ..base import Capabilities, SandboxSpec, SnapshotFiles, State
 from . import _host, _vsock
-from ._api import FirecrackerApi
+from ._api import FirecrackerApi, Refused
 from ._vm import API_SOCKET, PID_FILE, RUN_PREFIX, VSOCK_SOCKET, Launcher, MicroVm, jail_cgroups
 
 if TYPE_CHECKING:
@@ -205,14 +205,21 @@ class FirecrackerBackend:
             self._live.add(vm.id)
             _wait_for_api(vm, deadline)
             api = FirecrackerApi(vm.host_path(API_SOCKET), vm.id)
-            if spec.snapshot is not None:
-                api.load_snapshot(state, memory, VSOCK_SOCKET)
-            else:
-                api.boot_source(kernel, initrd, f"{BOOT_ARGS} infra.channel=vsock:{AGENT_VSOCK_PORT}")
-                api.drive(ROOTFS_DRIVE, rootfs, read_only=True)
-                api.machine_config(spec.vcpus, spec.memory_mb)
-                api.vsock(GUEST_CID, VSOCK_SOCKET)
-                api.start()
+            try:
+                if spec.snapshot is not None:
+                    api.load_snapshot(state, memory, VSOCK_SOCKET)
+                else:
+                    api.boot_source(kernel, initrd, f"{BOOT_ARGS} infra.channel=vsock:{AGENT_VSOCK_PORT}")
+                    api.drive(ROOTFS_DRIVE, rootfs, read_only=True)
+                    api.machine_config(spec.vcpus, spec.memory_mb)
+                    api.vsock(GUEST_CID, VSOCK_SOCKET)
+                    api.start()
+            except BootFailed as exc:
+                # A request that got no answer: say why, when it is that the process died.
+                gone = None if isinstance(exc, Refused) else vm.why_dead(wait=0.5)
+                if gone is not None:
+                    raise BootFailed(f"{exc.message}: the process died: {gone}") from exc
+                raise
             channel = _connect_agent(vm, deadline)
             sandbox = FirecrackerSandbox(vm, api, channel)
             sandbox._on_destroy.append(self._live.discard)

@@ -128,11 +128,15 @@ class MicroVm:
         ]  # fmt: skip
         return [*argv, "--", "--api-sock", API_SOCKET]
 
-    def why_dead(self) -> str | None:
-        """None while the process runs; else how it ended and the end of its console."""
+    def why_dead(self, wait: float = 0.0) -> str | None:
+        """None while the process runs (after waiting up to ``wait`` seconds for it to end);
+        else how it ended and the end of its console."""
         if self.process is None:
             return "firecracker was never started"
-        code = self.process.poll()
+        try:
+            code = self.process.wait(timeout=wait) if wait else self.process.poll()
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None:
             return None
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
