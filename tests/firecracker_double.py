@@ -527,6 +527,34 @@ def write_fake_firecracker(directory: Path, config: dict[str, Any]) -> Path:
     return script
 
 
+def write_fake_jailer(directory: Path) -> Path:
+    """Write ``directory/jailer``: a TEST DOUBLE of Firecracker's jailer. It checks the
+    arguments the driver gives and the chroot it prepared, then runs the exec file with
+    its working directory at the chroot's root, without chroot, setuid or cgroups: so
+    every path the driver hands Firecracker must be relative to that root, as in a jail."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "jailer"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "# A jailer TEST DOUBLE (tests/firecracker_double.py), not Firecracker's jailer.\n"
+        "import argparse, os, sys\n"
+        "p = argparse.ArgumentParser()\n"
+        "for name in ('--id', '--exec-file', '--uid', '--gid', '--chroot-base-dir', '--cgroup-version'):\n"
+        "    p.add_argument(name, required=True)\n"
+        "p.add_argument('--cgroup', action='append', default=[])\n"
+        "args, rest = p.parse_known_args()\n"
+        "assert rest[:1] == ['--'], rest\n"
+        "assert os.path.isabs(args.exec_file), 'the jailer wants an absolute --exec-file'\n"
+        "assert args.uid.isdigit() and args.gid.isdigit() and args.uid != '0'\n"
+        "root = os.path.join(args.chroot_base_dir, os.path.basename(args.exec_file), args.id, 'root')\n"
+        "assert os.path.isdir(root), f'no chroot at {root}'\n"
+        "os.chdir(root)\n"
+        "os.execv(args.exec_file, [args.exec_file, '--id', args.id, *rest[1:]])\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

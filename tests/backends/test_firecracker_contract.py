@@ -25,7 +25,7 @@ import pytest
 # The double lives beside the test folders, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firecracker_double import ApiSpec, read_records, write_fake_firecracker  # noqa: E402
+from firecracker_double import ApiSpec, read_records, write_fake_firecracker, write_fake_jailer  # noqa: E402
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, State  # noqa: E402
 from infra_operator.backends.firecracker import FirecrackerBackend  # noqa: E402
@@ -201,6 +201,40 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_through_the_jailer_every_path_is_inside_the_chroot(rig: Rig) -> None:
+    jailer = write_fake_jailer(rig.tmp / "bin")
+    settings = rig.settings.model_copy(update={"jailer_bin": jailer})
+    backend = FirecrackerBackend(settings, boot_timeout=10.0, check_kvm=False)
+    directory = rig.tmp / "snapshot"
+    directory.mkdir()
+    files = backend.create_snapshot(rig.spec, directory)
+    sandbox = backend.start(replace(rig.spec, snapshot=files))
+    try:
+        assert sandbox.vm.jailed and sandbox.vm.root.is_relative_to(sandbox.vm.folder)
+        assert (sandbox.vm.root / "rootfs.ext4").samefile(rig.spec.rootfs)  # hard-linked, not copied
+        reply = _execute(sandbox, "print('jailed')")
+        assert b64decode(reply["run"]["stdout"]) == b"jailed\n"
+    finally:
+        sandbox.destroy()
+    records = rig.records()
+    _assert_all_valid(records)
+    paths = [
+        value
+        for record in records
+        for key, value in _flatten(record["body"])
+        if key.endswith(("_path", "path_on_host", "backend_path"))
+    ]
+    assert paths and all(not value.startswith("/") for value in paths), paths
+    assert all(Path(record["cwd"]).name == "root" for record in records)
+    assert _run_folders(rig) == []
+
+
+def _flatten(body: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(body, dict):
+        return [(prefix, body)]
+    return [item for key, value in body.items() for item in _flatten(value, key)]
 
 
 def test_fault_message_becomes_boot_failed(rig: Rig) -> None:

@@ -249,6 +249,10 @@ class FirecrackerBackend:
                     # Under a temporary name first: a half-moved file never has the real one.
                     partial = target.with_name(f".{target.name}.part")
                     shutil.move(sandbox.vm.root / name, partial)
+                    if sandbox.vm.jailed and os.geteuid() == 0:
+                        # Written as the jail's uid; later jails get hard links to these files,
+                        # so no jail uid may own (and so rewrite) them.
+                        os.chown(partial, 0, 0)
                     partial.chmod(0o644)
                     os.replace(partial, target)
             return files
