@@ -9,7 +9,11 @@ hands the vsock connection to a real guest agent process.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,8 +33,9 @@ from firecracker_double import ApiSpec, read_records, write_fake_firecracker, wr
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, State  # noqa: E402
 from infra_operator.backends.firecracker import FirecrackerBackend  # noqa: E402
+from infra_operator.backends.firecracker._api import FirecrackerApi  # noqa: E402
 from infra_operator.config import Settings  # noqa: E402
-from infra_operator.errors import AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
+from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
 from infra_operator.guest.protocol import b64decode, b64encode  # noqa: E402
 
 # The interpreter the agent runs programs with (as uid 65534): the system's, not a pyenv shim.
@@ -91,7 +96,23 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         yield Rig(backend, settings, spec, record, bin_dir, config, tmp_path)
     finally:
         backend.sweep()
+        _kill_processes_in(work_root)
         shutil.rmtree(work_root, ignore_errors=True)
+
+
+def _kill_processes_in(folder: Path) -> None:
+    """Programs the agents ran start their own sessions, so killing a double's process group
+    does not reach them (in a real VM, killing the VM does): end those working in ``folder``."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        if cwd.is_relative_to(folder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _execute(sandbox: Any, source: str) -> dict[str, Any]:
@@ -264,6 +285,83 @@ def test_process_dying_is_boot_failed(rig: Rig) -> None:
     with pytest.raises(BootFailed, match="exited with code 3"):
         rig.backend.start(rig.spec)
     assert _run_folders(rig) == []
+
+
+def test_host_deadline_bounds_a_call(rig: Rig) -> None:
+    sandbox = rig.backend.start(rig.spec)
+    try:
+        message = {
+            "op": "execute",
+            "files": {"main.py": b64encode(b"import time; time.sleep(30)")},
+            "compile": None,
+            "run": [GUEST_PYTHON, "main.py"],
+            "env": {},
+            "stdin": "",
+            "limits": {**LIMITS, "wall_seconds": 60},
+        }
+        started = time.monotonic()
+        with pytest.raises(AgentTimeout):
+            sandbox.call(message, time.monotonic() + 0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        sandbox.destroy()
+
+
+def test_vm_dying_during_a_call_is_agent_error(rig: Rig) -> None:
+    sandbox = rig.backend.start(rig.spec)
+    try:
+        sandbox.vm.kill()
+        with pytest.raises(AgentError, match="microVM died"):
+            _execute(sandbox, "print(1)")
+    finally:
+        sandbox.destroy()
+    with pytest.raises(AgentError, match="destroyed"):
+        _execute(sandbox, "print(1)")
+
+
+def test_unusable_kvm_is_backend_unavailable(rig: Rig) -> None:
+    backend = FirecrackerBackend(rig.settings)  # check_kvm: the default
+    if all(probe.ok for probe in backend._kvm_probes()):
+        pytest.skip("KVM is usable on this host: nothing to refuse")
+    with pytest.raises(BackendUnavailable, match="KVM is not usable"):
+        backend.start(rig.spec)
+    assert rig.records() == []  # refused before any process started
+
+
+def test_api_client_through_a_mock_transport() -> None:
+    """In process, no socket: each request the client makes is checked against the spec."""
+    spec = ApiSpec()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        errors = spec.request_errors(request.method, request.url.path, body)
+        assert errors == [], errors
+        seen.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/snapshot/create":
+            return httpx.Response(400, json={"fault_message": "Cannot create snapshot: not paused"})
+        return httpx.Response(204)
+
+    api = FirecrackerApi(Path("/nonexistent"), "unit", transport=httpx.MockTransport(handler))
+    api.boot_source("vmlinux", "initrd", "console=ttyS0")
+    api.drive("rootfs", "rootfs.ext4", read_only=True)
+    api.machine_config(2, 512)
+    api.vsock(3, "vsock.sock")
+    api.start()
+    api.pause()
+    api.load_snapshot("vmstate", "mem", "vsock.sock")
+    with pytest.raises(BootFailed, match="not paused"):
+        api.create_snapshot("vmstate", "mem")
+    assert seen == [
+        "PUT /boot-source",
+        "PUT /drives/rootfs",
+        "PUT /machine-config",
+        "PUT /vsock",
+        "PUT /actions",
+        "PATCH /vm",
+        "PUT /snapshot/load",
+        "PUT /snapshot/create",
+    ]
 
 
 def test_missing_binary_is_backend_unavailable(rig: Rig) -> None:

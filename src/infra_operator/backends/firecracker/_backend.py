@@ -203,8 +203,8 @@ class FirecrackerBackend:
                 except (FileNotFoundError, PermissionError) as exc:
                     raise BackendUnavailable(f"cannot run {exc.filename}: {exc.strerror}") from exc
             self._live.add(vm.id)
-            _wait_for_api(vm, deadline)
             api = FirecrackerApi(vm.host_path(API_SOCKET), vm.id)
+            _wait_for_api(vm, api, deadline)
             try:
                 if spec.snapshot is not None:
                     api.load_snapshot(state, memory, VSOCK_SOCKET)
@@ -320,13 +320,23 @@ def _os_errors(vm: MicroVm) -> Iterator[None]:
         raise BootFailed(f"sandbox {vm.id}: {exc}") from exc
 
 
-def _wait_for_api(vm: MicroVm, deadline: float) -> None:
-    try:
-        vm.wait_for_api(deadline)
-    except ProcessLookupError as exc:
-        raise BootFailed(f"sandbox {vm.id}: {exc}") from exc
-    except TimeoutError as exc:
-        raise BootFailed(f"sandbox {vm.id}: firecracker API socket never appeared: {exc}") from exc
+def _wait_for_api(vm: MicroVm, api: FirecrackerApi, deadline: float) -> None:
+    """Until Firecracker answers GET /version: its socket file appears at bind(), a
+    moment before it accepts connections."""
+    last = "no API socket yet"
+    while True:
+        gone = vm.why_dead()
+        if gone is not None:
+            raise BootFailed(f"sandbox {vm.id}: {gone}")
+        if (vm.root / API_SOCKET).exists():
+            try:
+                api.ping()
+                return
+            except BootFailed as exc:
+                last = exc.message
+        if time.monotonic() > deadline:
+            raise BootFailed(f"sandbox {vm.id}: firecracker API not answering in time ({last})")
+        time.sleep(0.002)
 
 
 def _connect_agent(vm: MicroVm, deadline: float) -> socket.socket:

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,17 +150,6 @@ class MicroVm:
         except OSError:
             return "(no console log)"
         return text.replace("\n", " | ") or "(empty)"
-
-    def wait_for_api(self, deadline: float) -> None:
-        """Until the API socket exists; raises TimeoutError or ProcessLookupError."""
-        socket = self.root / API_SOCKET
-        while not socket.exists():
-            gone = self.why_dead()
-            if gone is not None:
-                raise ProcessLookupError(gone)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no API socket after {self.console_tail()}")
-            time.sleep(0.002)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
