@@ -4,7 +4,7 @@ watched, killed and cleaned up. No HTTP here (see ``_api``), no agent (see ``_ba
 Every path handed to Firecracker is relative to its working directory, which is the
 run folder when it runs directly and the chroot's root (``/``) when the jailer runs it.
 So one set of names serves both, and a snapshot's recorded relative paths (the vsock
-socket, a jailed rootfs) exist again in the next sandbox's folder.
+socket, the rootfs drive) exist again in the next sandbox's folder, jailed or not.
 """
 
 from __future__ import annotations
@@ -79,10 +79,15 @@ class MicroVm:
         return path
 
     def place(self, source: Path, name: str) -> str:
-        """Make ``source`` reachable by Firecracker; returns the path to hand it."""
-        if not self.jailed:
-            return str(source.resolve())
+        """Make ``source`` reachable by Firecracker as ``name``; returns the path to hand it.
+
+        Directly, a symbolic link to it; in a jail, where a link cannot lead out of the
+        chroot, a hard link (or a copy owned by the jail's uid). Either way Firecracker,
+        and so a snapshot it makes, sees the same relative name."""
         target = self.root / name
+        if not self.jailed:
+            target.symlink_to(source.resolve())
+            return name
         mode = source.stat().st_mode
         try:
             if not mode & 0o004:
