@@ -549,7 +549,8 @@ def write_fake_jailer(directory: Path) -> Path:
         "root = os.path.join(args.chroot_base_dir, os.path.basename(args.exec_file), args.id, 'root')\n"
         "assert os.path.isdir(root), f'no chroot at {root}'\n"
         "os.chdir(root)\n"
-        "os.execv(args.exec_file, [args.exec_file, '--id', args.id, *rest[1:]])\n"
+        "assert 'firecracker' in os.path.basename(args.exec_file), 'the jailer runs only firecracker'\n"
+        "os.execv(args.exec_file, [args.exec_file, f'--id={args.id}', *rest[1:]])\n"
     )
     script.chmod(0o755)
     return script

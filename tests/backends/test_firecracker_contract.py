@@ -386,11 +386,15 @@ def test_missing_binary_is_backend_unavailable(rig: Rig) -> None:
         FirecrackerBackend(Settings(data_dir=rig.settings.data_dir), check_kvm=False).start(rig.spec)
 
 
-def test_sweep_kills_leftovers_and_removes_folders(rig: Rig) -> None:
-    sandbox = rig.backend.start(rig.spec)
+@pytest.mark.parametrize("jailed", [False, True])
+def test_sweep_kills_leftovers_and_removes_folders(rig: Rig, jailed: bool) -> None:
+    settings = rig.settings
+    if jailed:
+        settings = settings.model_copy(update={"jailer_bin": write_fake_jailer(rig.tmp / "bin")})
+    sandbox = FirecrackerBackend(settings, check_kvm=False).start(rig.spec)
     pid = sandbox.vm.process.pid  # type: ignore[union-attr]
     # A new server process knows nothing of the old one's sandboxes.
-    lines = FirecrackerBackend(rig.settings, check_kvm=False).sweep()
+    lines = FirecrackerBackend(settings, check_kvm=False).sweep()
     assert any(f"killed firecracker pid {pid}" in line for line in lines)
     assert _run_folders(rig) == []
     sandbox.vm.process.wait(timeout=5)  # type: ignore[union-attr]

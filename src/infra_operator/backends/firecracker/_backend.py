@@ -173,6 +173,11 @@ class FirecrackerBackend:
         jailer = self.settings.jailer_bin
         if jailer is not None and not jailer.is_file():
             raise BackendUnavailable(f"jailer binary {jailer} does not exist")
+        if jailer is not None and "firecracker" not in binary.name:
+            # The jailer refuses any other exec file; say so before it does, more clearly.
+            raise BackendUnavailable(
+                f"the jailer runs only a file whose name includes 'firecracker', not {binary}"
+            )
         if self.check_kvm:
             failed = [probe.evidence for probe in self._kvm_probes() if not probe.ok]
             if failed:
@@ -370,7 +375,8 @@ def _leftover_pid(folder: Path, sandbox_id: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if sandbox_id.encode() in cmdline else None
+    # Substring, not element: the jailer execs Firecracker with "--id=<id>" as one argument.
+    return pid if any(sandbox_id.encode() in argument for argument in cmdline) else None
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

@@ -183,9 +183,10 @@ class MicroVm:
 
 def jail_cgroups(exec_name: str, sandbox_id: str) -> list[Path]:
     """The cgroups the jailer made for one VM (its parent cgroup is the exec file's name)."""
+    # v2 at the root; v1 under each controller's mount, and a hybrid host's v2 under unified/.
     root = Path("/sys/fs/cgroup")
-    if (root / "cgroup.controllers").exists():
-        candidates = [root / exec_name / sandbox_id]
-    else:
-        candidates = [controller / exec_name / sandbox_id for controller in root.iterdir()]
-    return [path for path in candidates if path.is_dir()]
+    try:
+        bases = [root, *(path for path in root.iterdir() if path.is_dir())]
+    except OSError:
+        return []
+    return [base / exec_name / sandbox_id for base in bases if (base / exec_name / sandbox_id).is_dir()]
