@@ -317,6 +317,8 @@ def test_host_deadline_bounds_a_call(rig: Rig) -> None:
         with pytest.raises(AgentTimeout):
             sandbox.call(message, time.monotonic() + 0.5)
         assert time.monotonic() - started < 3
+        with pytest.raises(AgentError, match="no agent"):  # a late answer is never read as the next one
+            sandbox.call({"op": "ping"}, time.monotonic() + 1)
     finally:
         sandbox.destroy()
 

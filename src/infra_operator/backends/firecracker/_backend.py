@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 GUEST_CID = 3  # the lowest a guest may have: 0-2 are reserved for the hypervisor and host
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
-"""Firecracker's recommended command line, minus ``nomodule``: the guest's initramfs
-loads virtio_mmio, virtio_blk and vsock as modules. ``infra.channel`` is added to it."""
+"""Firecracker's recommended command line with the serial console on (its output goes to
+the run folder's console.log) and without ``nomodule``: the guest's initramfs loads
+virtio_mmio, virtio_blk and vsock as modules. ``infra.channel`` is added to it."""
 ROOTFS_DRIVE = "rootfs"
 SNAPSHOT_STATE = "vmstate"
 SNAPSHOT_MEMORY = "mem"
@@ -50,13 +51,19 @@ SNAPSHOT_MEMORY = "mem"
 class FirecrackerSandbox:
     """One running microVM with an open vsock connection to its agent."""
 
-    def __init__(self, vm: MicroVm, api: FirecrackerApi, channel: socket.socket) -> None:
+    def __init__(
+        self,
+        vm: MicroVm,
+        api: FirecrackerApi,
+        channel: socket.socket,
+        on_destroy: Callable[[str], None] | None = None,
+    ) -> None:
         self.id = vm.id
         self.state = State.READY
         self._vm = vm
         self._api = api
         self._channel: socket.socket | None = channel
-        self._on_destroy: list[Callable[[str], None]] = []
+        self._on_destroy = on_destroy
 
     @property
     def vm(self) -> MicroVm:
@@ -73,9 +80,14 @@ class FirecrackerSandbox:
         self.state = State.RUNNING
         try:
             return _channel.call(fd, fd, message, deadline, self.id)
+        except AgentTimeout:
+            # Its answer may still come and would be read as the next call's: no next call.
+            self.close_channel()
+            raise
         except AgentError as exc:
             gone = self._vm.why_dead()
             if gone is not None:
+                self.close_channel()
                 raise AgentError(f"sandbox {self.id}: the microVM died: {gone}") from exc
             raise
         finally:
@@ -101,8 +113,8 @@ class FirecrackerSandbox:
                 release()
             except OSError as exc:
                 log.warning("sandbox %s: %s: %s", self.id, release.__name__, exc)
-        for callback in self._on_destroy:
-            callback(self.id)
+        if self._on_destroy is not None:
+            self._on_destroy(self.id)
 
 
 class FirecrackerBackend:
@@ -226,8 +238,7 @@ class FirecrackerBackend:
                     raise BootFailed(f"{exc.message}: the process died: {gone}") from exc
                 raise
             channel = _connect_agent(vm, deadline)
-            sandbox = FirecrackerSandbox(vm, api, channel)
-            sandbox._on_destroy.append(self._live.discard)
+            sandbox = FirecrackerSandbox(vm, api, channel, on_destroy=self._live.discard)
             _wait_ready(channel, vm, deadline)
             return sandbox
         except BaseException:
