@@ -463,6 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         line = json.dumps(
             {
+                "at": time.time(),
                 "instance": self.server.vm.id,
                 "pid": os.getpid(),
                 "cwd": os.getcwd(),

@@ -120,11 +120,21 @@ class FirecrackerSandbox:
 class FirecrackerBackend:
     name = "firecracker"
 
-    def __init__(self, settings: Settings, *, boot_timeout: float = 20.0, check_kvm: bool = True) -> None:
-        """``check_kvm=False`` skips the hardware probe before each start: for a Firecracker
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        boot_timeout: float = 20.0,
+        api_timeout: float = 10.0,
+        check_kvm: bool = True,
+    ) -> None:
+        """``api_timeout`` bounds the process's start until its API answers; ``boot_timeout``
+        then bounds the guest's boot (or restore) until its agent answers a ping.
+        ``check_kvm=False`` skips the hardware probe before each start: for a Firecracker
         test double, which needs no KVM. A real Firecracker without KVM still fails, later."""
         self.settings = settings
         self.boot_timeout = boot_timeout
+        self.api_timeout = api_timeout
         self.check_kvm = check_kvm
         self._kvm: tuple[_host.Probe, ...] | None = None
         self._live: set[str] = set()
@@ -200,37 +210,22 @@ class FirecrackerBackend:
         launcher = self._launcher()
         _check_files(spec)
         vm = MicroVm(self.settings.run_dir, uuid.uuid4().hex[:12], launcher)
-        deadline = time.monotonic() + self.boot_timeout
         api: FirecrackerApi | None = None
+        channel: socket.socket | None = None
         try:
             with _os_errors(vm):
                 vm.prepare()
-                if spec.snapshot is not None and spec.snapshot.memory is not None:  # see _check_files
-                    # Restoring needs the rootfs at the path the snapshot recorded (see _vm).
-                    rootfs = vm.place(spec.rootfs, "rootfs.ext4")
-                    state = vm.place(spec.snapshot.vmstate, SNAPSHOT_STATE)
-                    memory = vm.place(spec.snapshot.memory, SNAPSHOT_MEMORY)
-                else:
-                    assert spec.kernel is not None  # _check_files
-                    kernel = vm.place(spec.kernel.vmlinux, "vmlinux")
-                    initrd = vm.place(spec.kernel.initramfs, "initramfs")
-                    rootfs = vm.place(spec.rootfs, "rootfs.ext4")
+                paths = _place(vm, spec)
                 try:
                     vm.spawn(spec.memory_mb)
                 except (FileNotFoundError, PermissionError) as exc:
                     raise BackendUnavailable(f"cannot run {exc.filename}: {exc.strerror}") from exc
             self._live.add(vm.id)
             api = FirecrackerApi(vm.host_path(API_SOCKET), vm.id)
-            _wait_for_api(vm, api, deadline)
+            _wait_for_api(vm, api, time.monotonic() + self.api_timeout)
+            deadline = time.monotonic() + self.boot_timeout
             try:
-                if spec.snapshot is not None:
-                    api.load_snapshot(state, memory, VSOCK_SOCKET)
-                else:
-                    api.boot_source(kernel, initrd, f"{BOOT_ARGS} infra.channel=vsock:{AGENT_VSOCK_PORT}")
-                    api.drive(ROOTFS_DRIVE, rootfs, read_only=True)
-                    api.machine_config(spec.vcpus, spec.memory_mb)
-                    api.vsock(GUEST_CID, VSOCK_SOCKET)
-                    api.start()
+                _configure(api, spec, paths)
             except BootFailed as exc:
                 # A request that got no answer: say why, when it is that the process died.
                 gone = None if isinstance(exc, Refused) else vm.why_dead(wait=0.5)
@@ -238,10 +233,11 @@ class FirecrackerBackend:
                     raise BootFailed(f"{exc.message}: the process died: {gone}") from exc
                 raise
             channel = _connect_agent(vm, deadline)
-            sandbox = FirecrackerSandbox(vm, api, channel, on_destroy=self._live.discard)
             _wait_ready(channel, vm, deadline)
-            return sandbox
+            return FirecrackerSandbox(vm, api, channel, on_destroy=self._live.discard)
         except BaseException:
+            if channel is not None:
+                channel.close()
             if api is not None:
                 api.close()
             vm.kill()
@@ -308,6 +304,33 @@ def find_vmlinux(kernels_dir: Path) -> list[Path]:
     return sorted(
         path for path in kernels_dir.rglob("vmlinux") if not any(p.startswith(".") for p in path.parts[-3:])
     )
+
+
+def _place(vm: MicroVm, spec: SandboxSpec) -> dict[str, str]:
+    """Put the files the VM needs where Firecracker finds them; their names for the API."""
+    # The rootfs also when restoring: Firecracker reopens the drive the snapshot recorded.
+    paths = {"rootfs": vm.place(spec.rootfs, "rootfs.ext4")}
+    if spec.snapshot is not None:
+        assert spec.snapshot.memory is not None  # _check_files
+        paths["vmstate"] = vm.place(spec.snapshot.vmstate, SNAPSHOT_STATE)
+        paths["memory"] = vm.place(spec.snapshot.memory, SNAPSHOT_MEMORY)
+    else:
+        assert spec.kernel is not None  # _check_files
+        paths["kernel"] = vm.place(spec.kernel.vmlinux, "vmlinux")
+        paths["initrd"] = vm.place(spec.kernel.initramfs, "initramfs")
+    return paths
+
+
+def _configure(api: FirecrackerApi, spec: SandboxSpec, paths: dict[str, str]) -> None:
+    """Restore, or configure and boot, in the order Firecracker requires."""
+    if spec.snapshot is not None:
+        api.load_snapshot(paths["vmstate"], paths["memory"], VSOCK_SOCKET)
+        return
+    api.boot_source(paths["kernel"], paths["initrd"], f"{BOOT_ARGS} infra.channel=vsock:{AGENT_VSOCK_PORT}")
+    api.drive(ROOTFS_DRIVE, paths["rootfs"], read_only=True)
+    api.machine_config(spec.vcpus, spec.memory_mb)
+    api.vsock(GUEST_CID, VSOCK_SOCKET)
+    api.start()
 
 
 def _check_files(spec: SandboxSpec) -> None:
