@@ -14,10 +14,10 @@ import pytest
 
 from infra_operator.backends.firecracker import (
     FIRECRACKER_VERSION,
+    InstallFailed,
     firecracker_release_url,
     install_firecracker,
 )
-from infra_operator.backends.firecracker._install import InstallFailed
 from infra_operator.errors import InvalidRequest
 
 TAG = f"{FIRECRACKER_VERSION}-x86_64"

@@ -8,6 +8,7 @@ from ._install import (
     FIRECRACKER_ARCH,
     FIRECRACKER_URL_TEMPLATE,
     FIRECRACKER_VERSION,
+    InstallFailed,
     firecracker_release_url,
     install_firecracker,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "GUEST_CID",
     "FirecrackerBackend",
     "FirecrackerSandbox",
+    "InstallFailed",
     "firecracker_release_url",
     "install_firecracker",
 ]
