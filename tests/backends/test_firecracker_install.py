@@ -144,3 +144,21 @@ def test_archive_without_the_binaries_is_refused(serve: dict[str, bytes], tmp_pa
 def test_http_error_is_refused(serve: dict[str, bytes], tmp_path: Path) -> None:
     with pytest.raises(InstallFailed, match="HTTP 404"):
         install_firecracker(f"{serve['base'].decode()}/missing.tgz", "0" * 64, tmp_path, lambda d, t: None)
+
+
+def test_exported_members() -> None:
+    import infra_operator.backends.firecracker as firecracker
+
+    assert sorted(firecracker.__all__) == [
+        "BOOT_ARGS",
+        "FIRECRACKER_ARCH",
+        "FIRECRACKER_URL_TEMPLATE",
+        "FIRECRACKER_VERSION",
+        "FirecrackerBackend",
+        "FirecrackerSandbox",
+        "GUEST_CID",
+        "InstallFailed",
+        "firecracker_release_url",
+        "install_firecracker",
+    ]
+    assert all(hasattr(firecracker, name) for name in firecracker.__all__)
