@@ -6,6 +6,7 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,11 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
+
+
+def _on_path(name: str) -> Path | None:
+    found = shutil.which(name)
+    return Path(found) if found else None
 
 
 class LimitRange(BaseModel):
@@ -47,7 +53,8 @@ class Settings(BaseSettings):
     default_rootfs_mb: int = 1024
     vm_memory_mb: int = 256
     vm_vcpus: int = 1
-    firecracker_bin: Path | None = None
+    firecracker_bin: Path | None = Field(default_factory=lambda: _on_path("firecracker"))
+    """Default: ``firecracker`` on the PATH (where ``setup --install-firecracker`` puts it)."""
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = "infra-operator"

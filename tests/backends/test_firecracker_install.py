@@ -162,3 +162,28 @@ def test_exported_members() -> None:
         "install_firecracker",
     ]
     assert all(hasattr(firecracker, name) for name in firecracker.__all__)
+
+
+def test_setup_command_installs_and_refuses_a_bad_checksum(serve: dict[str, bytes], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = _archive(RELEASE)
+    url = _publish(serve, f"firecracker-{TAG}.tgz", data)
+
+    def setup(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "infra_operator", "setup", "--install-firecracker", "--firecracker-url", url,
+             "--install-dir", str(tmp_path / "bin"), "--data-dir", str(tmp_path / "data"), *extra],
+            capture_output=True, text=True, timeout=120)
+
+    refused = setup("--firecracker-sha256", "0" * 64)
+    assert refused.returncode == 2
+    assert "SHA-256" in refused.stderr or "sha256" in refused.stderr.lower()
+    assert not (tmp_path / "bin" / "firecracker").exists()
+    assert setup().returncode == 2  # no checksum given: refused, not trusted
+
+    installed = setup("--firecracker-sha256", hashlib.sha256(data).hexdigest())
+    assert installed.returncode == 0, installed.stderr
+    assert (tmp_path / "bin" / "firecracker").read_bytes() == RELEASE[f"release-{TAG}/firecracker-{TAG}"]
+    assert "firecracker" in installed.stdout

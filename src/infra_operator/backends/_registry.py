@@ -13,12 +13,14 @@ from functools import cached_property
 from ..config import Settings
 from ..errors import BackendUnavailable, InvalidRequest
 from .base import Backend, Capabilities
+from .firecracker import FirecrackerBackend
 from .jail import JailBackend
 
 BackendFactory = Callable[[Settings], Backend]
 
 FACTORIES: dict[str, BackendFactory] = {
     "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
+    "firecracker": FirecrackerBackend,
 }
 
 

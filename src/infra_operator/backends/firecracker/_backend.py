@@ -273,6 +273,9 @@ class FirecrackerBackend:
 
     # -- cleaning up ----------------------------------------------------------------
 
+    def close(self) -> None:
+        """Nothing is held server-wide: each VM owns its run folder and is destroyed with it."""
+
     def sweep(self) -> list[str]:
         removed: list[str] = []
         run_dir = self.settings.run_dir
