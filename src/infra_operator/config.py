@@ -6,6 +6,7 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -49,12 +50,20 @@ class Settings(BaseSettings):
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = "infra-operator"
+    s3_region: str | None = None
     debian_suite: str = "bookworm"
     debian_sources: list[str] = [
         "deb http://deb.debian.org/debian bookworm main",
         "deb http://deb.debian.org/debian bookworm-updates main",
         "deb http://deb.debian.org/debian-security bookworm-security main",
     ]
+
+    @property
+    def s3_configured(self) -> bool:
+        """An object store is in use when an endpoint is named (MinIO, moto, Ceph, ...) or AWS
+        credentials are in the environment (real S3, no endpoint needed). boto3 itself reads the
+        credentials; this only decides whether to try, so an unset store is a clear 400."""
+        return self.s3_endpoint_url is not None or "AWS_ACCESS_KEY_ID" in os.environ
 
     # Where things live under the data directory; one place names them all.
     @property
