@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens."""
 
 
 class LimitRange(BaseModel):
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     firecracker_bin: Path | None = None
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
-    s3_bucket: str = "infra-operator"
+    s3_bucket: str = Field(default="infra-operator", pattern=BUCKET_PATTERN)
     s3_region: str | None = None
     debian_suite: str = "bookworm"
     debian_sources: list[str] = [

@@ -16,7 +16,6 @@ from ..jobs import Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
 from ._models import (
-    BUCKET_PATTERN,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -43,7 +42,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
-Bucket = Annotated[str | None, Query(pattern=BUCKET_PATTERN, description="with remote: the bucket to list")]
+Bucket = Annotated[str | None, Query(description="with remote: the bucket to list; default: the configured one")]
 
 public = APIRouter(responses=ERRORS)
 api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], responses=ERRORS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
+from ..config import BUCKET_PATTERN
 from ..errors import InvalidRequest, NotFound, RemoteStoreError, RootfsNotFound, SnapshotNotFound
 from ._files import exclusive, sha256_of, temporary_name, write_json_atomically
 from ._progress import ByteProgress, mib
@@ -83,6 +85,9 @@ class _Counter:
 class RemoteStore:
     def __init__(self, rootfs: RootfsStore, snapshots_dir: Path, bucket: str,
                  endpoint_url: str | None = None, region: str | None = None) -> None:
+        if not re.match(BUCKET_PATTERN, bucket):
+            raise InvalidRequest(f"invalid bucket name {bucket!r}: use 3 to 63 lowercase letters, digits, "
+                                 "dots and hyphens")
         self.rootfs = rootfs
         self.snapshots_dir = snapshots_dir
         self.bucket = bucket
