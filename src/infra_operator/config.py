@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 """An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens."""
+_AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 
 
 class LimitRange(BaseModel):
@@ -63,9 +64,9 @@ class Settings(BaseSettings):
     @property
     def s3_configured(self) -> bool:
         """An object store is in use when an endpoint is named (MinIO, moto, Ceph, ...) or AWS
-        credentials are in the environment (real S3, no endpoint needed). boto3 itself reads the
-        credentials; this only decides whether to try, so an unset store is a clear 400."""
-        return self.s3_endpoint_url is not None or "AWS_ACCESS_KEY_ID" in os.environ
+        credentials are in the environment (Amazon S3 itself needs no endpoint). boto3 reads the
+        credentials on its own; this only decides whether to try, so no store at all is a clear 400."""
+        return self.s3_endpoint_url is not None or any(name in os.environ for name in _AWS_CREDENTIALS)
 
     # Where things live under the data directory; one place names them all.
     @property

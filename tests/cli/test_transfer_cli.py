@@ -71,6 +71,6 @@ def test_errors_are_messages_and_exit_codes(env: dict[str, str], tmp_path: Path)
     assert "language not found: ruby2" in unknown.stderr
     bad_bucket = cli(env, "rootfs", "list", "--remote", "--bucket", "Not_A_Bucket", expect=2)
     assert "invalid bucket name 'Not_A_Bucket'" in bad_bucket.stderr
-    store_settings = {"INFRA_OPERATOR_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"}
+    store_settings = {"INFRA_OPERATOR_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE"}
     unconfigured = {key: value for key, value in env.items() if key not in store_settings}
     assert "no object store is configured" in cli(unconfigured, "rootfs", "list", "--remote", expect=2).stderr

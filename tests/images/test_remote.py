@@ -118,6 +118,7 @@ def test_an_unreachable_store_is_a_clear_error(bucket: str, tmp_path: Path) -> N
 
 def test_without_endpoint_or_credentials_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("INFRA_OPERATOR_S3_ENDPOINT_URL", raising=False)
     with pytest.raises(InvalidRequest, match="no object store is configured"):
         Services(Settings(data_dir=tmp_path)).remote()

@@ -92,11 +92,11 @@ class RemoteStore:
         self.snapshots_dir = snapshots_dir
         self.bucket = bucket
         self.where = endpoint_url or "AWS S3"
+        self._region = region
         try:
             self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=_CONFIG)
         except (ValueError, BotoCoreError) as exc:
             raise InvalidRequest(f"object store endpoint {endpoint_url!r} is not usable: {exc}") from exc
-        self._region = region
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
