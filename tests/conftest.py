@@ -4,6 +4,8 @@ install script fills (INFRA_OPERATOR_DATA_DIR, default /var/lib/infra-operator).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -94,3 +96,71 @@ def require_images(*languages: str) -> None:
     missing = [name for name in languages if not (DATA_DIR / "images" / f"rootfs-{name}.json").exists()]
     if missing:
         pytest.skip(f"rootfs not built for {', '.join(missing)} in {DATA_DIR}: run scripts/install.sh")
+
+
+@dataclass
+class ObjectStore:
+    """A real S3-compatible server (moto) for the tests; each test takes its own bucket."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def env(self, bucket: str) -> dict[str, str]:
+        """What an infra.operator process needs to use this store and ``bucket``, nothing of the host's."""
+        return {"INFRA_OPERATOR_S3_ENDPOINT_URL": self.url, "INFRA_OPERATOR_S3_BUCKET": bucket,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=output, stderr=subprocess.STDOUT)
+    store = ObjectStore(url=f"http://127.0.0.1:{port}", process=process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                httpx.get(store.url, timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield store
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_fake_rootfs(data_dir: Path, language: str, size: int) -> str:
+    """Random bytes standing in for an ext4 image, with a true record; returns its sha256. Stores
+    and transfers never look inside an image, so this exercises them as a real one would."""
+    images = data_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    content = os.urandom(size)
+    (images / f"rootfs-{language}.ext4").write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    record = {"language": language, "sha256": digest, "version": f"{language} 0.test", "packages": [],
+              "built_at": 1.0, "build_seconds": 1.0}
+    (images / f"rootfs-{language}.json").write_text(json.dumps(record))
+    return digest
+
+
+def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict[str, bytes]) -> Path:
+    """A snapshot folder as the snapshot store lays it out: metadata.json naming sizes, plus ``files``."""
+    folder = data_dir / "snapshots" / backend / language
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    metadata = {"language": language, "backend": backend, "vmstate_size": len(files.get("vmstate", b"")),
+                "mem_size": len(files.get("memory", b"")), "mem_mb": 256, "vcpus": 1, "created_at": 2.0}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder

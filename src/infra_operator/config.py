@@ -6,6 +6,7 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,9 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens."""
+_AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 
 
 def _on_path(name: str) -> Path | None:
@@ -57,13 +61,21 @@ class Settings(BaseSettings):
     """Default: ``firecracker`` on the PATH (where ``setup --install-firecracker`` puts it)."""
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
-    s3_bucket: str = "infra-operator"
+    s3_bucket: str = Field(default="infra-operator", pattern=BUCKET_PATTERN)
+    s3_region: str | None = None
     debian_suite: str = "bookworm"
     debian_sources: list[str] = [
         "deb http://deb.debian.org/debian bookworm main",
         "deb http://deb.debian.org/debian bookworm-updates main",
         "deb http://deb.debian.org/debian-security bookworm-security main",
     ]
+
+    @property
+    def s3_configured(self) -> bool:
+        """An object store is in use when an endpoint is named (MinIO, moto, Ceph, ...) or AWS
+        credentials are in the environment (Amazon S3 itself needs no endpoint). boto3 reads the
+        credentials on its own; this only decides whether to try, so no store at all is a clear 400."""
+        return self.s3_endpoint_url is not None or any(name in os.environ for name in _AWS_CREDENTIALS)
 
     # Where things live under the data directory; one place names them all.
     @property

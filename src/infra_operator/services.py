@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import images
 from .backends import Backend, BackendSet
@@ -16,6 +16,9 @@ from .executor import Executor
 from .images import RootfsInfo, RootfsStore
 from .jobs import JobBoard, Progress
 from .languages import Catalog
+
+if TYPE_CHECKING:
+    from .images import RemoteStore
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,13 @@ class Services:
     def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> None:
         raise InvalidRequest("snapshots are not implemented yet")
 
-    def remote(self) -> Any:
-        raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL")
+    def remote(self, bucket: str | None = None) -> RemoteStore:
+        """The object store, in ``bucket`` or the configured one (see ``Settings.s3_configured``)."""
+        if not self.settings.s3_configured:
+            raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL "
+                                 "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for Amazon S3 itself)")
+        return images.RemoteStore(self.rootfs, self.settings.snapshots_dir, bucket or self.settings.s3_bucket,
+                                  self.settings.s3_endpoint_url, self.settings.s3_region)
 
     def close(self) -> None:
         self.jobs.wait(timeout=1.0)

@@ -133,6 +133,18 @@ class SnapshotCreateRequest(_Request):
     backend: BackendChoice | None = None
 
 
+class TransferRequest(_Request):
+    """Upload a local image to the object store, or download one into the local store."""
+
+    language: str = Field(min_length=1, max_length=64)
+    bucket: str | None = Field(default=None, description="default: the configured one")
+
+
+class SnapshotTransferRequest(TransferRequest):
+    backend: Literal["qemu", "firecracker"] | None = Field(
+        default=None, description="whose snapshot; default: the only one there is")
+
+
 class HealthResponse(BaseModel):
     status: str
     version: str

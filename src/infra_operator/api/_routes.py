@@ -3,7 +3,7 @@ between HTTP and the services; they raise errors and never build error responses
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from .. import __version__
 from ..errors import NotFound, OperatorError
 from ..executor import ExecutionRequest
+from ..images import progress_lines
+from ..jobs import Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
 from ._models import (
@@ -27,12 +29,20 @@ from ._models import (
     SnapshotCreateRequest,
     SnapshotEntry,
     SnapshotListResponse,
+    SnapshotTransferRequest,
     StartedResponse,
+    TransferRequest,
 )
 
+if TYPE_CHECKING:
+    from ..images import Transfer
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
 }
+
+Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
+Bucket = Annotated[str | None, Query(description="with remote: the bucket to list; default: the configured one")]
 
 public = APIRouter(responses=ERRORS)
 api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], responses=ERRORS)
@@ -121,9 +131,9 @@ def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)
-def list_rootfs(services: ServicesDep, remote: bool = Query(False)) -> RootfsListResponse:
+def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> RootfsListResponse:
     if remote:
-        return RootfsListResponse(rootfs=[RootfsEntry(**entry) for entry in services.remote().list_rootfs()])
+        return RootfsListResponse(rootfs=[RootfsEntry(**e) for e in services.remote(bucket).list_rootfs()])
     entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), sha256=i.sha256, version=i.version,
                            built_at=i.built_at) for i in services.rootfs.list()]
     builds = [job.to_json() for job in services.jobs.list() if job.kind == "rootfs"]
@@ -140,9 +150,10 @@ def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONRespo
 
 
 @api.get("/snapshots", response_model=SnapshotListResponse)
-def list_snapshots(services: ServicesDep, remote: bool = Query(False)) -> SnapshotListResponse:
+def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> SnapshotListResponse:
     if remote:
-        return SnapshotListResponse(snapshots=[SnapshotEntry(**e) for e in services.remote().list_snapshots()])
+        remote_entries = services.remote(bucket).list_snapshots()
+        return SnapshotListResponse(snapshots=[SnapshotEntry(**e) for e in remote_entries])
     entries = [SnapshotEntry(language=s.language, backend=s.backend, vmstate_size=s.vmstate_size,
                              mem_size=s.mem_size, mem_mb=s.mem_mb, vcpus=s.vcpus, created_at=s.created_at)
                for s in services.list_snapshots()]
@@ -160,6 +171,45 @@ def create_snapshot(body: SnapshotCreateRequest, services: ServicesDep) -> JSONR
         lambda progress: services.create_snapshot(backend, language.name, body.mem_mb, body.vcpus, progress))
     message = "snapshot creation started" if new else "snapshot creation already in progress"
     return JSONResponse(status_code=202, content={"message": message, "language": language.name, "job": job.to_json()})
+
+
+def _start_transfer(services: ServicesDep, kind: str, language: str, transfer: Transfer) -> JSONResponse:
+    """A planned transfer (so a missing image is already a 404) runs as a job; its log says how far it got."""
+    def work(line: Progress) -> None:
+        line(transfer.run(progress_lines(line, transfer.description)))
+
+    job, new = services.jobs.start(kind, language, work)
+    message = f"{kind.replace('-', ' ')} {'started' if new else 'already in progress'}"
+    content = {"message": message, "language": language, "job": job.to_json()}
+    return JSONResponse(status_code=202, content=content)
+
+
+@api.post("/rootfs/upload", status_code=202, response_model=StartedResponse)
+def upload_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "rootfs-upload", language,
+                           services.remote(body.bucket).upload_rootfs(language))
+
+
+@api.post("/rootfs/download", status_code=202, response_model=StartedResponse)
+def download_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "rootfs-download", language,
+                           services.remote(body.bucket).download_rootfs(language))
+
+
+@api.post("/snapshots/upload", status_code=202, response_model=StartedResponse)
+def upload_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "snapshot-upload", language,
+                           services.remote(body.bucket).upload_snapshot(language, body.backend))
+
+
+@api.post("/snapshots/download", status_code=202, response_model=StartedResponse)
+def download_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "snapshot-download", language,
+                           services.remote(body.bucket).download_snapshot(language, body.backend))
 
 
 @api.get("/jobs")

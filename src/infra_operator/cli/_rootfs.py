@@ -1,4 +1,4 @@
-"""``infra.operator rootfs``: build and list language images."""
+"""``infra.operator rootfs``: build, list, upload and download language images."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import typer
 from rich.table import Table
 
 from ..images import is_stale
-from ._common import DataDir, make_services, out, progress_display, reporting_errors
+from ._common import (
+    Bucket,
+    DataDir,
+    Lang,
+    make_services,
+    out,
+    progress_display,
+    reporting_errors,
+    run_transfer,
+)
 
-app = typer.Typer(help="Build and list rootfs images.", no_args_is_help=True)
+app = typer.Typer(help="Build, list, upload and download rootfs images.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -36,6 +45,7 @@ def create(
 @app.command("list")
 def list_images(
     remote: Annotated[bool, typer.Option(help="list the object store instead of the local disk")] = False,
+    bucket: Bucket = None,
     data_dir: DataDir = None,
 ) -> None:
     """List built images."""
@@ -43,9 +53,26 @@ def list_images(
     table = Table("language", "size", "version", "path")
     with reporting_errors():
         if remote:
-            for entry in services.remote().list_rootfs():
-                table.add_row(entry["language"], f"{entry['size'] >> 20} MiB", "", entry["path"])
+            for entry in services.remote(bucket).list_rootfs():
+                size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
+                table.add_row(entry["language"], size, version, entry["path"])
         else:
             for info in services.rootfs.list():
                 table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
     out.print(table)
+
+
+@app.command("upload")
+def upload(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
+    """Upload a built image and its record to the object store."""
+    services = make_services(data_dir)
+    with reporting_errors():
+        run_transfer(services.remote(bucket).upload_rootfs(services.catalog.get(lang).name))
+
+
+@app.command("download")
+def download(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
+    """Download an image from the object store into the local store, checking its sha256."""
+    services = make_services(data_dir)
+    with reporting_errors():
+        run_transfer(services.remote(bucket).download_rootfs(services.catalog.get(lang).name))

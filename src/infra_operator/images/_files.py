@@ -1,11 +1,14 @@
-"""Small file helpers the stores share: atomic writes and checksums."""
+"""Small file helpers the stores share: atomic writes, checksums and a writer's lock."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,19 @@ def sha256_of(path: Path) -> str:
 def temporary_name(path: Path) -> Path:
     """A sibling name for writing ``path`` whole before it is renamed into place."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """One writer of ``path`` at a time, across processes (a build, a download, the API and a CLI)."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

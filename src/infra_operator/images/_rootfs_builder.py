@@ -10,19 +10,17 @@ when whole.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BuildFailed, InvalidRequest
 from ..languages import Command, Language
-from ._files import remove_tree, sha256_of, temporary_name, write_json_atomically
+from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
 from ._rootfs_store import RootfsInfo, RootfsStore
 
 Progress = Callable[[str], None]
@@ -31,18 +29,6 @@ AGENT_PACKAGES = ("python3",)
 SANDBOX_DIRS = ("work", "tmp", "opt/infra-operator/guest", "proc", "sys", "dev")
 _EXCLUDED_PATHS = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 _TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One build of a language at a time, across processes (the API and a CLI, say)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _stream(argv: list[str], progress: Progress, what: str) -> list[str]:
@@ -137,7 +123,7 @@ def build_rootfs(
     progress: Progress = lambda line: None,
 ) -> RootfsInfo:
     image = store.image_path(language.name)
-    with _exclusive(image.with_name(f".{image.name}.lock")):
+    with exclusive(image):
         started = time.monotonic()
         build_root = cache_dir / "build"
         build_root.mkdir(parents=True, exist_ok=True)
