@@ -1,4 +1,5 @@
-"""Images: rootfs builds, the local store and the remote object store (kernels and snapshots beside them)."""
+"""Images: rootfs builds, the guest kernel and initramfs, snapshots, the local stores
+and the remote object store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from ._files import sweep
 from ._progress import ByteProgress, progress_lines
 from ._rootfs_builder import Progress, build_rootfs, is_stale
 from ._rootfs_store import RootfsInfo, RootfsStore
+from .kernel import build_kernel, load_kernel
+from .snapshots import SnapshotInfo, create_snapshot, find_snapshot, list_snapshots, remove_snapshot
 
 if TYPE_CHECKING:
     from ._remote import RemoteStore, Transfer
@@ -22,5 +25,6 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ByteProgress", "Progress", "RemoteStore", "RootfsInfo", "RootfsStore", "Transfer", "build_rootfs",
-           "is_stale", "progress_lines", "sweep"]
+__all__ = ["ByteProgress", "Progress", "RemoteStore", "RootfsInfo", "RootfsStore", "SnapshotInfo", "Transfer",
+           "build_kernel", "build_rootfs", "create_snapshot", "find_snapshot", "is_stale", "list_snapshots",
+           "load_kernel", "progress_lines", "remove_snapshot", "sweep"]

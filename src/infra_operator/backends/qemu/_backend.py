@@ -1,0 +1,356 @@
+"""The QEMU microVM backend: a fresh ``-M microvm`` per sandbox, the rootfs as a
+read-only virtio-blk disk, the agent over a virtio-serial port, snapshots as a
+migration stream saved to a file and restored with ``-incoming``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed, SandboxError
+from .. import _channel
+from ..base import Accelerator, Capabilities, KernelFiles, SandboxSpec, SnapshotFiles, State
+from . import _command, _probe, _process
+from ._qmp import Monitor
+
+if TYPE_CHECKING:
+    from ...config import Settings
+
+log = logging.getLogger(__name__)
+
+VMSTATE_NAME = "vmstate"
+MACHINE_NAME = "qemu-machine.json"
+# Far above any disk: QEMU's default of 128 MiB/s would make saving a snapshot crawl.
+_SAVE_BANDWIDTH = 64 << 30
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+class QemuSandbox:
+    """One running QEMU microVM with its agent channel."""
+
+    def __init__(
+        self, sandbox_id: str, folder: Path, process: subprocess.Popen[bytes], machine: _command.Machine
+    ) -> None:
+        self.id = sandbox_id
+        self.machine = machine
+        self.state = State.CREATED
+        self.folder = folder
+        self.process = process
+        self._folder_fd: int | None = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        self._agent: socket.socket | None = None
+
+    # Unix socket paths are limited to 108 bytes; through our descriptor of the run
+    # folder they stay short however deep the data directory is.
+    def socket_path(self, name: str) -> str:
+        return f"/proc/self/fd/{self._folder_fd}/{name}"
+
+    def _why_dead(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            return "QEMU is still running"
+        detail = _tail(self.folder / _process.QEMU_LOG, 3) or "no message"
+        console = _tail(self.folder / _process.CONSOLE_LOG, 4)
+        return f"QEMU exited with {code}: {detail}" + (f"; console: {console}" if console else "")
+
+    def connect_agent(self, timeout: float = 10.0) -> None:
+        """Connect to the agent's socket as soon as QEMU has made it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise BootFailed(f"sandbox {self.id}: {self._why_dead()}")
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                connection.connect(self.socket_path(_process.AGENT_SOCKET))
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                connection.close()
+                if time.monotonic() > deadline:
+                    message = f"sandbox {self.id}: QEMU made no agent socket in {timeout:g} s"
+                    raise BootFailed(message) from exc
+                time.sleep(0.002)
+                continue
+            self._agent = connection
+            return
+
+    def monitor(self, timeout: float = 10.0) -> Monitor:
+        # QEMU makes its sockets one after another: wait for this one, not just any.
+        path = self.socket_path(_process.QMP_SOCKET)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self.process.poll() is not None:
+                raise BootFailed(f"sandbox {self.id}: {self._why_dead()}")
+            if time.monotonic() > deadline:
+                raise BootFailed(f"sandbox {self.id}: QEMU made no QMP socket in {timeout:g} s")
+            time.sleep(0.002)
+        monitor = Monitor(path, f"qemu-{self.id}")
+        monitor.connect()
+        return monitor
+
+    def wait_ready(self, timeout: float) -> None:
+        assert self._agent is not None
+        fd = self._agent.fileno()
+        try:
+            _channel.wait_ready(fd, fd, timeout, self.id)
+        except AgentTimeout as exc:
+            raise BootFailed(f"sandbox {self.id}: the agent did not answer within {timeout:g} s; "
+                             f"console: {_tail(self.folder / _process.CONSOLE_LOG)}") from exc
+        except AgentError as exc:
+            message = f"sandbox {self.id}: the agent went away while booting: {self._why_dead()}"
+            raise BootFailed(message) from exc
+        self.state = State.READY
+
+    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+        if self.state is not State.READY or self._agent is None:
+            raise AgentError(f"sandbox {self.id} is {self.state.value}, not ready for a call")
+        fd = self._agent.fileno()
+        self.state = State.RUNNING
+        try:
+            return _channel.call(fd, fd, message, deadline, self.id)
+        except AgentError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(0.2)
+            if self.process.poll() is not None:
+                reason = self._why_dead()
+                # A dead VM is of no further use: release it now, not only when the caller does.
+                self.destroy()
+                raise AgentError(f"sandbox {self.id}: the VM died during the call ({reason})") from exc
+            raise
+        finally:
+            if self.state is State.RUNNING:
+                self.state = State.READY
+
+    def outcome(self) -> dict[str, Any]:
+        return {}  # inside a VM the agent sees everything; the host adds nothing
+
+    def destroy(self) -> None:
+        if self.state is State.DESTROYED:
+            log.debug("sandbox %s already destroyed", self.id)
+            return
+        self.state = State.DESTROYED
+        if self._agent is not None:
+            with contextlib.suppress(OSError):
+                self._agent.close()
+            self._agent = None
+        try:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("sandbox %s: could not kill QEMU %s: %s", self.id, self.process.pid, exc)
+        if self._folder_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._folder_fd)
+            self._folder_fd = None
+        _process.remove_folder(self.folder)
+
+
+class QemuBackend:
+    """QEMU ``-M microvm``: KVM where usable by evidence, TCG elsewhere.
+
+    ``kernel`` is the default guest kernel (``images.kernel.load_kernel``); a spec's own
+    ``kernel`` wins. Every method is synchronous: call it from a worker thread.
+    """
+
+    name = "qemu"
+
+    def __init__(
+        self,
+        settings: Settings,
+        kernel: KernelFiles | None = None,
+        *,
+        binary: str = "qemu-system-x86_64",
+        boot_timeout: float = 90.0,
+        restore_timeout: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.kernel = kernel
+        self.binary = binary
+        self.boot_timeout = boot_timeout
+        self.restore_timeout = restore_timeout
+        self._evidence: _probe.Evidence | None = None
+        # Read once: every VM this server boots is told the same rate.
+        self._tsc_khz = _probe.host_tsc_khz()
+
+    # -- capabilities -------------------------------------------------------------
+    def _accelerator(self) -> _probe.Evidence:
+        if self._evidence is None:
+            binary = _probe.find_qemu(self.binary) or self.binary
+            self._evidence = _probe.accelerator(binary, self.kernel)
+        return self._evidence
+
+    def capabilities(self) -> Capabilities:
+        binary = _probe.find_qemu(self.binary)
+        evidence: list[str] = []
+        missing: list[str] = []
+        if binary is None:
+            missing.append(f"{self.binary} (apt-get install qemu-system-x86)")
+        else:
+            evidence.append(f"{binary} found")
+        if self.kernel is None:
+            missing.append("a guest kernel and initramfs (build them with images.kernel.build_kernel)")
+        else:
+            evidence.append(f"guest kernel {self.kernel.bzimage.parent.name}")
+        accelerator: Accelerator | None = None
+        if binary is not None:
+            found = self._accelerator()
+            accelerator = found.accelerator
+            evidence.extend(found.lines)
+        return Capabilities(
+            name=self.name,
+            isolation="vm",
+            usable=not missing,
+            accelerator=accelerator,
+            snapshots=True,
+            evidence=tuple(evidence),
+            missing=tuple(missing),
+        )
+
+    # -- starting -----------------------------------------------------------------
+    def _machine(
+        self,
+        spec: SandboxSpec,
+        memory_mb: int | None = None,
+        vcpus: int | None = None,
+        saved: dict[str, Any] | None = None,
+    ) -> _command.Machine:
+        kernel = spec.kernel or self.kernel
+        if kernel is None:
+            raise BackendUnavailable("qemu: no guest kernel; build one with images.kernel.build_kernel")
+        if _probe.find_qemu(self.binary) is None:
+            message = f"qemu: {self.binary} is not installed (apt-get install qemu-system-x86)"
+            raise BackendUnavailable(message)
+        if not spec.rootfs.is_file():
+            raise BootFailed(f"qemu: rootfs {spec.rootfs} does not exist")
+        accelerator = self._accelerator().accelerator
+        if saved is not None:
+            # A restored guest keeps the TSC rate it booted with; its command line must match.
+            tsc_khz = int(saved["tsc_khz"]) if saved.get("tsc_khz") else None
+        else:
+            tsc_khz = self._tsc_khz if accelerator == "tcg" else None
+        return _command.Machine(
+            memory_mb=memory_mb or spec.memory_mb,
+            vcpus=vcpus or spec.vcpus,
+            accelerator=accelerator,
+            tsc_khz=tsc_khz,
+            bzimage=kernel.bzimage,
+            initramfs=kernel.initramfs,
+            rootfs=spec.rootfs,
+        )
+
+    def _spawn(self, machine: _command.Machine, spec: SandboxSpec, incoming: bool) -> QemuSandbox:
+        sandbox_id = uuid.uuid4().hex[:12]
+        folder = self.settings.run_dir / f"{_process.PREFIX}{sandbox_id}"
+        label = re.sub(r"[^A-Za-z0-9_.-]", "", spec.labels.get("language", ""))
+        name = f"infra-operator-{sandbox_id}" + (f"-{label}" if label else "")
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700)  # its sockets reach the agent and QMP: root only
+            _process.write_owner(folder)
+            with (folder / _process.QEMU_LOG).open("wb") as qemu_log:
+                process = subprocess.Popen(
+                    _command.argv(self.binary, machine, name, incoming),
+                    cwd=folder,
+                    stdin=subprocess.DEVNULL,
+                    stdout=qemu_log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    start_new_session=True,  # a Ctrl-C at the server's terminal is not for the VMs
+                )
+        except OSError as exc:
+            _process.remove_folder(folder)
+            raise BootFailed(f"qemu: cannot start {self.binary}: {exc.strerror or exc}") from exc
+        log.debug("sandbox %s: QEMU %s started in %s", sandbox_id, process.pid, folder)
+        return QemuSandbox(sandbox_id, folder, process, machine)
+
+    def start(self, spec: SandboxSpec) -> QemuSandbox:
+        if spec.snapshot is not None:
+            return self._restore(spec, spec.snapshot)
+        sandbox = self._spawn(self._machine(spec), spec, incoming=False)
+        try:
+            sandbox.connect_agent()
+            monitor = sandbox.monitor()
+            try:
+                monitor.command("cont")
+            finally:
+                monitor.close()
+            sandbox.wait_ready(self.boot_timeout)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    # -- snapshots ----------------------------------------------------------------
+    def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
+        sandbox = self.start(dataclasses.replace(spec, snapshot=None))
+        vmstate = directory / VMSTATE_NAME
+        partial = directory / f".{VMSTATE_NAME}.partial"
+        try:
+            monitor = sandbox.monitor()
+            try:
+                monitor.command("migrate-set-parameters", **{"max-bandwidth": _SAVE_BANDWIDTH})
+                monitor.command("stop")
+                monitor.command("migrate", uri=f"exec:cat > {shlex.quote(str(partial.absolute()))}")
+                monitor.wait_migration(timeout=300)
+            finally:
+                monitor.close()
+            partial.replace(vmstate)
+        except OSError as exc:
+            raise SandboxError(f"qemu: cannot save the snapshot: {exc.strerror or exc}") from exc
+        finally:
+            sandbox.destroy()
+            partial.unlink(missing_ok=True)
+        record = {key: str(value) if isinstance(value, Path) else value
+                  for key, value in dataclasses.asdict(sandbox.machine).items()}
+        (directory / MACHINE_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return SnapshotFiles(directory=directory, vmstate=vmstate, memory=None)
+
+    def _restore(self, spec: SandboxSpec, snapshot: SnapshotFiles) -> QemuSandbox:
+        try:
+            saved = json.loads((snapshot.directory / MACHINE_NAME).read_text())
+            memory_mb, vcpus = int(saved["memory_mb"]), int(saved["vcpus"])
+            accelerator = str(saved["accelerator"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BootFailed(f"qemu: snapshot {snapshot.directory} has no readable {MACHINE_NAME}") from exc
+        # The restored VM must be the saved one's twin: same RAM, vCPUs and accelerator.
+        machine = self._machine(spec, memory_mb=memory_mb, vcpus=vcpus, saved=saved)
+        if machine.accelerator != accelerator:
+            message = f"qemu: snapshot was made under {accelerator}, this host uses {machine.accelerator}"
+            raise BootFailed(message)
+        sandbox = self._spawn(machine, spec, incoming=True)
+        try:
+            # The agent's socket is connected before the guest runs again, so the guest
+            # never sees its host side closed.
+            sandbox.connect_agent()
+            monitor = sandbox.monitor()
+            try:
+                uri = f"exec:cat {shlex.quote(str(snapshot.vmstate.absolute()))}"
+                monitor.command("migrate-incoming", uri=uri)
+                monitor.wait_migration(timeout=self.restore_timeout)
+                monitor.command("cont")
+            finally:
+                monitor.close()
+            sandbox.wait_ready(self.restore_timeout)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    def sweep(self) -> list[str]:
+        return _process.sweep(self.settings.run_dir)

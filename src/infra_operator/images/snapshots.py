@@ -1,0 +1,183 @@
+"""The local snapshot store: one saved microVM per backend and language.
+
+Layout: ``snapshots_dir/<backend>/<language>/`` holding the backend's files (the
+device state, the memory file when it is separate) and ``metadata.json``. A snapshot
+is made in a temporary folder beside its final name and renamed into place when
+whole. It is only good for the kernel and rootfs it was made from, so ``find_snapshot``
+compares both checksums and the files' sizes before offering it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import Backend, SandboxSpec, SnapshotFiles
+from ..errors import InvalidRequest
+from ._store_files import read_json, write_json_atomically
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+METADATA_NAME = "metadata.json"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    language: str
+    backend: str
+    kernel_sha256: str
+    rootfs_sha256: str
+    mem_mb: int
+    vcpus: int
+    created_at: str
+    vmstate_size: int
+    mem_size: int
+    """0 when the memory travels inside the vmstate file (QEMU)."""
+    path: Path
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name):
+        raise InvalidRequest(f"bad {kind} name for a snapshot: {name!r}")
+
+
+def snapshot_dir(settings: Settings, backend_name: str, language: str) -> Path:
+    _check_name("backend", backend_name)
+    _check_name("language", language)
+    return settings.snapshots_dir / backend_name / language
+
+
+def _info(directory: Path, metadata: dict[str, Any]) -> SnapshotInfo:
+    return SnapshotInfo(
+        language=str(metadata["language"]),
+        backend=str(metadata["backend"]),
+        kernel_sha256=str(metadata["kernel_sha256"]),
+        rootfs_sha256=str(metadata["rootfs_sha256"]),
+        mem_mb=int(metadata["mem_mb"]),
+        vcpus=int(metadata["vcpus"]),
+        created_at=str(metadata["created_at"]),
+        vmstate_size=int(metadata["vmstate_size"]),
+        mem_size=int(metadata["mem_size"]),
+        path=directory,
+    )
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target``; an old ``target`` is moved aside first and removed after.
+    A VM restoring from the old files keeps reading them through its open descriptors."""
+    old: Path | None = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    source.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def create_snapshot(
+    settings: Settings,
+    backend: Backend,
+    language: str,
+    spec: SandboxSpec,
+    progress: Callable[[str], None],
+) -> SnapshotInfo:
+    """Boot ``spec`` on ``backend`` to a ready agent, save it, and store it as the language's snapshot."""
+    if spec.kernel is None:
+        raise InvalidRequest("a snapshot needs spec.kernel: its checksum is part of the snapshot's identity")
+    final = snapshot_dir(settings, backend.name, language)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.with_name(f".{language}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    scratch.mkdir()
+    try:
+        progress(f"booting a {backend.name} sandbox for {language} and saving it")
+        files = backend.create_snapshot(spec, scratch)
+        metadata: dict[str, Any] = {
+            "language": language,
+            "backend": backend.name,
+            "kernel_sha256": spec.kernel.sha256,
+            "rootfs_sha256": spec.rootfs_sha256,
+            "mem_mb": spec.memory_mb,
+            "vcpus": spec.vcpus,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "vmstate": files.vmstate.name,
+            "vmstate_size": files.vmstate.stat().st_size,
+            "memory": files.memory.name if files.memory is not None else None,
+            "mem_size": files.memory.stat().st_size if files.memory is not None else 0,
+        }
+        write_json_atomically(scratch / METADATA_NAME, metadata)
+        _replace_dir(scratch, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    info = _info(final, metadata)
+    size_mb = (info.vmstate_size + info.mem_size) / 2**20
+    progress(f"snapshot of {language} for {backend.name} stored in {final} ({size_mb:.1f} MiB)")
+    return info
+
+
+def _load(directory: Path) -> tuple[SnapshotInfo, SnapshotFiles] | None:
+    metadata = read_json(directory / METADATA_NAME)
+    if metadata is None:
+        return None
+    try:
+        info = _info(directory, metadata)
+        vmstate = directory / str(metadata["vmstate"])
+        memory = directory / str(metadata["memory"]) if metadata.get("memory") else None
+        if vmstate.stat().st_size != info.vmstate_size:
+            return None
+        if memory is not None and memory.stat().st_size != info.mem_size:
+            return None
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    return info, SnapshotFiles(directory=directory, vmstate=vmstate, memory=memory)
+
+
+def list_snapshots(settings: Settings) -> list[SnapshotInfo]:
+    """Every whole snapshot in the store, whatever kernel or rootfs it was made from."""
+    found: list[SnapshotInfo] = []
+    for metadata in sorted(settings.snapshots_dir.glob(f"*/*/{METADATA_NAME}")):
+        if any(part.startswith(".") for part in metadata.parent.relative_to(settings.snapshots_dir).parts):
+            continue
+        loaded = _load(metadata.parent)
+        if loaded is not None:
+            found.append(loaded[0])
+    return found
+
+
+def find_snapshot(
+    settings: Settings,
+    backend_name: str,
+    language: str,
+    rootfs_sha256: str,
+    kernel_sha256: str,
+) -> SnapshotFiles | None:
+    """The language's snapshot for this backend, only if made from this rootfs and kernel."""
+    try:
+        directory = snapshot_dir(settings, backend_name, language)
+    except InvalidRequest:
+        return None
+    loaded = _load(directory)
+    if loaded is None:
+        return None
+    info, files = loaded
+    if (info.backend, info.language) != (backend_name, language):
+        return None
+    if info.rootfs_sha256 != rootfs_sha256 or info.kernel_sha256 != kernel_sha256:
+        return None
+    return files
+
+
+def remove_snapshot(settings: Settings, backend_name: str, language: str) -> bool:
+    directory = snapshot_dir(settings, backend_name, language)
+    if not directory.exists():
+        return False
+    shutil.rmtree(directory)
+    return True

@@ -1,0 +1,167 @@
+"""Session fixtures for the microVM tests: one guest kernel, one small python rootfs,
+one snapshot, all built once; and a factory that destroys every sandbox a test made.
+
+The rootfs and the kernel .deb are cached between sessions in a scratch folder
+(``INFRA_OPERATOR_TEST_CACHE``, default ``/var/tmp/infra-operator-tests``), never in
+the service's data directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra_operator.backends.base import KernelFiles, SandboxSpec
+from infra_operator.backends.qemu import QemuBackend, QemuSandbox
+from infra_operator.config import Settings
+from infra_operator.images import SnapshotInfo, build_kernel, create_snapshot, find_snapshot
+from infra_operator.images._store_files import sha256_of
+
+CACHE = Path(os.environ.get("INFRA_OPERATOR_TEST_CACHE", "/var/tmp/infra-operator-tests"))
+ROOTFS_DIRS = ("work", "tmp", "opt/infra-operator", "proc", "sys", "dev")
+
+LIMITS = {
+    "wall_seconds": 20,
+    "cpu_seconds": 20,
+    "memory_bytes": 128 << 20,
+    "processes": 64,
+    "output_bytes": 1 << 16,
+    "file_bytes": 1 << 20,
+}
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        print(f"skipping: {tool} is not installed")
+        pytest.skip(f"{tool} is not installed")
+
+
+def execute_message(code: str, name: str = "main.py") -> dict[str, Any]:
+    """An execute request as the executor sends it: fresh entropy and the host's clock."""
+    return {
+        "op": "execute",
+        "files": {name: base64.b64encode(code.encode()).decode()},
+        "run": ["/usr/bin/python3", name],
+        "env": {},
+        "limits": LIMITS,
+        "entropy": base64.b64encode(os.urandom(64)).decode(),
+        "clock": time.time(),
+    }
+
+
+def run_python(
+    sandbox: QemuSandbox, code: str, timeout: float = 60.0, name: str = "main.py"
+) -> dict[str, Any]:
+    reply = sandbox.call(execute_message(code, name), time.monotonic() + timeout)
+    result: dict[str, Any] = reply["run"]
+    result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
+    result["stderr_text"] = base64.b64decode(result["stderr"]).decode()
+    return result
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data = tmp_path_factory.mktemp("data")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # The .deb cache is shared between sessions, so a rebuild fetches nothing.
+    (data / "cache").symlink_to(CACHE, target_is_directory=True)
+    return Settings(data_dir=data)
+
+
+@pytest.fixture(scope="session")
+def kernel(settings: Settings) -> KernelFiles:
+    for tool in ("apt-get", "dpkg-deb"):
+        need(tool)
+    return build_kernel(settings, lambda line: print(f"kernel: {line}"))
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> tuple[Path, str]:
+    """A small Debian rootfs with python3, shaped like the real images."""
+    image = CACHE / "rootfs-python-test.ext4"
+    if not image.exists():
+        for tool in ("mmdebstrap", "mkfs.ext4"):
+            need(tool)
+        tree = CACHE / "rootfs-python-test.tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        subprocess.run(
+            ["mmdebstrap", "--quiet", "--variant=essential", "--include=python3", "bookworm", str(tree)],
+            check=True,
+        )
+        for name in ROOTFS_DIRS:
+            (tree / name).mkdir(parents=True, exist_ok=True)
+        partial = image.with_name(image.name + ".partial")
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(partial), "400M"], check=True)
+        partial.rename(image)
+        shutil.rmtree(tree, ignore_errors=True)
+    return image, sha256_of(image)
+
+
+@pytest.fixture(scope="session")
+def backend(settings: Settings, kernel: KernelFiles) -> QemuBackend:
+    need("qemu-system-x86_64")
+    return QemuBackend(settings, kernel)
+
+
+@pytest.fixture(scope="session")
+def spec(rootfs: tuple[Path, str], kernel: KernelFiles) -> SandboxSpec:
+    return SandboxSpec(
+        rootfs=rootfs[0],
+        rootfs_sha256=rootfs[1],
+        memory_mb=256,
+        vcpus=1,
+        kernel=kernel,
+        labels={"language": "python"},
+    )
+
+
+@pytest.fixture(scope="session")
+def snapshot(settings: Settings, backend: QemuBackend, spec: SandboxSpec) -> SnapshotInfo:
+    return create_snapshot(settings, backend, "python", spec, lambda line: print(f"snapshot: {line}"))
+
+
+@pytest.fixture(scope="session")
+def restore_spec(settings: Settings, spec: SandboxSpec, snapshot: SnapshotInfo) -> SandboxSpec:
+    assert spec.kernel is not None
+    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    assert files is not None
+    return dataclasses.replace(spec, snapshot=files)
+
+
+class Sandboxes:
+    def __init__(self, backend: QemuBackend) -> None:
+        self.backend = backend
+        self.made: list[QemuSandbox] = []
+
+    def start(self, spec: SandboxSpec) -> QemuSandbox:
+        sandbox = self.backend.start(spec)
+        self.made.append(sandbox)
+        return sandbox
+
+
+def qemu_alive(sandbox: QemuSandbox) -> bool:
+    return sandbox.process.poll() is None
+
+
+@pytest.fixture
+def sandboxes(backend: QemuBackend, settings: Settings) -> Iterator[Sandboxes]:
+    """Destroys every sandbox after the test and checks nothing is left behind."""
+    factory = Sandboxes(backend)
+    try:
+        yield factory
+    finally:
+        for sandbox in factory.made:
+            sandbox.destroy()
+    for sandbox in factory.made:
+        assert not qemu_alive(sandbox), f"QEMU {sandbox.process.pid} survived destroy()"
+    leftovers = list(settings.run_dir.glob("qemu-*")) if settings.run_dir.exists() else []
+    assert leftovers == [], f"run folders left behind: {leftovers}"

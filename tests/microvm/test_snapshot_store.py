@@ -1,0 +1,86 @@
+"""The snapshot store: layout, metadata, and offering a snapshot only for the kernel
+and rootfs it was made from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from infra_operator.backends.base import SandboxSpec
+from infra_operator.config import Settings
+from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
+
+pytestmark = pytest.mark.slow
+
+
+def test_snapshot_layout_and_metadata(settings: Settings, snapshot: SnapshotInfo, spec: SandboxSpec) -> None:
+    assert spec.kernel is not None
+    assert snapshot.path == settings.snapshots_dir / "qemu" / "python"
+    metadata = json.loads((snapshot.path / "metadata.json").read_text())
+    assert metadata["language"] == "python" and metadata["backend"] == "qemu"
+    assert metadata["kernel_sha256"] == spec.kernel.sha256
+    assert metadata["rootfs_sha256"] == spec.rootfs_sha256
+    assert (metadata["mem_mb"], metadata["vcpus"]) == (256, 1)
+    assert metadata["vmstate_size"] == (snapshot.path / "vmstate").stat().st_size > 0
+    assert metadata["mem_size"] == 0  # QEMU's stream carries the RAM
+    print(f"snapshot size for a 256 MiB python guest: {snapshot.vmstate_size / 2**20:.1f} MiB")
+    assert list_snapshots(settings) == [snapshot]
+    # Nothing half-made beside it.
+    assert [p.name for p in snapshot.path.parent.iterdir()] == ["python"]
+
+
+def test_find_snapshot_only_for_matching_checksums(
+    settings: Settings, snapshot: SnapshotInfo, spec: SandboxSpec
+) -> None:
+    assert spec.kernel is not None
+    rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is not None
+    assert find_snapshot(settings, "qemu", "python", "0" * 64, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, "0" * 64) is None
+    assert find_snapshot(settings, "firecracker", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "node", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "../python", rootfs, kernel) is None
+
+
+def _copy_store(snapshot: SnapshotInfo, data: Path) -> Settings:
+    settings = Settings(data_dir=data)
+    target = settings.snapshots_dir / "qemu" / "python"
+    target.mkdir(parents=True)
+    for path in snapshot.path.iterdir():
+        os.link(path, target / path.name)  # hard links: no 100 MB copies
+    return settings
+
+
+def test_find_snapshot_checks_metadata_and_files(
+    tmp_path: Path, snapshot: SnapshotInfo, spec: SandboxSpec
+) -> None:
+    assert spec.kernel is not None
+    rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
+    settings = _copy_store(snapshot, tmp_path / "a")
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is not None
+    metadata_path = settings.snapshots_dir / "qemu" / "python" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+
+    metadata_path.unlink()
+    metadata_path.write_text(json.dumps({**metadata, "rootfs_sha256": "f" * 64}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+
+    metadata_path.write_text(json.dumps({**metadata, "vmstate_size": metadata["vmstate_size"] + 1}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+
+    metadata_path.write_text("{not json")
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert list_snapshots(settings) == []
+
+    metadata_path.write_text(json.dumps(metadata))
+    (settings.snapshots_dir / "qemu" / "python" / "vmstate").unlink()
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+
+
+def test_no_snapshot_in_an_empty_store(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert list_snapshots(settings) == []
+    assert find_snapshot(settings, "qemu", "python", "0" * 64, "0" * 64) is None
