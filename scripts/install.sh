@@ -50,6 +50,9 @@ for language in $LANGUAGES; do
   infra.operator rootfs create --lang "$language" --if-stale
 done
 
+step "Guest kernel and initramfs for the microVM backends"
+infra.operator kernel build --if-stale
+
 infra.operator setup
 
 if [ "$START" = 1 ]; then

@@ -155,12 +155,15 @@ def write_fake_rootfs(data_dir: Path, language: str, size: int) -> str:
 
 
 def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict[str, bytes]) -> Path:
-    """A snapshot folder as the snapshot store lays it out: metadata.json naming sizes, plus ``files``."""
+    """A snapshot folder with the metadata ``images.snapshots`` writes (made by that store's
+    own code would need a booted VM), plus ``files``; ``images.list_snapshots`` reads it back."""
     folder = data_dir / "snapshots" / backend / language
     for name, content in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
-    metadata = {"language": language, "backend": backend, "vmstate_size": len(files.get("vmstate", b"")),
-                "mem_size": len(files.get("memory", b"")), "mem_mb": 256, "vcpus": 1, "created_at": 2.0}
+    metadata = {"language": language, "backend": backend, "kernel_sha256": "0" * 64, "rootfs_sha256": "1" * 64,
+                "mem_mb": 256, "vcpus": 1, "created_at": "2026-11-28T00:00:00+00:00",
+                "vmstate": "vmstate", "vmstate_size": len(files.get("vmstate", b"")),
+                "memory": "memory" if "memory" in files else None, "mem_size": len(files.get("memory", b""))}
     (folder / "metadata.json").write_text(json.dumps(metadata))
     return folder

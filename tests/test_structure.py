@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "_pids": set(),
     "languages": {"languages", "errors"},
     "backends": {"backends", "guest"} | BASE,
-    "images": {"images", "languages", "backends"} | BASE,
+    "images": {"images", "languages", "backends", "guest"} | BASE,  # the initramfs carries the agent
     "executor": {"executor", "backends", "guest", "images", "languages"} | BASE,
     "jobs": {"jobs"} | BASE,
     "services": {"services", "executor", "backends", "images", "languages", "jobs", "guest"} | BASE,

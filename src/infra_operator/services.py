@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import images
-from .backends import Backend, BackendSet
+from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
-from .errors import InvalidRequest
+from .errors import BackendUnavailable, InvalidRequest
 from .executor import Executor
-from .images import RootfsInfo, RootfsStore
+from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
 
@@ -34,7 +34,7 @@ class Services:
 
     @cached_property
     def backends(self) -> BackendSet:
-        return BackendSet(self.settings)
+        return BackendSet(self.settings, factories(images.load_kernel))
 
     @cached_property
     def executor(self) -> Executor:
@@ -55,8 +55,17 @@ class Services:
             progress,
         )
 
-    def list_snapshots(self) -> list[Any]:
-        return []
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return images.list_snapshots(self.settings)
+
+    def kernel(self) -> KernelFiles:
+        kernel = images.load_kernel(self.settings)
+        if kernel is None:
+            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+        return kernel
+
+    def build_kernel(self, progress: Progress) -> KernelFiles:
+        return images.build_kernel(self.settings, progress)
 
     def check_can_snapshot(self, backend: Backend, language: str) -> None:
         capabilities = backend.capabilities()
@@ -64,9 +73,14 @@ class Services:
             raise InvalidRequest(
                 f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
         self.rootfs.get(language)
+        self.kernel()
 
-    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> None:
-        raise InvalidRequest("snapshots are not implemented yet")
+    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
+        self.check_can_snapshot(backend, language)
+        rootfs = self.rootfs.get(language)
+        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, memory_mb=mem_mb, vcpus=vcpus,
+                           kernel=self.kernel(), labels={"language": language})
+        return images.create_snapshot(self.settings, backend, language, spec, progress)
 
     def remote(self, bucket: str | None = None) -> RemoteStore:
         """The object store, in ``bucket`` or the configured one (see ``Settings.s3_configured``)."""

@@ -95,6 +95,14 @@ def test_rootfs_create_bad_size(client: httpx.Client) -> None:
 def test_snapshots_list_and_refusal_on_jail(client: httpx.Client) -> None:
     body = client.get("/api/v1/snapshots").json()
     assert isinstance(body["snapshots"], list)
-    response = client.post("/api/v1/snapshots", json={"language": "python", "mem_mb": 512, "vcpus": 1})
+    for entry in body["snapshots"]:
+        assert {"language", "vmstate_size", "mem_size", "backend"} <= set(entry)
+    response = client.post("/api/v1/snapshots", json={"language": "python", "mem_mb": 512, "vcpus": 1,
+                                                      "backend": "jail"})
     assert response.status_code == 400
     assert "cannot make snapshots" in response.json()["error"]
+
+
+def test_snapshot_for_an_unknown_language_is_404(client: httpx.Client) -> None:
+    response = client.post("/api/v1/snapshots", json={"language": "ruby2", "mem_mb": 512, "vcpus": 1})
+    assert response.status_code == 404

@@ -70,8 +70,8 @@ def test_upload_list_and_download_over_http(remote_client: httpx.Client, data_di
     snapshots = remote_client.get("/api/v1/snapshots?remote=true")
     assert snapshots.status_code == 200
     [snapshot] = snapshots.json()["snapshots"]
-    assert (snapshot["language"], snapshot["backend"], snapshot["vmstate_size"], snapshot["mem_size"]) == (
-        "python", "qemu", 13516, 4096)
+    assert (snapshot["language"], snapshot["backend"], snapshot["vmstate_size"], snapshot["mem_size"],
+            snapshot["disk_size"]) == ("python", "qemu", 13516, 256 << 20, 13516 + 4096)
 
     (data_dir / "images" / "rootfs-python.ext4").unlink()
     assert remote_client.get("/api/v1/rootfs").json()["rootfs"] == []

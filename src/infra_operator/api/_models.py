@@ -113,12 +113,13 @@ class StartedResponse(BaseModel):
 
 class SnapshotEntry(BaseModel):
     language: str
-    vmstate_size: int
-    mem_size: int
+    vmstate_size: int = Field(description="bytes of the device-state file (for QEMU it carries the RAM pages too)")
+    mem_size: int = Field(description="bytes of guest memory the snapshot holds")
     backend: str
     mem_mb: int | None = None
     vcpus: int | None = None
-    created_at: float | None = None
+    disk_size: int | None = Field(default=None, description="bytes the snapshot's files take on disk")
+    created_at: str | None = None
 
 
 class SnapshotListResponse(BaseModel):

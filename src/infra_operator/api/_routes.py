@@ -3,6 +3,7 @@ between HTTP and the services; they raise errors and never build error responses
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from .. import __version__
 from ..errors import NotFound, OperatorError
 from ..executor import ExecutionRequest
-from ..images import progress_lines
+from ..images import describe, progress_lines
 from ..jobs import Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
@@ -153,10 +154,8 @@ def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONRespo
 def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> SnapshotListResponse:
     if remote:
         remote_entries = services.remote(bucket).list_snapshots()
-        return SnapshotListResponse(snapshots=[SnapshotEntry(**e) for e in remote_entries])
-    entries = [SnapshotEntry(language=s.language, backend=s.backend, vmstate_size=s.vmstate_size,
-                             mem_size=s.mem_size, mem_mb=s.mem_mb, vcpus=s.vcpus, created_at=s.created_at)
-               for s in services.list_snapshots()]
+        return SnapshotListResponse(snapshots=[SnapshotEntry(**describe(e)) for e in remote_entries])
+    entries = [SnapshotEntry(**describe(dataclasses.asdict(s))) for s in services.list_snapshots()]
     jobs = [job.to_json() for job in services.jobs.list() if job.kind == "snapshot"]
     return SnapshotListResponse(snapshots=entries, jobs=jobs)
 
@@ -164,7 +163,7 @@ def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket
 @api.post("/snapshots", status_code=202, response_model=StartedResponse)
 def create_snapshot(body: SnapshotCreateRequest, services: ServicesDep) -> JSONResponse:
     language = services.catalog.get(body.language)
-    backend = services.backends.choose(body.backend)
+    backend = services.backends.for_snapshots(body.backend)
     services.check_can_snapshot(backend, language.name)
     job, new = services.jobs.start(
         "snapshot", language.name,

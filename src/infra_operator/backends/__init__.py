@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._registry import AUTO_ORDER, BackendSet
+from ._registry import AUTO_ORDER, BackendSet, factories
 from .base import Backend, Capabilities, KernelFiles, Sandbox, SandboxSpec, SnapshotFiles, State
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "SandboxSpec",
     "SnapshotFiles",
     "State",
+    "factories",
 ]

@@ -12,16 +12,21 @@ from functools import cached_property
 
 from ..config import Settings
 from ..errors import BackendUnavailable, InvalidRequest
-from .base import Backend, Capabilities
+from .base import Backend, Capabilities, KernelFiles
 from .firecracker import FirecrackerBackend
 from .jail import JailBackend
+from .qemu import QemuBackend
 
 BackendFactory = Callable[[Settings], Backend]
+KernelSource = Callable[[Settings], KernelFiles | None]
 
-FACTORIES: dict[str, BackendFactory] = {
-    "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
-    "firecracker": FirecrackerBackend,
-}
+def factories(kernel: KernelSource) -> dict[str, BackendFactory]:
+    """Every backend this build knows; ``kernel`` finds the guest kernel the microVMs boot."""
+    return {
+        "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
+        "qemu": lambda settings: QemuBackend(settings, kernel(settings)),
+        "firecracker": FirecrackerBackend,
+    }
 
 
 def _strong_enough_for_auto(capabilities: Capabilities) -> bool:
@@ -35,9 +40,9 @@ AUTO_ORDER = ("firecracker", "qemu", "jail")
 
 
 class BackendSet:
-    def __init__(self, settings: Settings, factories: dict[str, BackendFactory] | None = None) -> None:
+    def __init__(self, settings: Settings, factories: dict[str, BackendFactory]) -> None:
         self.settings = settings
-        self._factories = factories if factories is not None else FACTORIES
+        self._factories = factories
         self._backends: dict[str, Backend] = {}
 
     def names(self) -> list[str]:
@@ -72,6 +77,19 @@ class BackendSet:
         if requested is None or requested == "auto":
             return self.default
         return self._resolve(requested)
+
+    def for_snapshots(self, requested: str | None) -> Backend:
+        """The named backend; else the server's, when it can make snapshots; else the strongest
+        microVM backend that works here (QEMU under TCG counts: its snapshots are real)."""
+        if requested is not None and requested != "auto":
+            return self._resolve(requested)
+        candidates = [self.default] if self.default.capabilities().snapshots else []
+        candidates += [self.get(name) for name in AUTO_ORDER if name in self._factories]
+        for backend in candidates:
+            capabilities = backend.capabilities()
+            if capabilities.usable and capabilities.snapshots:
+                return backend
+        raise BackendUnavailable("no backend on this host can make snapshots: run `infra.operator setup` to see why")
 
     def capabilities(self) -> list[Capabilities]:
         return [self.get(name).capabilities() for name in self._factories]

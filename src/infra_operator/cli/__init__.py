@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ._guest import guest
+from ._kernel import app as kernel_app
 from ._languages import languages
 from ._rootfs import app as rootfs_app
 from ._run import run
@@ -21,6 +22,7 @@ app.command()(setup)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(kernel_app, name="kernel")
 
 
 def main() -> None:

@@ -7,18 +7,21 @@ result, and only its own failures into errors.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgentTimeout
+from ..backends import SandboxSpec
+from ..errors import AgentTimeout, BackendUnavailable
 from ..guest import b64decode, b64encode
+from ..images import find_snapshot, load_kernel
 from . import _limits
 from ._admission import Admission
 
 if TYPE_CHECKING:
-    from ..backends import Backend, BackendSet, Sandbox, SandboxSpec
+    from ..backends import Backend, BackendSet, Sandbox
     from ..config import Settings
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
@@ -86,9 +89,7 @@ class Executor:
 
     def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
                  limits: _limits.ResolvedLimits) -> SandboxSpec:
-        from ..backends import SandboxSpec
-
-        return SandboxSpec(
+        spec = SandboxSpec(
             rootfs=rootfs.path,
             rootfs_sha256=rootfs.sha256,
             memory_mb=limits.memory_mb,
@@ -96,6 +97,15 @@ class Executor:
             processes=limits.processes,
             labels={"language": language.name},
         )
+        if backend.capabilities().isolation != "vm":
+            return spec
+        # A microVM's RAM is the server's setting (or its snapshot's); the request's memory
+        # limit is applied inside the guest by the agent's cgroup.
+        kernel = load_kernel(self.settings)
+        if kernel is None:
+            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+        snapshot = find_snapshot(self.settings, backend.name, language.name, rootfs.sha256, kernel.sha256)
+        return dataclasses.replace(spec, memory_mb=self.settings.vm_memory_mb, kernel=kernel, snapshot=snapshot)
 
     def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> dict[str, Any]:
         return {

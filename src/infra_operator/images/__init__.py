@@ -9,8 +9,8 @@ from ._files import sweep
 from ._progress import ByteProgress, progress_lines
 from ._rootfs_builder import Progress, build_rootfs, is_stale
 from ._rootfs_store import RootfsInfo, RootfsStore
-from .kernel import build_kernel, load_kernel
-from .snapshots import SnapshotInfo, create_snapshot, find_snapshot, list_snapshots, remove_snapshot
+from .kernel import build_kernel, kernel_is_stale, load_kernel
+from .snapshots import SnapshotInfo, create_snapshot, describe, find_snapshot, list_snapshots, remove_snapshot
 
 if TYPE_CHECKING:
     from ._remote import RemoteStore, Transfer
@@ -25,6 +25,24 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ByteProgress", "Progress", "RemoteStore", "RootfsInfo", "RootfsStore", "SnapshotInfo", "Transfer",
-           "build_kernel", "build_rootfs", "create_snapshot", "find_snapshot", "is_stale", "list_snapshots",
-           "load_kernel", "progress_lines", "remove_snapshot", "sweep"]
+__all__ = [
+    "ByteProgress",
+    "Progress",
+    "RemoteStore",
+    "RootfsInfo",
+    "RootfsStore",
+    "SnapshotInfo",
+    "Transfer",
+    "build_kernel",
+    "build_rootfs",
+    "create_snapshot",
+    "describe",
+    "find_snapshot",
+    "is_stale",
+    "kernel_is_stale",
+    "list_snapshots",
+    "load_kernel",
+    "progress_lines",
+    "remove_snapshot",
+    "sweep",
+]
