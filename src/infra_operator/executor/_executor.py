@@ -94,6 +94,7 @@ class Executor:
             memory_mb=limits.memory_mb,
             vcpus=self.settings.vm_vcpus,
             processes=limits.processes,
+            disk_mb=limits.file_mb,
             labels={"language": language.name},
         )
 
