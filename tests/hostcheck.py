@@ -64,13 +64,17 @@ def host_uid(pid: int) -> int | None:
 def processes_with(token: str) -> list[int]:
     """Host processes whose command line holds ``token`` (a sandboxed program's marker)."""
     me = os.getpid()
-    return [pid for pid in (int(p) for p in os.listdir("/proc") if p.isdigit())
-            if pid != me and token in cmdline(pid)]
+    return [
+        pid
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit())
+        if pid != me and token in cmdline(pid)
+    ]
 
 
 def cgroups_of(server_pid: int) -> set[str]:
-    return {str(group) for parent in CGROUP_PARENTS if parent.exists()
-            for group in parent.glob(f"{server_pid}-*")}
+    return {
+        str(group) for parent in CGROUP_PARENTS if parent.exists() for group in parent.glob(f"{server_pid}-*")
+    }
 
 
 def run_folders_of(server_pid: int) -> set[str]:

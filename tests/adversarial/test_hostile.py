@@ -23,9 +23,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from hostcheck import Footprint, host_uid, processes_with, settled_leaks
-
 from conftest import ADVERSARIAL, Server, require_images
+from hostcheck import Footprint, host_uid, processes_with, settled_leaks
 
 BACKENDS = ("jail", "qemu")
 Body = dict[str, Any]
@@ -47,8 +46,9 @@ class Context:
         return str(int(self.token, 16))[:9]
 
     def run(self, code: str, **extra: object) -> Body:
-        response = self.client.post("/api/v1/execute",
-                                    json={"language": "python", "code": code, "backend": self.backend, **extra})
+        response = self.client.post(
+            "/api/v1/execute", json={"language": "python", "code": code, "backend": self.backend, **extra}
+        )
         assert response.status_code == 200, response.text
         body: Body = response.json()
         return body
@@ -94,28 +94,54 @@ def _no_token_process(body: Body, ctx: Context) -> str:
     while processes_with(ctx.token) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = processes_with(ctx.token)
-    return _expect(body["exit_code"] == 0 and not left,
-                   f"background process outlived the answer: pids {left}, uid {[host_uid(p) for p in left]}")
+    return _expect(
+        body["exit_code"] == 0 and not left,
+        f"background process outlived the answer: pids {left}, uid {[host_uid(p) for p in left]}",
+    )
 
 
 CASES = [
-    Case("busy_loop_past_timeout", lambda c: "while True:\n    pass\n",
-         lambda b, c: _expect(b["timed_out"] or b["signal"] in ("SIGXCPU", "SIGKILL"), f"not stopped: {_flags(b)}"),
-         {"timeout": 2}),
-    Case("sleep_past_timeout", lambda c: "import time\nprint('start', flush=True)\ntime.sleep(120)\n",
-         lambda b, c: _expect(b["timed_out"] and b["stdout"] == "start\n", f"not timed out: {_flags(b)}"),
-         {"timeout": 2}),
-    Case("fork_bomb", lambda c: "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-         lambda b, c: _expect(b["timed_out"] or b["exit_code"] != 0, f"fork bomb ended as a success: {_flags(b)}"),
-         {"timeout": 4, "processes": 32}),
-    Case("memory_bomb", lambda c: "blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n",
-         lambda b, c: _expect(b["oom_killed"] and b["exit_code"] != 0, f"not OOM-killed: {_flags(b)}"),
-         {"timeout": 20, "memory_mb": 64}),
-    Case("output_flood", lambda c: "import sys\nwhile True:\n    sys.stdout.write('A' * 65536)\n",
-         lambda b, c: _expect(b["output_limit_exceeded"] and b["stdout_truncated"] and len(b["stdout"]) <= 16 * 1024,
-                              f"flood not capped: {_flags(b)}, {len(b['stdout'])} chars kept"),
-         {"timeout": 10, "output_kb": 16}),
-    Case("connect_to_api_port", lambda c: f"""
+    Case(
+        "busy_loop_past_timeout",
+        lambda c: "while True:\n    pass\n",
+        lambda b, c: _expect(
+            b["timed_out"] or b["signal"] in ("SIGXCPU", "SIGKILL"), f"not stopped: {_flags(b)}"
+        ),
+        {"timeout": 2},
+    ),
+    Case(
+        "sleep_past_timeout",
+        lambda c: "import time\nprint('start', flush=True)\ntime.sleep(120)\n",
+        lambda b, c: _expect(b["timed_out"] and b["stdout"] == "start\n", f"not timed out: {_flags(b)}"),
+        {"timeout": 2},
+    ),
+    Case(
+        "fork_bomb",
+        lambda c: "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        lambda b, c: _expect(
+            b["timed_out"] or b["exit_code"] != 0, f"fork bomb ended as a success: {_flags(b)}"
+        ),
+        {"timeout": 4, "processes": 32},
+    ),
+    Case(
+        "memory_bomb",
+        lambda c: "blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n",
+        lambda b, c: _expect(b["oom_killed"] and b["exit_code"] != 0, f"not OOM-killed: {_flags(b)}"),
+        {"timeout": 20, "memory_mb": 64},
+    ),
+    Case(
+        "output_flood",
+        lambda c: "import sys\nwhile True:\n    sys.stdout.write('A' * 65536)\n",
+        lambda b, c: _expect(
+            b["output_limit_exceeded"] and b["stdout_truncated"] and len(b["stdout"]) <= 16 * 1024,
+            f"flood not capped: {_flags(b)}, {len(b['stdout'])} chars kept",
+        ),
+        {"timeout": 10, "output_kb": 16},
+    ),
+    Case(
+        "connect_to_api_port",
+        lambda c: (
+            f"""
 import socket
 for host in ('127.0.0.1', '{c.host_address}', 'localhost'):
     try:
@@ -123,9 +149,18 @@ for host in ('127.0.0.1', '{c.host_address}', 'localhost'):
         print('CONNECTED', host)
     except OSError as exc:
         print('refused', host, type(exc).__name__)
-""", lambda b, c: _expect("CONNECTED" not in b["stdout"] and b["stdout"].count("refused") == 3,
-                          f"reached the API: {b['stdout']!r}"), {"timeout": 10}),
-    Case("read_host_file", lambda c: f"""
+"""
+        ),
+        lambda b, c: _expect(
+            "CONNECTED" not in b["stdout"] and b["stdout"].count("refused") == 3,
+            f"reached the API: {b['stdout']!r}",
+        ),
+        {"timeout": 10},
+    ),
+    Case(
+        "read_host_file",
+        lambda c: (
+            f"""
 import os
 try:
     print(open('{c.secret_file}').read())
@@ -136,9 +171,18 @@ for top in ('/', '/var/tmp', '/root', '/tmp'):
         dirs[:] = [d for d in dirs if os.path.join(root, d) not in ('/proc', '/sys')]
         if '{c.secret_file.name}' in files:
             print('VISIBLE', root)
-""", lambda b, c: _expect(c.secret not in b["stdout"] and "VISIBLE" not in b["stdout"] and "unreadable" in b["stdout"],
-                          f"host file reached: {b['stdout'][-300:]!r}"), {"timeout": 20}),
-    Case("write_host_paths", lambda c: """
+"""
+        ),
+        lambda b, c: _expect(
+            c.secret not in b["stdout"] and "VISIBLE" not in b["stdout"] and "unreadable" in b["stdout"],
+            f"host file reached: {b['stdout'][-300:]!r}",
+        ),
+        {"timeout": 20},
+    ),
+    Case(
+        "write_host_paths",
+        lambda c: (
+            """
 import os
 for path in ('/etc/passwd', '/usr/bin/python3', '/opt/infra-operator/guest/agent.py', '/root/x', '/x'):
     try:
@@ -153,9 +197,17 @@ for path in ('/proc/sys/kernel/printk_ratelimit', '/proc/sys/vm/drop_caches', '/
         print('WROTE', path)
     except OSError as exc:
         print('refused', path, type(exc).__name__)
-""", lambda b, c: _expect("WROTE" not in b["stdout"] and b["stdout"].count("refused") == 8,
-                          f"wrote outside its sandbox: {b['stdout']!r}")),
-    Case("marker_for_next_execution", lambda c: f"""
+"""
+        ),
+        lambda b, c: _expect(
+            "WROTE" not in b["stdout"] and b["stdout"].count("refused") == 8,
+            f"wrote outside its sandbox: {b['stdout']!r}",
+        ),
+    ),
+    Case(
+        "marker_for_next_execution",
+        lambda c: (
+            f"""
 import os
 for d in ('/work', '/tmp', '/dev/shm', os.environ.get('HOME', '/tmp'), '/var/tmp'):
     try:
@@ -163,8 +215,14 @@ for d in ('/work', '/tmp', '/dev/shm', os.environ.get('HOME', '/tmp'), '/var/tmp
             handle.write('x')
     except OSError:
         pass
-""", _markers_absent),
-    Case("background_process_outlives_program", lambda c: f"""
+"""
+        ),
+        _markers_absent,
+    ),
+    Case(
+        "background_process_outlives_program",
+        lambda c: (
+            f"""
 import os
 if os.fork() == 0:
     os.setsid()
@@ -174,18 +232,43 @@ if os.fork() == 0:
     os._exit(0)
 os.wait()
 print('parent done')
-""", _no_token_process),
-    Case("kill_everything", lambda c: "import os, signal\nprint('before', flush=True)\nos.kill(-1, signal.SIGKILL)\n"
-         "os.kill(1, signal.SIGKILL)\nprint('survived')\n",
-         lambda b, c: _expect(b["stdout"].startswith("before"), f"no clean answer: {b['stdout']!r} {_flags(b)}")),
-    Case("non_utf8_output", lambda c: "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n"
-         "sys.stderr.buffer.write(b'\\xc3\\x28')\n",
-         lambda b, c: _expect(b["stdout"] == "ok \ufffd\ufffd end\n" and "\ufffd" in b["stderr"],
-                              f"bytes not replaced: {b['stdout']!r} {b['stderr']!r}")),
-    Case("stdin_at_eof", lambda c: "import sys\nprint(repr(sys.stdin.read()), repr(sys.stdin.buffer.read(10)))\n",
-         lambda b, c: _expect(b["stdout"] == "'' b''\n" and not b["timed_out"], f"stdin not at EOF: {_flags(b)}"),
-         {"timeout": 5}),
-    Case("fill_the_disk", lambda c: """
+"""
+        ),
+        _no_token_process,
+    ),
+    Case(
+        "kill_everything",
+        lambda c: (
+            "import os, signal\nprint('before', flush=True)\nos.kill(-1, signal.SIGKILL)\n"
+            "os.kill(1, signal.SIGKILL)\nprint('survived')\n"
+        ),
+        lambda b, c: _expect(
+            b["stdout"].startswith("before"), f"no clean answer: {b['stdout']!r} {_flags(b)}"
+        ),
+    ),
+    Case(
+        "non_utf8_output",
+        lambda c: (
+            "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n"
+            "sys.stderr.buffer.write(b'\\xc3\\x28')\n"
+        ),
+        lambda b, c: _expect(
+            b["stdout"] == "ok \ufffd\ufffd end\n" and "\ufffd" in b["stderr"],
+            f"bytes not replaced: {b['stdout']!r} {b['stderr']!r}",
+        ),
+    ),
+    Case(
+        "stdin_at_eof",
+        lambda c: "import sys\nprint(repr(sys.stdin.read()), repr(sys.stdin.buffer.read(10)))\n",
+        lambda b, c: _expect(
+            b["stdout"] == "'' b''\n" and not b["timed_out"], f"stdin not at EOF: {_flags(b)}"
+        ),
+        {"timeout": 5},
+    ),
+    Case(
+        "fill_the_disk",
+        lambda c: (
+            """
 import os
 written = 0
 try:
@@ -195,11 +278,23 @@ try:
         written += 1
 except OSError as exc:
     print('stopped', type(exc).__name__, written)
-""", lambda b, c: _expect(b["stdout"].startswith("stopped") and int(b["stdout"].split()[-1]) <= 8,
-                          f"disk not bounded: {b['stdout']!r} {_flags(b)}"), {"timeout": 20, "file_mb": 8}),
-    Case("huge_single_file", lambda c: "with open('/tmp/big', 'wb') as f:\n    f.write(b'x' * (6 << 20))\n",
-         lambda b, c: _expect(b["exit_code"] != 0 and (b["signal"] == "SIGXFSZ" or "File too large" in b["stderr"]),
-                              f"file limit not applied: {_flags(b)} {b['stderr'][-200:]!r}"), {"file_mb": 4}),
+"""
+        ),
+        lambda b, c: _expect(
+            b["stdout"].startswith("stopped") and int(b["stdout"].split()[-1]) <= 8,
+            f"disk not bounded: {b['stdout']!r} {_flags(b)}",
+        ),
+        {"timeout": 20, "file_mb": 8},
+    ),
+    Case(
+        "huge_single_file",
+        lambda c: "with open('/tmp/big', 'wb') as f:\n    f.write(b'x' * (6 << 20))\n",
+        lambda b, c: _expect(
+            b["exit_code"] != 0 and (b["signal"] == "SIGXFSZ" or "File too large" in b["stderr"]),
+            f"file limit not applied: {_flags(b)} {b['stderr'][-200:]!r}",
+        ),
+        {"file_mb": 4},
+    ),
 ]
 
 
@@ -247,14 +342,28 @@ def _host_address() -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_case_is_contained(case: Case, backend: str, baseline: Footprint, server: Server, client: httpx.Client,
-                           secret_file: tuple[Path, str]) -> None:
-    ctx = Context(client=client, backend=backend, port=urlparse(server.url).port or 80, host_address=_host_address(),
-                  token=secrets.token_hex(8), secret_file=secret_file[0], secret=secret_file[1])
+def test_case_is_contained(
+    case: Case,
+    backend: str,
+    baseline: Footprint,
+    server: Server,
+    client: httpx.Client,
+    secret_file: tuple[Path, str],
+) -> None:
+    ctx = Context(
+        client=client,
+        backend=backend,
+        port=urlparse(server.url).port or 80,
+        host_address=_host_address(),
+        token=secrets.token_hex(8),
+        secret_file=secret_file[0],
+        secret=secret_file[1],
+    )
     code = case.code(ctx)
     problems = []
-    response = client.post("/api/v1/execute", json={"language": "python", "code": code, "backend": backend,
-                                                    **case.extra})
+    response = client.post(
+        "/api/v1/execute", json={"language": "python", "code": code, "backend": backend, **case.extra}
+    )
     if response.status_code != 200:
         problems.append(f"answered {response.status_code}: {response.text[:300]}")
     else:
@@ -284,8 +393,11 @@ def test_host_sees_sandboxed_code_as_uid_65534(backend: str, client: httpx.Clien
     code = f"import subprocess\nsubprocess.run(['sleep', '3.{digits}'])\n"
     with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
         answer: list[httpx.Response] = []
-        worker = threading.Thread(target=lambda: answer.append(other.post(
-            "/api/v1/execute", json={"language": "python", "code": code, "backend": backend})))
+        worker = threading.Thread(
+            target=lambda: answer.append(
+                other.post("/api/v1/execute", json={"language": "python", "code": code, "backend": backend})
+            )
+        )
         worker.start()
         deadline = time.monotonic() + 20
         pids: list[int] = []

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import require_images
+
 from infra_operator.config import Limits
 
 # request field -> the server's allowed range for it
@@ -37,7 +37,8 @@ def test_out_of_range_is_400_naming_the_range(client: httpx.Client, field: str, 
     response = client.post("/api/v1/execute", json={"language": "python", "code": "pass", field: value})
     assert response.status_code == 400, response.text
     assert response.json() == {
-        "error": f"{field} must be between {allowed.minimum} and {allowed.maximum}, got {value}"}
+        "error": f"{field} must be between {allowed.minimum} and {allowed.maximum}, got {value}"
+    }
 
 
 @pytest.mark.parametrize("field", list(RANGES))
@@ -66,20 +67,29 @@ class TestEnforced:
         assert (large["stdout"], large["oom_killed"]) == ("held\n", False)
 
     def test_processes_bounds_what_a_program_can_start(self, client: httpx.Client) -> None:
-        code = ("import os, time\nstarted = 0\nfor _ in range(100):\n    try:\n        pid = os.fork()\n"
-                "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n"
-                "    started += 1\nprint(started)\n")
+        code = (
+            "import os, time\nstarted = 0\nfor _ in range(100):\n"
+            "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n"
+            "    started += 1\nprint(started)\n"
+        )
         few = int(run(client, code, processes=16)["stdout"])
         more = int(run(client, code, processes=64)["stdout"])
         assert 0 < few < 16 and few < more < 64, (few, more)
 
     def test_output_past_the_cap_is_truncated_and_the_program_runs_on(self, client: httpx.Client) -> None:
-        body = run(client, "print('A' * 10000)\nprint('finished', flush=True)\nimport sys\nsys.exit(4)\n", output_kb=4)
+        body = run(
+            client,
+            "print('A' * 10000)\nprint('finished', flush=True)\nimport sys\nsys.exit(4)\n",
+            output_kb=4,
+        )
         assert len(body["stdout"]) == 4096 and body["stdout_truncated"] is True
         assert (body["exit_code"], body["output_limit_exceeded"], body["signal"]) == (4, False, None)
 
     def test_output_past_the_hard_cap_kills_the_program(self, client: httpx.Client) -> None:
-        body = run(client, "import sys\nwhile True:\n    sys.stderr.write('E' * 4096)\n", output_kb=1, timeout=30)
+        body = run(
+            client, "import sys\nwhile True:\n    sys.stderr.write('E' * 4096)\n", output_kb=1, timeout=30
+        )
         assert body["output_limit_exceeded"] is True and body["stderr_truncated"] is True
         assert body["signal"] == "SIGKILL" and body["timed_out"] is False and len(body["stderr"]) == 1024
 
@@ -87,7 +97,10 @@ class TestEnforced:
         one = run(client, "open('/tmp/f', 'wb').write(b'x' * (3 << 20))\n", file_mb=2)
         # CPython ignores SIGXFSZ, so the write fails with EFBIG instead of the signal killing it.
         assert "File too large" in one["stderr"] and one["exit_code"] == 1, one
-        code = ("import os\nn = 0\ntry:\n    while True:\n        open(f'/tmp/f{n}', 'wb').write(b'x' * (1 << 20))\n"
-                "        n += 1\nexcept OSError as e:\n    print(e.strerror, n)\n")
+        code = (
+            "import os\nn = 0\ntry:\n    while True:\n"
+            "        open(f'/tmp/f{n}', 'wb').write(b'x' * (1 << 20))\n"
+            "        n += 1\nexcept OSError as e:\n    print(e.strerror, n)\n"
+        )
         many = run(client, code, file_mb=4)
         assert many["stdout"].startswith("No space left on device") and int(many["stdout"].split()[-1]) <= 4

@@ -17,9 +17,22 @@ def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         agent._write_files(str(work), {"main.py": b64encode(b"print('pwned')")})
     assert outside.read_text() == "precious"
-    reply = agent.handle({"op": "execute", "files": {"main.py": b64encode(b"x")}, "run": ["true"],
-                          "limits": {"wall_seconds": 5, "cpu_seconds": 5, "memory_bytes": 1 << 28,
-                                     "processes": 16, "output_bytes": 1024, "file_bytes": 1 << 20}}, str(work))
+    reply = agent.handle(
+        {
+            "op": "execute",
+            "files": {"main.py": b64encode(b"x")},
+            "run": ["true"],
+            "limits": {
+                "wall_seconds": 5,
+                "cpu_seconds": 5,
+                "memory_bytes": 1 << 28,
+                "processes": 16,
+                "output_bytes": 1024,
+                "file_bytes": 1 << 20,
+            },
+        },
+        str(work),
+    )
     assert reply["ok"] is False and "FileExistsError" in reply["error"]
     assert outside.read_text() == "precious"
 
