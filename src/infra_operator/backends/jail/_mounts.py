@@ -6,6 +6,7 @@ while jails still running on the old one keep it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -34,14 +35,39 @@ class ImageMounts:
         return target
 
     def sweep(self) -> list[str]:
-        """Unmount what no jail uses any more; a mount still in use refuses and stays."""
+        """Unmount images that were replaced or deleted and that no jail uses any more.
+
+        The mount of a current image stays: other servers sharing this data dir may be
+        about to start a jail on it, so unmounting it (or removing a directory about to
+        be mounted on) from here would pull the rootfs from under them.
+        """
         removed = []
+        sources = _mount_sources()
         for target in sorted(self.mount_root.glob("*")) if self.mount_root.exists() else []:
-            if os.path.ismount(target) and subprocess.run(["umount", str(target)], capture_output=True).returncode:
+            source = sources.get(str(target))
+            if source is None or not _image_is_gone(source):
                 continue
-            try:
+            if subprocess.run(["umount", str(target)], capture_output=True).returncode:
+                continue  # still in use by a jail
+            with contextlib.suppress(OSError):
                 target.rmdir()
-                removed.append(f"mount {target}")
-            except OSError:
-                pass
+            removed.append(f"mount {target}")
         return removed
+
+
+def _mount_sources() -> dict[str, str]:
+    """Mount point -> mounted device, from this process's mount table."""
+    sources = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sources[fields[4]] = fields[fields.index("-") + 2]
+    return sources
+
+
+def _image_is_gone(device: str) -> bool:
+    """Whether the image file behind a loop device was replaced (a rebuild) or deleted."""
+    try:
+        backing = (Path("/sys/block") / Path(device).name / "loop" / "backing_file").read_text().strip()
+    except OSError:
+        return False
+    return backing.endswith(" (deleted)") or not Path(backing).exists()
