@@ -6,7 +6,6 @@ import re
 
 import httpx
 import pytest
-
 from conftest import SEED_LANGUAGES, require_images
 
 

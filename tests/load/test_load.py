@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import SEED_LANGUAGES, Server, require_images, start_server, stop_server
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(1200)]
