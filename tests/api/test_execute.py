@@ -6,6 +6,7 @@ import re
 
 import httpx
 import pytest
+
 from conftest import SEED_LANGUAGES, require_images
 
 

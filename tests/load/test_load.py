@@ -46,7 +46,8 @@ def test_200_mixed_executions_at_concurrency_16_are_all_correct(server: Server) 
             language, n = job
             code, expected = program(language, n)
             started = time.monotonic()
-            response = client.post("/api/v1/execute", json={"language": language, "code": code, "timeout": 120})
+            request = {"language": language, "code": code, "timeout": 120}
+            response = client.post("/api/v1/execute", json=request)
             took = time.monotonic() - started
             if response.status_code != 200:
                 return language, f"HTTP {response.status_code}: {response.text[:200]}", took
@@ -70,7 +71,8 @@ def test_200_mixed_executions_at_concurrency_16_are_all_correct(server: Server) 
 
 def test_a_burst_past_a_small_queue_is_answered_with_clean_503s(tmp_path: Path) -> None:
     require_images("python")
-    server = start_server(tmp_path, env={"INFRA_OPERATOR_MAX_CONCURRENCY": "2", "INFRA_OPERATOR_MAX_QUEUE": "2"})
+    small = {"INFRA_OPERATOR_MAX_CONCURRENCY": "2", "INFRA_OPERATOR_MAX_QUEUE": "2"}
+    server = start_server(tmp_path, env=small)
     try:
         code = "import time\ntime.sleep(1)\nprint('ok')\n"
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
