@@ -100,6 +100,25 @@ def _no_token_process(body: Body, ctx: Context) -> str:
     )
 
 
+# Each process is smaller than the agent, so an OOM killer left to itself may pick the agent.
+MANY_SMALL_ALLOCATIONS = """
+import os, time
+for _ in range(40):
+    if os.fork() == 0:
+        try:
+            block = bytearray(2 << 20)
+            block[::4096] = b'y' * len(block[::4096])
+        except MemoryError:
+            pass
+        time.sleep(5)
+        os._exit(0)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
 CASES = [
     Case(
         "busy_loop_past_timeout",
@@ -128,6 +147,12 @@ CASES = [
         lambda c: "blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n",
         lambda b, c: _expect(b["oom_killed"] and b["exit_code"] != 0, f"not OOM-killed: {_flags(b)}"),
         {"timeout": 20, "memory_mb": 64},
+    ),
+    Case(
+        "memory_bomb_of_many_small_processes",
+        lambda c: MANY_SMALL_ALLOCATIONS,
+        lambda b, c: _expect(b["oom_killed"] and b["exit_code"] != 0, f"not OOM-killed: {_flags(b)}"),
+        {"timeout": 20, "memory_mb": 48},
     ),
     Case(
         "output_flood",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgentTimeout
+from ..errors import AgentError, AgentTimeout
 from ..guest import b64decode, b64encode
 from . import _limits
 from ._admission import Admission
@@ -142,6 +142,11 @@ class Executor:
             reply = sandbox.call(message, deadline)
         except AgentTimeout:
             return None, {"oom_killed": False}  # the program held the sandbox past every limit
+        except AgentError:
+            outcome = sandbox.outcome()
+            if outcome.get("oom_killed"):
+                return None, outcome  # the program ran the sandbox out of memory, agent and all
+            raise
         return reply, sandbox.outcome()
 
     def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: dict[str, Any] | None,
@@ -149,7 +154,9 @@ class Executor:
         common = {"language": language.name, "version": rootfs.version, "backend": backend,
                   "load_ms": load_ms, "exec_ms": exec_ms}
         if reply is None:
-            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=True, **common)
+            oom = bool(outcome.get("oom_killed"))
+            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=not oom,
+                                   oom_killed=oom, **common)
         compiled, ran = reply.get("compile"), reply.get("run")
         compile_fields: dict[str, Any] = {}
         if compiled is not None:
