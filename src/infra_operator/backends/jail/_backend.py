@@ -131,15 +131,31 @@ class JailSandbox:
 def _probe() -> tuple[bool, str]:
     if shutil.which("bwrap") is None:
         return False, "bwrap is not installed"
+    argv = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"]
+    fds: tuple[int, ...] = ()
+    as_jails_run = os.geteuid() == 0
+    if as_jails_run:
+        # Try the confinement every jail gets, so a host that cannot give it is found here
+        # rather than by every request failing.
+        try:
+            fds = (_userns.namespace_fd(SANDBOX_UID, SANDBOX_UID), _seccomp.program_fd())
+        except (SandboxError, OSError) as exc:
+            return False, f"cannot confine a jail: {exc}"
+        argv = ["bwrap", "--userns", str(fds[0]), "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
+                "--seccomp", str(fds[1]), "true"]
     try:
-        result = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"],
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, pass_fds=fds)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"bwrap probe failed: {exc}"
+    finally:
+        if fds:
+            os.close(fds[1])
     if result.returncode != 0:
         return False, f"bwrap probe failed: {result.stderr.strip()}"
     version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
-    return True, f"{version} started a namespace sandbox"
+    how = f" as uid {SANDBOX_UID} under seccomp" if as_jails_run else ""
+    return True, f"{version} started a namespace sandbox{how}"
 
 
 class JailBackend:
@@ -153,7 +169,8 @@ class JailBackend:
         works, evidence = _probe()
         cgroups = "cgroup v2" if _cgroups._unified() else "cgroup v1"
         usable = works and os.geteuid() == 0
-        missing = () if usable else (("run as root",) if works else ("apt-get install bubblewrap",))
+        why = ("run as root",) if works else (f"apt-get install bubblewrap ({evidence})",)
+        missing = () if usable else why
         return Capabilities(name=self.name, isolation="namespace", usable=usable, snapshots=False,
                             evidence=(evidence, f"limits through {cgroups}"), missing=missing)
 
