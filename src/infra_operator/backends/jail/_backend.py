@@ -180,10 +180,10 @@ class JailBackend:
         root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
         run_dir = self.run_dir / f"jail-{sandbox_id}"
-        run_dir.mkdir(parents=True)
         cgroup = HostCgroup.create(sandbox_id, spec.memory_mb * 1024 * 1024, spec.processes)
         seccomp_fd = -1
         try:
+            run_dir.mkdir(parents=True)
             userns_fd = _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID)
             seccomp_fd = _seccomp.program_fd()
             argv = _bwrap_argv(root, spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
