@@ -36,6 +36,8 @@ class Context:
     backend: str
     port: int
     host_address: str
+    unix_socket: str
+    """The name of an abstract unix socket a host process listens on."""
     token: str
     secret_file: Path
     secret: str
@@ -181,6 +183,21 @@ for host in ('127.0.0.1', '{c.host_address}', 'localhost'):
             f"reached the API: {b['stdout']!r}",
         ),
         {"timeout": 10},
+    ),
+    Case(
+        "connect_to_host_unix_socket",
+        lambda c: (
+            f"""
+import socket
+probe = socket.socket(socket.AF_UNIX)
+try:
+    probe.connect('\\0{c.unix_socket}')
+    print('CONNECTED')
+except OSError as exc:
+    print('refused', type(exc).__name__)
+"""
+        ),
+        lambda b, c: _expect(b["stdout"].startswith("refused"), f"reached a host socket: {b['stdout']!r}"),
     ),
     Case(
         "read_host_file",
@@ -357,6 +374,15 @@ def secret_file() -> Iterator[tuple[Path, str]]:
         path.unlink()
 
 
+@pytest.fixture(scope="module")
+def unix_socket() -> Iterator[str]:
+    name = f"infra-operator-test-{secrets.token_hex(6)}"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(f"\0{name}")
+        listener.listen(1)
+        yield name
+
+
 def _host_address() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
@@ -374,12 +400,14 @@ def test_case_is_contained(
     server: Server,
     client: httpx.Client,
     secret_file: tuple[Path, str],
+    unix_socket: str,
 ) -> None:
     ctx = Context(
         client=client,
         backend=backend,
         port=urlparse(server.url).port or 80,
         host_address=_host_address(),
+        unix_socket=unix_socket,
         token=secrets.token_hex(8),
         secret_file=secret_file[0],
         secret=secret_file[1],
