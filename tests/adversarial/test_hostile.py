@@ -463,3 +463,41 @@ def test_host_sees_sandboxed_code_as_uid_65534(backend: str, client: httpx.Clien
     assert set(uids.values()) == {65534}, f"host uids of the sandboxed process: {uids}"
     assert answer[0].status_code == 200
     assert os.getuid() == 0  # the check above only means something when the tests run as root
+
+
+def test_concurrent_executions_cannot_see_each_other(backend: str, client: httpx.Client) -> None:
+    digits = str(secrets.randbelow(10**9))
+    first = (
+        f"import subprocess\nopen('/tmp/peer-{digits}', 'w').write('x')\n"
+        f"subprocess.run(['sleep', '4.{digits}'])\n"
+    )
+    looker = f"""
+import os
+seen = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        if '{digits}' in open(f'/proc/{{pid}}/cmdline').read():
+            seen.append('process ' + pid)
+    except OSError:
+        pass
+for d in ('/tmp', '/work', '/dev/shm'):
+    seen += [d + '/' + name for name in os.listdir(d) if '{digits}' in name]
+print(seen)
+"""
+    with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
+        answer: list[httpx.Response] = []
+        request = {"language": "python", "code": first, "backend": backend}
+        worker = threading.Thread(target=lambda: answer.append(other.post("/api/v1/execute", json=request)))
+        worker.start()
+        try:
+            time.sleep(1.5)  # let the first one start; its sleep lasts 4 s
+            body = client.post(
+                "/api/v1/execute", json={"language": "python", "code": looker, "backend": backend}
+            ).json()
+        finally:
+            worker.join()
+    overlapped = answer[0].status_code == 200 and float(answer[0].json()["exec_time_ms"]) > 1500
+    outcome = "" if body["stdout"] == "[]\n" else f"saw another execution: {body['stdout']!r}"
+    ADVERSARIAL[backend]["concurrent_executions_cannot_see_each_other"] = outcome
+    assert overlapped, "the two executions did not overlap, so the test proves nothing"
+    assert not outcome

@@ -105,6 +105,12 @@ def test_the_agent_and_programs_run_under_the_filter(client: httpx.Client) -> No
     assert body["stdout"] == "['NoNewPrivs:\\t1\\n', 'Seccomp:\\t2\\n', 'Seccomp_filters:\\t1\\n']\n"
 
 
+def test_every_capability_is_dropped(client: httpx.Client) -> None:
+    code = "print(sorted(s.split()[1] for s in open('/proc/self/status') if s.startswith('Cap')))"
+    body = client.post("/api/v1/execute", json={"language": "python", "backend": "jail", "code": code}).json()
+    assert body["stdout"] == f"{['0000000000000000'] * 5}\n"
+
+
 def test_program_is_packed_sock_filters_ending_in_returns() -> None:
     program = _seccomp.program()
     assert len(program) % 8 == 0 and len(program) // 8 < 4096  # BPF_MAXINSNS
