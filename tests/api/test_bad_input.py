@@ -16,6 +16,7 @@ from conftest import require_images
         (b'{"language": "python", "code": "pass", "args": ["a\\u0000b"]}', "cannot contain a NUL"),
         (b'{"language": "\\ud800", "code": "pass"}', "language"),
         (b'{"language": "python", "code": "print(1)\xff"}', "error parsing the body"),
+        (b"[" * 500_000, "error parsing the body"),  # deeper than any JSON parser recurses
     ],
 )
 def test_text_no_sandbox_can_hold_is_400(client: httpx.Client, body: bytes, fragment: str) -> None:
