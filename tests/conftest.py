@@ -91,6 +91,18 @@ def client(server: Server) -> Iterator[httpx.Client]:
         yield session
 
 
+# Per backend, what the adversarial suite saw: case name -> what leaked or misbehaved ("" when contained).
+ADVERSARIAL: dict[str, dict[str, str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for backend, cases in ADVERSARIAL.items():
+        failed = {name: why for name, why in cases.items() if why}
+        terminalreporter.write_line(
+            f"adversarial[{backend}]: {len(cases)} cases ran, {len(cases) - len(failed)} contained, "
+            f"leaked or misbehaved: {failed or 'nothing'}")
+
+
 def require_images(*languages: str) -> None:
     """Skip, saying why, when the install script has not built these images."""
     missing = [name for name in languages if not (DATA_DIR / "images" / f"rootfs-{name}.json").exists()]

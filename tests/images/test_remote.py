@@ -136,7 +136,8 @@ def test_snapshot_round_trip(object_store: ObjectStore, bucket: str, tmp_path: P
     keys = {item["Key"] for item in s3(object_store).list_objects_v2(Bucket=bucket)["Contents"]}
     assert keys == {f"snapshots/qemu/python/{name}" for name in [*files, "metadata.json"]}
     assert store.list_snapshots() == [{"language": "python", "backend": "qemu", "vmstate_size": 500,
-                                       "mem_size": IMAGE_SIZE, "mem_mb": 256, "vcpus": 1, "created_at": "2026-11-28T00:00:00+00:00"}]
+                                       "mem_size": IMAGE_SIZE, "mem_mb": 256, "vcpus": 1,
+                                       "created_at": "2026-11-28T00:00:00+00:00"}]
 
     old = write_fake_snapshot(target, "qemu", "python", {"vmstate": b"older", "leftover": b"gone after"})
     remote(target, bucket).download_snapshot("python").run()

@@ -6,9 +6,9 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 BackendChoice = Literal["auto", "jail", "qemu", "firecracker"]
 
@@ -17,12 +17,32 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+def _utf8(text: str) -> str:
+    # JSON can carry lone surrogates ("\ud800"), which no file, pipe or argv can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text: {exc.reason} at position {exc.start}") from exc
+    return text
+
+
+def _argument(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("a command-line argument cannot contain a NUL character")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Argument = Annotated[str, AfterValidator(_utf8), AfterValidator(_argument)]
+
+
 class ExecuteRequest(_Request):
     language: str = Field(min_length=1, max_length=64, description="a name or alias from /api/v1/languages")
-    code: str = Field(description="the source to run")
+    code: Text = Field(description="the source to run")
     timeout: int | None = Field(default=None, description="wall-clock seconds; default 30")
-    stdin: str = Field(default="", description="given to the program on standard input")
-    args: list[str] = Field(default_factory=list, max_length=64, description="extra command-line arguments")
+    stdin: Text = Field(default="", description="given to the program on standard input")
+    args: list[Argument] = Field(
+        default_factory=list, max_length=64, description="extra command-line arguments")
     backend: BackendChoice | None = Field(default=None, description="which isolation backend; default the server's")
     memory_mb: int | None = None
     cpu_seconds: int | None = None

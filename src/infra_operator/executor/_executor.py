@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends import SandboxSpec
-from ..errors import AgentTimeout, BackendUnavailable
+from ..errors import AgentError, AgentTimeout, BackendUnavailable
 from ..guest import b64decode, b64encode
 from ..images import find_snapshot, load_kernel
 from . import _limits
@@ -95,6 +95,7 @@ class Executor:
             memory_mb=limits.memory_mb,
             vcpus=self.settings.vm_vcpus,
             processes=limits.processes,
+            disk_mb=limits.file_mb,
             labels={"language": language.name},
         )
         if backend.capabilities().isolation != "vm":
@@ -151,6 +152,11 @@ class Executor:
             reply = sandbox.call(message, deadline)
         except AgentTimeout:
             return None, {"oom_killed": False}  # the program held the sandbox past every limit
+        except AgentError:
+            outcome = sandbox.outcome()
+            if outcome.get("oom_killed"):
+                return None, outcome  # the program ran the sandbox out of memory, agent and all
+            raise
         return reply, sandbox.outcome()
 
     def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: dict[str, Any] | None,
@@ -158,7 +164,9 @@ class Executor:
         common: dict[str, Any] = {"language": language.name, "version": rootfs.version, "backend": backend,
                   "load_ms": load_ms, "exec_ms": exec_ms}
         if reply is None:
-            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=True, **common)
+            oom = bool(outcome.get("oom_killed"))
+            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=not oom,
+                                   oom_killed=oom, **common)
         compiled, ran = reply.get("compile"), reply.get("run")
         compile_fields: dict[str, Any] = {}
         if compiled is not None:

@@ -121,6 +121,21 @@ def harden_agent() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
+def oom_first() -> None:
+    """Make this process (and what it starts) the OOM killer's first choice over the agent.
+
+    The agent shares the memory limit with the program; when a program made of many
+    small processes runs out, the agent may be the biggest one, and killing it loses
+    the answer. Raising one's own score needs no privilege, only a /proc entry we own,
+    which a process the agent made undumpable does not have until it execs."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write("1000")
+    except OSError:
+        pass  # no /proc: nothing to prefer
+
+
 def reset_signals() -> None:
     """In a child before exec: undo ``harden_agent``'s dispositions, which exec would keep."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)

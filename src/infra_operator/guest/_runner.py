@@ -66,6 +66,7 @@ class _Stream:
 def _preexec(limits: Limits, cgroup: _confine.Cgroup | None) -> None:
     # Runs in the child between fork and exec.
     _confine.reset_signals()
+    _confine.oom_first()
     if cgroup is not None:
         cgroup.enter()
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))

@@ -1,9 +1,10 @@
 """The jail backend: bubblewrap over a rootfs mounted read-only.
 
 Each sandbox is one bwrap process in fresh namespaces (no network, its own PIDs,
-IPC, UTS and mounts), all capabilities dropped, running as uid 65534, with a
-private tmpfs for /work and /tmp, inside a host cgroup that bounds memory and
-processes. The agent is the namespace's PID 1, so ``kill(-1)`` from user code
+IPC, UTS and mounts), all capabilities dropped, under a seccomp filter, running as
+uid 65534 (host uid 65534 too, see ``_userns``), with private tmpfs for /work,
+/tmp and /dev/shm sized by the request's file limit, inside a host cgroup that
+bounds memory and processes. The agent is the namespace's PID 1, so ``kill(-1)`` from user code
 cannot reach it, and when it exits every process of the sandbox dies with it.
 The agent talks to the host over bwrap's stdin and stdout.
 """
@@ -25,7 +26,7 @@ from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidReque
 from .. import _channel
 from .._leftovers import stale_run_folders
 from ..base import Capabilities, SandboxSpec, SnapshotFiles, State
-from . import _cgroups
+from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
 
@@ -33,15 +34,15 @@ SANDBOX_UID = 65534
 GUEST_DIR = Path(guest.__file__).parent
 GUEST_MOUNT = "/opt/infra-operator/guest"
 READY_TIMEOUT_SECONDS = 10.0
-TMPFS_BYTES = 256 * 1024 * 1024
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _counter = itertools.count()
 
 
-def _bwrap_argv(root: Path, tmpfs_bytes: int) -> list[str]:
+def _bwrap_argv(root: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -> list[str]:
     return [
         "bwrap",
-        "--unshare-all",
+        "--userns", str(userns_fd),
+        "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
         "--die-with-parent",
         "--new-session",
         "--as-pid-1",
@@ -50,10 +51,12 @@ def _bwrap_argv(root: Path, tmpfs_bytes: int) -> list[str]:
         "--dev", "/dev",
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
         "--perms", "0777", "--size", str(tmpfs_bytes), "--tmpfs", "/work",
+        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
         "--ro-bind", str(GUEST_DIR), GUEST_MOUNT,
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox",
         "--cap-drop", "ALL",
+        "--seccomp", str(seccomp_fd),
         "--clearenv",
         "--setenv", "PATH", _SANDBOX_PATH,
         "--setenv", "PYTHONPATH", str(Path(GUEST_MOUNT).parent),
@@ -128,15 +131,31 @@ class JailSandbox:
 def _probe() -> tuple[bool, str]:
     if shutil.which("bwrap") is None:
         return False, "bwrap is not installed"
+    argv = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"]
+    fds: tuple[int, ...] = ()
+    as_jails_run = os.geteuid() == 0
+    if as_jails_run:
+        # Try the confinement every jail gets, so a host that cannot give it is found here
+        # rather than by every request failing.
+        try:
+            fds = (_userns.namespace_fd(SANDBOX_UID, SANDBOX_UID), _seccomp.program_fd())
+        except (SandboxError, OSError) as exc:
+            return False, f"cannot confine a jail: {exc}"
+        argv = ["bwrap", "--userns", str(fds[0]), "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
+                "--seccomp", str(fds[1]), "true"]
     try:
-        result = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"],
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, pass_fds=fds)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"bwrap probe failed: {exc}"
+    finally:
+        if fds:
+            os.close(fds[1])
     if result.returncode != 0:
         return False, f"bwrap probe failed: {result.stderr.strip()}"
     version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
-    return True, f"{version} started a namespace sandbox"
+    how = f" as uid {SANDBOX_UID} under seccomp" if as_jails_run else ""
+    return True, f"{version} started a namespace sandbox{how}"
 
 
 class JailBackend:
@@ -150,7 +169,8 @@ class JailBackend:
         works, evidence = _probe()
         cgroups = "cgroup v2" if _cgroups._unified() else "cgroup v1"
         usable = works and os.geteuid() == 0
-        missing = () if usable else (("run as root",) if works else ("apt-get install bubblewrap",))
+        why = ("run as root",) if works else (f"apt-get install bubblewrap ({evidence})",)
+        missing = () if usable else why
         return Capabilities(name=self.name, isolation="namespace", usable=usable, snapshots=False,
                             evidence=(evidence, f"limits through {cgroups}"), missing=missing)
 
@@ -160,18 +180,27 @@ class JailBackend:
         root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
         run_dir = self.run_dir / f"jail-{sandbox_id}"
-        run_dir.mkdir(parents=True)
         cgroup = HostCgroup.create(sandbox_id, spec.memory_mb * 1024 * 1024, spec.processes)
+        seccomp_fd = -1
         try:
+            run_dir.mkdir(parents=True)
+            userns_fd = _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID)
+            seccomp_fd = _seccomp.program_fd()
+            argv = _bwrap_argv(root, spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
             with (run_dir / "stderr.log").open("wb") as stderr:
                 process = subprocess.Popen(
-                    cgroup.wrap(_bwrap_argv(root, TMPFS_BYTES)),
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+                    cgroup.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                    start_new_session=True, pass_fds=(userns_fd, seccomp_fd),
                 )
-        except OSError as exc:
+        except BaseException as exc:
             cgroup.remove()
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise SandboxError(f"cannot start bwrap: {exc.strerror}") from exc
+            if isinstance(exc, OSError):
+                raise SandboxError(f"cannot start bwrap: {exc.strerror or exc}") from exc
+            raise
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
         sandbox = JailSandbox(sandbox_id, process, cgroup, run_dir)
         try:
             sandbox.wait_ready()
