@@ -12,8 +12,8 @@ from typing import Any
 
 from .backends import Backend, BackendSet
 from .config import Settings
-from .errors import InvalidRequest
-from .executor import Executor
+from .errors import InvalidRequest, OperatorError
+from .executor import Executor, Pool
 from .images import RootfsInfo, RootfsStore
 from .jobs import JobBoard, Progress
 from .languages import Catalog
@@ -35,8 +35,37 @@ class Services:
         return BackendSet(self.settings)
 
     @cached_property
+    def pool(self) -> Pool:
+        return Pool(self.settings.pool)
+
+    @cached_property
     def executor(self) -> Executor:
-        return Executor(self.settings, self.catalog, self.rootfs, self.backends)
+        return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
+
+    def start_pool(self) -> list[str]:
+        """Keep sandboxes ready on the default backend for the pre-warm languages (by default
+        every language whose image is built); return the languages being warmed."""
+        self.pool.start()
+        wanted = self.settings.pool.prewarm
+        names = [language.name for language in self.catalog] if wanted is None else wanted
+        try:
+            backend = self.backends.default
+        except OperatorError as exc:
+            log.warning("pool: nothing pre-warmed: %s", exc.message)
+            return []
+        warmed = []
+        for name in names:
+            size = self.settings.pool.size_for(self.catalog.get(name).name)
+            if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
+                continue
+            try:
+                self.pool.warm(backend, self.executor.default_spec(backend, name), size)
+            except OperatorError as exc:
+                log.warning("pool: cannot pre-warm %s: %s", name, exc.message)
+                continue
+            warmed.append(name)
+        log.info("pool: keeping %s ready on %s", ", ".join(warmed) or "nothing", backend.name)
+        return warmed
 
     @cached_property
     def jobs(self) -> JobBoard:
@@ -70,6 +99,7 @@ class Services:
         raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL")
 
     def close(self) -> None:
+        self.pool.close()
         self.jobs.wait(timeout=1.0)
 
     def sweep(self) -> list[str]:

@@ -16,6 +16,7 @@ from ..errors import AgentTimeout
 from ..guest import b64decode, b64encode
 from . import _limits
 from ._admission import Admission
+from ._pool import Pool
 
 if TYPE_CHECKING:
     from ..backends import Backend, BackendSet, Sandbox, SandboxSpec
@@ -77,12 +78,20 @@ class Executor:
         rootfs: RootfsStore,
         backends: BackendSet,
         admission: Admission | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.rootfs = rootfs
         self.backends = backends
         self.admission = admission or Admission(settings.max_concurrency, settings.max_queue)
+        # Not started, a pool never holds anything: one-shot commands start and destroy inline.
+        self.pool = pool or Pool(settings.pool)
+
+    def default_spec(self, backend: Backend, language_name: str) -> SandboxSpec:
+        """The spec of a request that names no limits: what the pool pre-warms."""
+        language = self.catalog.get(language_name)
+        return self.spec_for(backend, language, self.rootfs.get(language.name), _limits.resolve(self.settings.limits))
 
     def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
                  limits: _limits.ResolvedLimits) -> SandboxSpec:
@@ -124,13 +133,13 @@ class Executor:
         message = self._message(language, request, limits)
         with self.admission.slot():
             started = time.monotonic()
-            sandbox = backend.start(spec)
+            sandbox = self.pool.take(backend, spec) or backend.start(spec)
             try:
                 loaded = time.monotonic()
                 reply, outcome = self._run(sandbox, message, limits)
                 finished = time.monotonic()
             finally:
-                sandbox.destroy()
+                self.pool.dispose(sandbox)
         return self._result(language, rootfs, backend.name, reply, outcome,
                             (loaded - started) * 1000, (finished - loaded) * 1000)
 
