@@ -139,3 +139,4 @@ class HealthResponse(BaseModel):
     backend: str | None
     backends: list[dict[str, Any]]
     load: dict[str, int]
+    pool: list[dict[str, Any]] = []

@@ -50,7 +50,8 @@ def health(services: ServicesDep) -> HealthResponse:
         for c in services.backends.capabilities()
     ]
     return HealthResponse(status="healthy" if active else "degraded", version=__version__, backend=active,
-                          backends=backends, load=services.executor.admission.stats())
+                          backends=backends, load=services.executor.admission.stats(),
+                          pool=services.pool.stats())
 
 
 def _summary(services: ServicesDep, language: Language) -> LanguageSummary:

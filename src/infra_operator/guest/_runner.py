@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import _confine
+from . import _confine, _fork
 from .protocol import b64encode
 
 SANDBOX_UID = 65534
@@ -91,16 +91,22 @@ def run_step(
     started = time.monotonic()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=lambda: _preexec(limits, cgroup),
-        )
+        inline = _fork.python_script(argv, env)
+        process: subprocess.Popen[bytes] | _fork.ForkedScript
+        if inline is not None:
+            process = _fork.ForkedScript(*inline, cwd=cwd, env=env, with_stdin=bool(stdin),
+                                         prepare=lambda: _preexec(limits, cgroup))
+        else:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=lambda: _preexec(limits, cgroup),
+            )
     except OSError as exc:
         if cgroup is not None:
             cgroup.remove()
@@ -150,7 +156,7 @@ class _ExitWatch:
 
 
 def _collect(
-    process: subprocess.Popen[bytes], exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
+    process: subprocess.Popen[bytes] | _fork.ForkedScript, exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
 ) -> tuple[bool, bool, _Stream, _Stream]:
     assert process.stdout is not None and process.stderr is not None
     streams = {process.stdout.fileno(): _Stream(limits.output_bytes), process.stderr.fileno(): _Stream(limits.output_bytes)}
