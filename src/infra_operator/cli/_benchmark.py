@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..benchmark import (
@@ -65,7 +66,9 @@ def benchmark(
             finally:
                 target.close()
         mode = "HTTP" if http else "in-process"
-        out.print(_table(results, f"{chosen} backend, {mode}, concurrency {concurrency}"))
+        # Every column whole when the output is a file or a pipe, which rich takes as 80 wide.
+        (out if out.is_terminal else Console(width=170)).print(
+            _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}"))
         chart = output.with_suffix(".png")
         write_json(output, results, config, {"backend": chosen, "mode": mode})
         draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")

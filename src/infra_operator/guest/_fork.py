@@ -1,4 +1,5 @@
-"""Running a Python script in a fork of the agent, instead of starting a new interpreter.
+"""Starting a step's program from the agent: by fork and exec, or, for a Python script,
+in a fork of the agent itself instead of a new interpreter.
 
 The agent is itself a started Python. When the step's argv would only start that same
 interpreter on a script (``python3 [-u] main.py ARGS``, found through the step's PATH,
@@ -18,8 +19,11 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
+    from collections.abc import Callable
+    from typing import NoReturn
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 _FLAGS = {"-u"}
@@ -54,12 +58,15 @@ def _which(name: str, path: str) -> str | None:
     return None
 
 
-class ForkedScript:
-    """The child running the script, shaped like the ``subprocess.Popen`` that ``run_step``
-    would otherwise hold: ``pid``, ``stdin`` (None for no input), ``stdout``, ``stderr``."""
+class Forked:
+    """A child of the agent, shaped like the ``subprocess.Popen`` that ``run_step`` needs
+    (``pid``, ``stdin`` or None, ``stdout``, ``stderr``), running ``child_main`` in its
+    own session with pipes for its standard streams and no other descriptor of ours.
+    The agent forks rather than use ``subprocess``, whose import alone costs more than
+    the agent's whole start-up otherwise."""
 
-    def __init__(self, script: str, args: list[str], unbuffered: bool, cwd: str, env: dict[str, str],
-                 with_stdin: bool, prepare: Callable[[], None]) -> None:
+    def __init__(self, cwd: str, with_stdin: bool, prepare: Callable[[], None],
+                 child_main: Callable[[], None], what: str) -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         in_read, in_write = os.pipe() if with_stdin else (os.open(os.devnull, os.O_RDONLY), -1)
@@ -72,9 +79,11 @@ class ForkedScript:
                 os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the agent's channel first of all
                 os.chdir(cwd)
                 prepare()
-                _run(script, args, unbuffered, env)
+                child_main()
+            except OSError as exc:
+                os.write(2, f"cannot start {what}: {exc.strerror or exc}\n".encode())
             except BaseException as exc:
-                os.write(2, f"cannot start {script}: {exc}\n".encode())
+                os.write(2, f"cannot start {what}: {exc}\n".encode())
             finally:
                 os._exit(127)
         for fd in (in_read, out_write, err_write):
@@ -84,6 +93,23 @@ class ForkedScript:
         self.stdin = os.fdopen(in_write, "wb", buffering=0) if with_stdin else None
         self.stdout = os.fdopen(out_read, "rb", buffering=0)
         self.stderr = os.fdopen(err_read, "rb", buffering=0)
+
+
+def spawn(argv: list[str], cwd: str, env: dict[str, str], with_stdin: bool, prepare: Callable[[], None]) -> Forked:
+    """Start ``argv``: in a fork of this interpreter when it names this interpreter on a
+    script, else by exec (a program that cannot start exits 127 saying why on stderr)."""
+    inline = python_script(argv, env)
+    if inline is not None:
+        script, args, unbuffered = inline
+        return Forked(cwd, with_stdin, prepare, lambda: _run(script, args, unbuffered, env), argv[0])
+
+    def execute() -> None:
+        path = _which(argv[0], env.get("PATH", ""))
+        if path is None:
+            raise FileNotFoundError(2, "No such file or directory")
+        os.execve(path, argv, env)
+
+    return Forked(cwd, with_stdin, prepare, execute, argv[0])
 
 
 def _streams(unbuffered: bool) -> None:
