@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-
-from . import images
 from typing import Any
 
+from . import images
 from .backends import Backend, BackendSet
 from .config import Settings
 from .errors import InvalidRequest, OperatorError

@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import require_images
 from fakes import FakeBackend
+
 from infra_operator.backends import Backend, SandboxSpec
 from infra_operator.config import PoolSettings, Settings
 from infra_operator.executor import Pool, spec_key
 from infra_operator.services import Services
 
 CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in ("memory", "pids")] + [
-    Path("/sys/fs/cgroup/infra-operator")]
+    Path("/sys/fs/cgroup/infra-operator")
+]
 WAIT_SECONDS = 60.0
 
 
@@ -42,7 +43,9 @@ def ready(pool: Pool) -> int:
 
 
 def our_cgroups() -> list[Path]:
-    return [group for parent in CGROUP_PARENTS if parent.exists() for group in parent.glob(f"{os.getpid()}-*")]
+    return [
+        group for parent in CGROUP_PARENTS if parent.exists() for group in parent.glob(f"{os.getpid()}-*")
+    ]
 
 
 def our_sandbox_processes() -> list[int]:
@@ -59,8 +62,12 @@ def our_sandbox_processes() -> list[int]:
 
 
 def fake_spec(memory_mb: int = 256, **labels: str) -> SandboxSpec:
-    return SandboxSpec(rootfs=Path("/nonexistent/rootfs.ext4"), rootfs_sha256="0" * 64, memory_mb=memory_mb,
-                       labels=labels or {"language": "fake"})
+    return SandboxSpec(
+        rootfs=Path("/nonexistent/rootfs.ext4"),
+        rootfs_sha256="0" * 64,
+        memory_mb=memory_mb,
+        labels=labels or {"language": "fake"},
+    )
 
 
 @pytest.fixture
@@ -96,7 +103,9 @@ def test_a_sandbox_is_served_once_and_each_one_works(jail: tuple[Backend, Sandbo
     assert our_cgroups() == []
 
 
-def test_a_sandbox_that_died_while_waiting_is_not_served_and_is_replaced(jail: tuple[Backend, SandboxSpec]) -> None:
+def test_a_sandbox_that_died_while_waiting_is_not_served_and_is_replaced(
+    jail: tuple[Backend, SandboxSpec],
+) -> None:
     backend, spec = jail
     with Pool(PoolSettings(workers=1)) as pool:
         pool.warm(backend, spec, 1)
@@ -159,9 +168,13 @@ def test_other_limits_never_get_a_sandbox_made_for_the_defaults(jail: tuple[Back
 def test_every_field_of_the_spec_is_part_of_the_key() -> None:
     backend = FakeBackend()
     base = fake_spec()
-    variants = [fake_spec(memory_mb=512), fake_spec(language="other"),
-                SandboxSpec(**{**base.__dict__, "processes": 7}), SandboxSpec(**{**base.__dict__, "vcpus": 2}),
-                SandboxSpec(**{**base.__dict__, "rootfs_sha256": "1" * 64})]
+    variants = [
+        fake_spec(memory_mb=512),
+        fake_spec(language="other"),
+        SandboxSpec(**{**base.__dict__, "processes": 7}),
+        SandboxSpec(**{**base.__dict__, "vcpus": 2}),
+        SandboxSpec(**{**base.__dict__, "rootfs_sha256": "1" * 64}),
+    ]
     keys = {spec_key(backend, spec) for spec in [base, *variants]}
     assert len(keys) == 1 + len(variants)
     assert spec_key(backend, fake_spec()) == spec_key(backend, base)

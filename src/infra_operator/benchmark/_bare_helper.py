@@ -27,8 +27,12 @@ from typing import Any
 
 def _mount(image: str, root: str) -> None:
     subprocess.run(["mount", "-o", "loop,ro,noload", image, root], check=True)
-    for place, how in (("tmp", ["-t", "tmpfs", "tmpfs"]), ("work", ["-t", "tmpfs", "tmpfs"]),
-                       ("proc", ["-t", "proc", "proc"]), ("dev", ["--rbind", "/dev"])):
+    for place, how in (
+        ("tmp", ["-t", "tmpfs", "tmpfs"]),
+        ("work", ["-t", "tmpfs", "tmpfs"]),
+        ("proc", ["-t", "proc", "proc"]),
+        ("dev", ["--rbind", "/dev"]),
+    ):
         subprocess.run(["mount", *how, os.path.join(root, place)], check=True)
 
 
@@ -38,8 +42,10 @@ class Worker:
         # Paths as the program sees them (inside the chroot, or on the host).
         self.work = os.path.join(scratch if root == "/" else "/work", f"w{index}")
         self.tmp = os.path.join(scratch if root == "/" else "/tmp", f"t{index}")
-        self.env = {key: value.replace("/tmp", self.tmp, 1) if value.startswith("/tmp") else value
-                    for key, value in config["env"].items()}
+        self.env = {
+            key: value.replace("/tmp", self.tmp, 1) if value.startswith("/tmp") else value
+            for key, value in config["env"].items()
+        }
         self.env.update({"HOME": self.tmp, "TMPDIR": self.tmp})
         self.steps: list[list[str]] = config["steps"]
         self.files: dict[str, str] = config["files"]
@@ -90,30 +96,37 @@ def _answer(config: dict[str, Any], root: str, scratch: str) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         workers = [Worker(config, root, scratch, index) for index in range(request["concurrency"])]
-        times: list[float] = []
-        outputs: list[str] = []
-        remaining = [request["requests"]]
-        lock = threading.Lock()
-
-        def loop(worker: Worker) -> None:
-            while True:
-                with lock:
-                    if remaining[0] <= 0:
-                        return
-                    remaining[0] -= 1
-                elapsed, output = worker.once()
-                with lock:
-                    times.append(elapsed)
-                    outputs.append(output)
-
         started = time.perf_counter()
-        threads = [threading.Thread(target=loop, args=(worker,)) for worker in workers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        times, outputs = _round(workers, request["requests"])
         wall = time.perf_counter() - started
-        print(json.dumps({"ms": times, "wall_seconds": wall, "output": outputs[0] if outputs else ""}), flush=True)
+        answer = {"ms": times, "wall_seconds": wall, "output": outputs[0] if outputs else ""}
+        print(json.dumps(answer), flush=True)
+
+
+def _round(workers: list[Worker], requests: int) -> tuple[list[float], list[str]]:
+    """``requests`` runs shared out among the workers, each in its own thread."""
+    times: list[float] = []
+    outputs: list[str] = []
+    remaining = [requests]
+    lock = threading.Lock()
+
+    def loop(worker: Worker) -> None:
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            elapsed, output = worker.once()
+            with lock:
+                times.append(elapsed)
+                outputs.append(output)
+
+    threads = [threading.Thread(target=loop, args=(worker,)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return times, outputs
 
 
 if __name__ == "__main__":

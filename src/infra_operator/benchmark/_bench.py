@@ -65,8 +65,12 @@ class Stats:
     @classmethod
     def of(cls, samples: list[float]) -> Stats:
         ordered = sorted(samples)
-        return cls(p50=statistics.median(ordered), p95=_percentile(ordered, 0.95), mean=statistics.fmean(ordered),
-                   samples=[round(value, 3) for value in samples])
+        return cls(
+            p50=statistics.median(ordered),
+            p95=_percentile(ordered, 0.95),
+            mean=statistics.fmean(ordered),
+            samples=[round(value, 3) for value in samples],
+        )
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -118,8 +122,12 @@ class BareRunner:
             "env": {**BASE_ENV, **language.env},
         }
         prefix = [] if self.baseline == "host" else ["unshare", "--mount", "--propagation", "private"]
-        self.process = subprocess.Popen([*prefix, HELPER_PYTHON, str(HELPER), json.dumps(config)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [*prefix, HELPER_PYTHON, str(HELPER), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, requests: int, concurrency: int) -> tuple[list[float], float, str]:
         """Each run's milliseconds, the wall seconds of all, and one run's output."""
@@ -128,7 +136,9 @@ class BareRunner:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise OperatorError("the bare baseline's helper exited (is `unshare` installed, and are we root?)")
+            raise OperatorError(
+                "the bare baseline's helper exited (is `unshare` installed, and are we root?)"
+            )
         answer = json.loads(line)
         return answer["ms"], answer["wall_seconds"], answer["output"]
 
@@ -140,8 +150,13 @@ class BareRunner:
 
 def _host_has(language: Language, version: str) -> bool:
     try:
-        done = subprocess.run(list(language.version_command), capture_output=True, text=True, timeout=30,
-                              env={**BASE_ENV, "PATH": HOST_PATH})
+        done = subprocess.run(
+            list(language.version_command),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**BASE_ENV, "PATH": HOST_PATH},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     lines = [line.strip() for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip()]
@@ -177,8 +192,9 @@ def _concurrently(total: int, concurrency: int, one: Callable[[], None]) -> floa
     return time.perf_counter() - started
 
 
-def bench_language(target: Target, language: Language, rootfs: RootfsInfo, config: BenchmarkConfig,
-                   progress: Progress) -> LanguageResult:
+def bench_language(
+    target: Target, language: Language, rootfs: RootfsInfo, config: BenchmarkConfig, progress: Progress
+) -> LanguageResult:
     code = config.code if config.code is not None else language.sample
     bare = BareRunner(language, rootfs, code)
     try:
@@ -186,12 +202,18 @@ def bench_language(target: Target, language: Language, rootfs: RootfsInfo, confi
         for _ in range(config.warmup):
             first = target.execute(language.name, code)
         if first.exit_code != 0:
-            raise InvalidRequest(f"{language.name}: the program failed in the sandbox (exit {first.exit_code})")
+            raise InvalidRequest(
+                f"{language.name}: the program failed in the sandbox (exit {first.exit_code})"
+            )
         _, _, bare_output = bare.run(config.warmup, 1)
         if config.code is None and first.stdout != language.expected:
-            raise InvalidRequest(f"{language.name}: the sample printed {first.stdout!r}, not {language.expected!r}")
+            raise InvalidRequest(
+                f"{language.name}: the sample printed {first.stdout!r}, not {language.expected!r}"
+            )
         if bare_output.strip() != first.stdout.strip():
-            raise InvalidRequest(f"{language.name}: bare run printed {bare_output!r}, the sandbox {first.stdout!r}")
+            raise InvalidRequest(
+                f"{language.name}: bare run printed {bare_output!r}, the sandbox {first.stdout!r}"
+            )
 
         samples: list[Any] = []
         bare_ms: list[float] = []
@@ -203,8 +225,11 @@ def bench_language(target: Target, language: Language, rootfs: RootfsInfo, confi
 
         progress(f"{language.name}: throughput at concurrency {config.concurrency}")
         target.wait_warm([language.name])
-        wall = _concurrently(config.throughput_requests, config.concurrency,
-                             lambda: _checked(target.execute(language.name, code)))
+        wall = _concurrently(
+            config.throughput_requests,
+            config.concurrency,
+            lambda: _checked(target.execute(language.name, code)),
+        )
         _, bare_wall, _ = bare.run(config.throughput_requests, config.concurrency)
         target.wait_warm([language.name])  # the next language starts from a full pool too
     finally:
@@ -228,8 +253,12 @@ def _checked(sample: Any) -> None:
         raise InvalidRequest(f"a benchmark execution failed with exit code {sample.exit_code}")
 
 
-def run_benchmark(target: Target, languages: list[tuple[Language, RootfsInfo]], config: BenchmarkConfig,
-                  progress: Progress = lambda line: None) -> list[LanguageResult]:
+def run_benchmark(
+    target: Target,
+    languages: list[tuple[Language, RootfsInfo]],
+    config: BenchmarkConfig,
+    progress: Progress = lambda line: None,
+) -> list[LanguageResult]:
     progress("waiting for the pool to fill")
     target.wait_warm([language.name for language, _ in languages])
     return [bench_language(target, language, rootfs, config, progress) for language, rootfs in languages]

@@ -54,9 +54,16 @@ class InProcess:
 
     def execute(self, language: str, code: str) -> Sample:
         started = time.perf_counter()
-        result = self.services.executor.execute(ExecutionRequest(language=language, code=code, backend=self.backend))
-        return Sample((time.perf_counter() - started) * 1000, result.load_ms, result.exec_ms, result.stdout,
-                      result.exit_code)
+        result = self.services.executor.execute(
+            ExecutionRequest(language=language, code=code, backend=self.backend)
+        )
+        return Sample(
+            (time.perf_counter() - started) * 1000,
+            result.load_ms,
+            result.exec_ms,
+            result.stdout,
+            result.exit_code,
+        )
 
     def wait_warm(self, languages: list[str]) -> None:
         _wait_until(lambda: _warm(self.services.pool.stats(), languages))
@@ -75,13 +82,24 @@ class OverHttp:
             port = int(probe.getsockname()[1])
         self.url = f"http://127.0.0.1:{port}"
         self.log = Path(tempfile.mkstemp(prefix="infra-operator-benchmark-", suffix=".log")[1])
-        argv = [sys.executable, "-m", "infra_operator", "api", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "infra_operator",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         if backend:
             argv += ["--backend", backend]
         with self.log.open("wb") as output:
-            self.process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(env or {})})
+            self.process = subprocess.Popen(
+                argv, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         self._clients: dict[int, httpx.Client] = {}
         try:
             _wait_until(self._healthy)
@@ -97,7 +115,9 @@ class OverHttp:
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
-            raise SandboxError(f"the benchmark's server exited: {self.log.read_text(errors='replace')[-1000:]}")
+            raise SandboxError(
+                f"the benchmark's server exited: {self.log.read_text(errors='replace')[-1000:]}"
+            )
         try:
             return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
         except httpx.TransportError:
@@ -109,12 +129,21 @@ class OverHttp:
         elapsed = (time.perf_counter() - started) * 1000
         body = response.json()
         if response.status_code != 200:
-            raise OperatorError(f"{language}: the server answered {response.status_code}: {body.get('error')}")
-        return Sample(elapsed, float(body["load_time_ms"]), float(body["exec_time_ms"]), body["stdout"],
-                      int(body["exit_code"]))
+            raise OperatorError(
+                f"{language}: the server answered {response.status_code}: {body.get('error')}"
+            )
+        return Sample(
+            elapsed,
+            float(body["load_time_ms"]),
+            float(body["exec_time_ms"]),
+            body["stdout"],
+            int(body["exit_code"]),
+        )
 
     def wait_warm(self, languages: list[str]) -> None:
-        _wait_until(lambda: _warm(httpx.get(f"{self.url}/health", timeout=5).json().get("pool", []), languages))
+        _wait_until(
+            lambda: _warm(httpx.get(f"{self.url}/health", timeout=5).json().get("pool", []), languages)
+        )
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -7,4 +7,13 @@ from ._executor import ExecutionRequest, ExecutionResult, Executor
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
 
-__all__ = ["Admission", "ExecutionRequest", "ExecutionResult", "Executor", "Pool", "ResolvedLimits", "resolve", "spec_key"]
+__all__ = [
+    "Admission",
+    "ExecutionRequest",
+    "ExecutionResult",
+    "Executor",
+    "Pool",
+    "ResolvedLimits",
+    "resolve",
+    "spec_key",
+]

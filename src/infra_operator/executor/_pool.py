@@ -106,8 +106,9 @@ class Pool:
             if self._running or self._closed:
                 return
             self._running = True
-            self._starter = ThreadPoolExecutor(max_workers=max(1, self.settings.workers),
-                                               thread_name_prefix="pool-start")
+            self._starter = ThreadPoolExecutor(
+                max_workers=max(1, self.settings.workers), thread_name_prefix="pool-start"
+            )
             self._manager = threading.Thread(target=self._manage, name="pool-manager", daemon=True)
             self._manager.start()
 
@@ -185,9 +186,19 @@ class Pool:
 
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{"backend": e.backend.name, "key": e.label, "ready": len(e.ready), "starting": e.starting,
-                     "target": e.target, "takes": e.takes, "misses": e.misses, "memory_mb": e.spec.memory_mb}
-                    for e in self._entries.values()]
+            return [
+                {
+                    "backend": e.backend.name,
+                    "key": e.label,
+                    "ready": len(e.ready),
+                    "starting": e.starting,
+                    "target": e.target,
+                    "takes": e.takes,
+                    "misses": e.misses,
+                    "memory_mb": e.spec.memory_mb,
+                }
+                for e in self._entries.values()
+            ]
 
     # -- inside
 
@@ -195,8 +206,9 @@ class Pool:
         key = spec_key(backend, spec)
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(backend=backend, spec=spec, base=base, target=base,
-                                                last_resize=self._clock())
+            entry = self._entries[key] = _Entry(
+                backend=backend, spec=spec, base=base, target=base, last_resize=self._clock()
+            )
         return entry
 
     @staticmethod
@@ -241,9 +253,12 @@ class Pool:
         in_flight = sum(entry.starting for entry in self._entries.values())
         # Neediest first: the key with the largest share of its target missing.
         for entry in sorted(self._entries.values(), key=lambda e: e.held / e.target if e.target else 1.0):
-            while (entry.held < entry.target and now >= entry.retry_at
-                   and in_flight < self.settings.workers
-                   and self._memory_held() + entry.spec.memory_mb <= budget):
+            while (
+                entry.held < entry.target
+                and now >= entry.retry_at
+                and in_flight < self.settings.workers
+                and self._memory_held() + entry.spec.memory_mb <= budget
+            ):
                 entry.starting += 1
                 in_flight += 1
                 self._starter.submit(self._start_one, entry)
@@ -259,7 +274,12 @@ class Pool:
                 entry.retry_at = self._clock() + min(high, low * 2 ** (entry.failures - 1))
                 self._lock.notify_all()
             message = exc.message if isinstance(exc, OperatorError) else repr(exc)
-            log.warning("pool: starting a sandbox for %s failed (%d in a row): %s", entry.label, entry.failures, message)
+            log.warning(
+                "pool: starting a sandbox for %s failed (%d in a row): %s",
+                entry.label,
+                entry.failures,
+                message,
+            )
             return
         with self._lock:
             entry.starting -= 1

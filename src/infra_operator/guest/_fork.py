@@ -65,8 +65,14 @@ class Forked:
     The agent forks rather than use ``subprocess``, whose import alone costs more than
     the agent's whole start-up otherwise."""
 
-    def __init__(self, cwd: str, with_stdin: bool, prepare: Callable[[], None],
-                 child_main: Callable[[], None], what: str) -> None:
+    def __init__(
+        self,
+        cwd: str,
+        with_stdin: bool,
+        prepare: Callable[[], None],
+        child_main: Callable[[], None],
+        what: str,
+    ) -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         in_read, in_write = os.pipe() if with_stdin else (os.open(os.devnull, os.O_RDONLY), -1)
@@ -95,7 +101,9 @@ class Forked:
         self.stderr = os.fdopen(err_read, "rb", buffering=0)
 
 
-def spawn(argv: list[str], cwd: str, env: dict[str, str], with_stdin: bool, prepare: Callable[[], None]) -> Forked:
+def spawn(
+    argv: list[str], cwd: str, env: dict[str, str], with_stdin: bool, prepare: Callable[[], None]
+) -> Forked:
     """Start ``argv``: in a fork of this interpreter when it names this interpreter on a
     script, else by exec (a program that cannot start exits 127 saying why on stderr)."""
     inline = python_script(argv, env)
@@ -114,16 +122,28 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], with_stdin: bool, prep
 
 def _streams(unbuffered: bool) -> None:
     """Standard streams as ``python3 [-u]`` makes them when they are pipes."""
+
     def writer(fd: int, errors: str, line_buffering: bool) -> io.TextIOWrapper:
         raw = io.FileIO(fd, "w", closefd=False)
         binary = raw if unbuffered else io.BufferedWriter(raw)
-        return io.TextIOWrapper(binary, encoding="utf-8", errors=errors,  # type: ignore[arg-type]
-                                line_buffering=line_buffering, write_through=unbuffered)
+        return io.TextIOWrapper(
+            binary,
+            encoding="utf-8",
+            errors=errors,
+            line_buffering=line_buffering,
+            write_through=unbuffered,
+        )
 
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
-                                                 encoding="utf-8", errors="strict")
-    sys.stdout = sys.__stdout__ = writer(1, "strict", False)
-    sys.stderr = sys.__stderr__ = writer(2, "backslashreplace", True)
+    reader = io.BufferedReader(io.FileIO(0, "r", closefd=False))
+    streams = {
+        "stdin": io.TextIOWrapper(reader, encoding="utf-8", errors="strict"),
+        "stdout": writer(1, "strict", False),
+        "stderr": writer(2, "backslashreplace", True),
+    }
+    for name, stream in streams.items():
+        # The interpreter's originals (sys.__stdout__, ...) are the same objects; typeshed calls them final.
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def _forget_agent() -> None:
@@ -182,12 +202,12 @@ def _finish() -> None:
     """What the interpreter does on the way out: join threads, run atexit, flush."""
     threading = sys.modules.get("threading")
     if threading is not None:
-        threading._shutdown()  # type: ignore[attr-defined]
+        threading._shutdown()
     import atexit
 
     atexit._run_exitfuncs()
+    import contextlib
+
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stream has nothing to flush
             stream.flush()
-        except (OSError, ValueError):
-            pass
