@@ -47,6 +47,9 @@ class FakeBackend:
         self.started: list[FakeSandbox] = []
         self.failures_to_come = 0
         self.start_attempts = 0
+        self.gate = threading.Event()
+        """Starts wait for this; clear it to hold them."""
+        self.gate.set()
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
@@ -54,6 +57,7 @@ class FakeBackend:
         return Capabilities(name=self.name, isolation="namespace", usable=True, evidence=("a test double",))
 
     def start(self, spec: SandboxSpec) -> FakeSandbox:
+        self.gate.wait()
         with self._lock:
             self.start_attempts += 1
             if self.failures_to_come > 0:

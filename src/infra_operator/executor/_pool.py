@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 PING_SECONDS = 2.0
 """How long a taken sandbox may take to answer its liveness ping."""
+START_WAIT_SECONDS = 10.0
+"""The longest a request waits for a start under way before it starts its own."""
 _TICK_SECONDS = 0.5
 _FAILURE_BACKOFF_SECONDS = (0.5, 30.0)
 
@@ -68,6 +70,8 @@ class _Entry:
     target: int
     ready: deque[Sandbox] = field(default_factory=deque)
     starting: int = 0
+    waiting: int = 0
+    """Takers waiting for a start under way, each counting on one of ``starting``."""
     last_take: float = 0.0
     last_miss: float = 0.0
     last_resize: float = 0.0
@@ -154,7 +158,10 @@ class Pool:
 
     def take(self, backend: Backend, spec: SandboxSpec) -> Sandbox | None:
         """A ready sandbox of exactly this spec, alive, removed from the pool for good; or
-        None, and the caller starts one itself."""
+        None, and the caller starts one itself.
+
+        When none is ready but one is already starting for this key (and not promised to an
+        earlier waiter), waiting for it beats starting another: it is further along."""
         while True:
             with self._lock:
                 if not self._running:
@@ -167,7 +174,8 @@ class Pool:
                     entry.last_miss = now
                     entry.target = min(max(entry.target + 1, entry.base), self.settings.max_size)
                     self._lock.notify_all()
-                    return None
+                    if not self._wait_for_start(entry):
+                        return None
                 sandbox = entry.ready.popleft()
                 entry.takes += 1
                 self._lock.notify_all()  # its place can be refilled now
@@ -175,6 +183,22 @@ class Pool:
                 return sandbox
             log.warning("pool: sandbox %s of %s died while waiting; replacing it", sandbox.id, entry.label)
             self.dispose(sandbox)
+
+    def _wait_for_start(self, entry: _Entry) -> bool:
+        """With the lock held: wait for a start under way; True when a sandbox is ready."""
+        if entry.starting <= entry.waiting:
+            return False
+        entry.waiting += 1
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        try:
+            while self._running and not entry.ready and entry.starting > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        finally:
+            entry.waiting -= 1
+        return self._running and bool(entry.ready)
 
     def dispose(self, sandbox: Sandbox) -> None:
         """Destroy a used (or dead) sandbox: in the background while the pool runs, so the
