@@ -12,9 +12,10 @@ import ctypes
 import fcntl
 import itertools
 import os
-import signal
 import struct
 import time
+
+from ._signals import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time

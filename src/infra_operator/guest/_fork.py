@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import sys
+
+from ._signals import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time

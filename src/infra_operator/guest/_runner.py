@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import resource
 import selectors
-import signal
 import time
 
-from . import _confine, _fork
+from . import _confine, _fork, _signals
+from ._signals import signal
 from .protocol import b64encode
 
 TYPE_CHECKING = False
@@ -216,7 +216,7 @@ def _result(
     cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
     return {
         "exit_code": exit_code,
-        "signal": signal.Signals(signal_number).name if signal_number else None,
+        "signal": _signals.name(signal_number) if signal_number else None,
         "timed_out": timed_out,
         "oom_killed": oom_killed,
         "stdout": b64encode(bytes(stdout.kept)),
