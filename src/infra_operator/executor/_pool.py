@@ -9,13 +9,16 @@ Rules:
   checksum, memory, processes, kernel, snapshot, labels), so a request with other
   limits never gets a sandbox made for different ones: it misses and starts its own.
 - ``take`` pings the sandbox first; one that died while waiting is destroyed and the
-  next one is tried, and the pool starts a replacement.
+  next one is tried, and the pool starts a replacement. With none ready but one already
+  starting for that key, ``take`` waits for it rather than start another from scratch.
 - Sizes adapt: a miss raises the key's target (up to ``max_size``), a quiet period
   lowers it again, and a key not asked for in ``idle_seconds`` is emptied. Ready and
   starting sandboxes together stay within ``memory_budget_mb``, each counted at its
   spec's memory (the most it may hold).
 - Destroying happens in the background (``dispose``), off the request's path.
-- ``close`` stops refilling, waits for starts under way and destroys everything.
+- ``close`` stops refilling, waits for starts under way and destroys everything. Close
+  only once taken sandboxes are done with: a backend may tie a sandbox's life to the
+  thread that started it (bwrap's ``--die-with-parent``), and the pool's threads end.
 
 The pool knows only ``backends.base``: the jail today, microVMs restored from a
 snapshot tomorrow.
