@@ -66,10 +66,14 @@ class Worker:
         output = ""
         started = time.perf_counter()
         for argv in self.steps:
+            # A session of its own, as each sandbox has: with the kernel's autogroup scheduling
+            # the CPU is shared between sessions, and a shared one would starve the baseline.
             if self.root == "/":
-                done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True)
+                done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True,
+                                      start_new_session=True)
             else:
-                done = subprocess.run(argv, env=self.env, capture_output=True, preexec_fn=self._preexec)
+                done = subprocess.run(argv, env=self.env, capture_output=True, preexec_fn=self._preexec,
+                                      start_new_session=True)
             output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
             if done.returncode != 0:
                 break

@@ -6,7 +6,10 @@ version (Debian's /usr/bin/python3 is the image's Python 3.11.2), else the image
 toolchain run in the image's tree through a plain chroot. Either way the same binary
 runs the same commands, with no namespaces, cgroup, limits, agent or HTTP: exactly
 what the sandbox and the service add is what the ratio shows. Each bare run starts
-from an empty work and tmp folder, as cold as a fresh sandbox (no compiler cache).
+from an empty work and tmp folder, as cold as a fresh sandbox (no compiler cache), and
+in a session of its own as each sandbox is: with the kernel's autogroup scheduling the
+CPU is shared out between sessions, so a baseline kept in one session would get a
+smaller share than the sandboxes whenever the machine is busy.
 
 Latency samples are taken one request at a time, in rounds that alternate between
 the sandbox and the bare runs, so load from the rest of the machine falls on both.
