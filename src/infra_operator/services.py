@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from . import images
+from typing import Any
+
 from .backends import Backend, BackendSet
 from .config import Settings
 from .errors import InvalidRequest, OperatorError
@@ -54,10 +55,10 @@ class Services:
             return []
         warmed = []
         for name in names:
-            size = self.settings.pool.size_for(self.catalog.get(name).name)
-            if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
-                continue
             try:
+                size = self.settings.pool.size_for(self.catalog.get(name).name)
+                if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
+                    continue
                 self.pool.warm(backend, self.executor.default_spec(backend, name), size)
             except OperatorError as exc:
                 log.warning("pool: cannot pre-warm %s: %s", name, exc.message)
