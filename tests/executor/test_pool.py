@@ -218,7 +218,7 @@ def test_a_dead_sandbox_is_destroyed_and_the_next_is_served() -> None:
         pool.dispose(sandbox)
 
 
-def test_a_taker_waits_for_a_start_under_way_instead_of_missing() -> None:
+def test_a_taker_waits_for_a_start_under_way_instead_of_starting_its_own() -> None:
     backend = FakeBackend()
     backend.gate.clear()
     spec = fake_spec()
@@ -234,19 +234,33 @@ def test_a_taker_waits_for_a_start_under_way_instead_of_missing() -> None:
         assert taken == [backend.started[0]]
 
 
-def test_demand_grows_a_key_and_the_budget_caps_it() -> None:
+def test_each_miss_raises_the_target_of_a_key_made_by_demand() -> None:
     backend = FakeBackend()
-    spec = fake_spec(memory_mb=100)
+    backend.gate.clear()  # starts hang, so every take below finds the pool empty
+    spec = fake_spec()
+    taken: list[object] = []
+    with Pool(PoolSettings(workers=2, max_size=8)) as pool:
+        assert pool.take(backend, spec) is None  # unknown key: a miss, and nothing under way to wait for
+        assert pool.stats()[0]["target"] == 1
+        taker = threading.Thread(target=lambda: taken.append(pool.take(backend, spec)))
+        taker.start()  # misses too, then waits for the start under way
+        wait_for(lambda: pool.stats()[0]["misses"] == 2, "the second miss")
+        assert pool.stats()[0]["target"] == 2
+        backend.gate.set()
+        taker.join(timeout=WAIT_SECONDS)
+        assert len(taken) == 1 and taken[0] in backend.started
+        wait_for(lambda: ready(pool) == 2, "the pool to reach its new target")
+
+
+def test_the_memory_budget_caps_what_the_pool_holds() -> None:
+    backend = FakeBackend()
     with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300)) as pool:
-        for _ in range(6):  # every take misses until the pool catches up
-            sandbox = pool.take(backend, spec)
-            if sandbox is not None:
-                pool.dispose(sandbox)
-        wait_for(lambda: ready(pool) == 3, "the pool to grow to its memory budget")
-        (entry,) = pool.stats()
-        assert entry["target"] > 3
-        time.sleep(0.6)  # a tick or more of the manager: it must not pass the budget
+        pool.warm(backend, fake_spec(memory_mb=100), 8)
+        wait_for(lambda: ready(pool) == 3, "the pool to fill up to its memory budget")
+        time.sleep(1.2)  # two ticks or more of the manager: it must not pass the budget
         assert ready(pool) == 3
+        assert len(backend.started) == 3
+        assert pool.stats()[0]["target"] == 8
 
 
 def test_a_key_nobody_asks_for_idles_down() -> None:
