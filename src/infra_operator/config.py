@@ -42,6 +42,28 @@ class Limits(BaseModel):
     file_mb: LimitRange = LimitRange(default=64, minimum=1, maximum=1024)
 
 
+class PoolSettings(BaseModel):
+    """Ready sandboxes (see ``executor.Pool``)."""
+
+    size: int = Field(default=2, ge=0)
+    """Ready sandboxes kept per pre-warmed language, at the default limits."""
+    sizes: dict[str, int] = Field(default_factory=dict)
+    """Per-language overrides of ``size``, by catalog name."""
+    prewarm: list[str] | None = None
+    """Languages to keep ready from start-up; None means every language whose image is built."""
+    max_size: int = Field(default=8, ge=0)
+    """How far demand may grow one key's pool."""
+    memory_budget_mb: int = Field(default=8192, ge=0)
+    """Ready and starting sandboxes together, each counted at its memory limit."""
+    idle_seconds: float = Field(default=300.0, gt=0)
+    """A key not asked for this long is emptied; after a quarter of it without a miss a burst's extras go."""
+    workers: int = Field(default=2, ge=1)
+    """Sandboxes started at once in the background."""
+
+    def size_for(self, language: str) -> int:
+        return self.sizes.get(language, self.size)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
 
@@ -50,6 +72,7 @@ class Settings(BaseSettings):
     """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     backend: BackendName = "auto"
     limits: Limits = Limits()
+    pool: PoolSettings = PoolSettings()
     api_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = 2 * 1024 * 1024
     max_concurrency: int = 8

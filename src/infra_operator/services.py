@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from . import images
 from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
-from .errors import BackendUnavailable, InvalidRequest
-from .executor import Executor
+from .errors import BackendUnavailable, InvalidRequest, OperatorError
+from .executor import Executor, Pool
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
@@ -37,8 +37,37 @@ class Services:
         return BackendSet(self.settings, factories(images.load_kernel))
 
     @cached_property
+    def pool(self) -> Pool:
+        return Pool(self.settings.pool)
+
+    @cached_property
     def executor(self) -> Executor:
-        return Executor(self.settings, self.catalog, self.rootfs, self.backends)
+        return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
+
+    def start_pool(self) -> list[str]:
+        """Keep sandboxes ready on the default backend for the pre-warm languages (by default
+        every language whose image is built); return the languages being warmed."""
+        self.pool.start()
+        wanted = self.settings.pool.prewarm
+        names = [language.name for language in self.catalog] if wanted is None else wanted
+        try:
+            backend = self.backends.default
+        except OperatorError as exc:
+            log.warning("pool: nothing pre-warmed: %s", exc.message)
+            return []
+        warmed = []
+        for name in names:
+            try:
+                size = self.settings.pool.size_for(self.catalog.get(name).name)
+                if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
+                    continue
+                self.pool.warm(backend, self.executor.default_spec(backend, name), size)
+            except OperatorError as exc:
+                log.warning("pool: cannot pre-warm %s: %s", name, exc.message)
+                continue
+            warmed.append(name)
+        log.info("pool: keeping %s ready on %s", ", ".join(warmed) or "nothing", backend.name)
+        return warmed
 
     @cached_property
     def jobs(self) -> JobBoard:
@@ -91,6 +120,7 @@ class Services:
                                   self.settings.s3_endpoint_url, self.settings.s3_region)
 
     def close(self) -> None:
+        self.pool.close()
         self.jobs.wait(timeout=1.0)
         self.backends.close()
 

@@ -68,6 +68,8 @@ class ExecuteResponse(BaseModel):
     output_limit_exceeded: bool = False
     compile_output: str | None = None
     compile_exit_code: int | None = None
+    sandbox_start: Literal["pool", "snapshot", "boot"] = Field(
+        description="how the sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold")
     load_time_ms: float
     exec_time_ms: float
 
@@ -172,3 +174,4 @@ class HealthResponse(BaseModel):
     backend: str | None
     backends: list[dict[str, Any]]
     load: dict[str, int]
+    pool: list[dict[str, Any]] = []

@@ -61,7 +61,8 @@ def health(services: ServicesDep) -> HealthResponse:
         for c in services.backends.capabilities()
     ]
     return HealthResponse(status="healthy" if active else "degraded", version=__version__, backend=active,
-                          backends=backends, load=services.executor.admission.stats())
+                          backends=backends, load=services.executor.admission.stats(),
+                          pool=services.pool.stats())
 
 
 def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
@@ -127,6 +128,7 @@ def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
         timed_out=result.timed_out, oom_killed=result.oom_killed, stdout_truncated=result.stdout_truncated,
         stderr_truncated=result.stderr_truncated, output_limit_exceeded=result.output_limit_exceeded,
         compile_output=result.compile_output, compile_exit_code=result.compile_exit_code,
+        sandbox_start=result.sandbox_start,
         load_time_ms=round(result.load_ms, 3), exec_time_ms=round(result.exec_ms, 3),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ._benchmark import benchmark
 from ._guest import guest
 from ._kernel import app as kernel_app
 from ._languages import languages
@@ -19,6 +20,7 @@ app.command()(api)
 app.command()(run)
 app.command()(languages)
 app.command()(setup)
+app.command()(benchmark)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..backends import SandboxSpec
 from ..errors import AgentError, AgentTimeout, BackendUnavailable
@@ -19,6 +19,7 @@ from ..guest import b64decode, b64encode
 from ..images import find_snapshot, load_kernel
 from . import _limits
 from ._admission import Admission
+from ._pool import Pool
 
 if TYPE_CHECKING:
     from ..backends import Backend, BackendSet, Sandbox
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
 
+SandboxStart = Literal["pool", "snapshot", "boot"]
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 # Beyond the program's own time limit, how long the host waits for the agent's answer
 # before it kills the sandbox: the agent enforces the limit itself, this is the backstop.
@@ -65,6 +67,8 @@ class ExecutionResult:
     output_limit_exceeded: bool = False
     compile_output: str | None = None
     compile_exit_code: int | None = None
+    sandbox_start: SandboxStart = "boot"
+    """How the sandbox was had: ``pool`` (started ahead), ``snapshot`` (restored) or ``boot`` (cold)."""
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,12 +84,20 @@ class Executor:
         rootfs: RootfsStore,
         backends: BackendSet,
         admission: Admission | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.rootfs = rootfs
         self.backends = backends
         self.admission = admission or Admission(settings.max_concurrency, settings.max_queue)
+        # Not started, a pool never holds anything: one-shot commands start and destroy inline.
+        self.pool = pool or Pool(settings.pool)
+
+    def default_spec(self, backend: Backend, language_name: str) -> SandboxSpec:
+        """The spec of a request that names no limits: what the pool pre-warms."""
+        language = self.catalog.get(language_name)
+        return self.spec_for(backend, language, self.rootfs.get(language.name), _limits.resolve(self.settings.limits))
 
     def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
                  limits: _limits.ResolvedLimits) -> SandboxSpec:
@@ -135,15 +147,18 @@ class Executor:
         message = self._message(language, request, limits)
         with self.admission.slot():
             started = time.monotonic()
-            sandbox = backend.start(spec)
+            sandbox = self.pool.take(backend, spec)
+            how: SandboxStart = "pool" if sandbox is not None else "snapshot" if spec.snapshot is not None else "boot"
+            sandbox = sandbox or backend.start(spec)
             try:
                 loaded = time.monotonic()
                 reply, outcome = self._run(sandbox, message, limits)
                 finished = time.monotonic()
             finally:
-                sandbox.destroy()
-        return self._result(language, rootfs, backend.name, reply, outcome,
-                            (loaded - started) * 1000, (finished - loaded) * 1000)
+                self.pool.dispose(sandbox)
+        result = self._result(language, rootfs, backend.name, reply, outcome,
+                              (loaded - started) * 1000, (finished - loaded) * 1000)
+        return dataclasses.replace(result, sandbox_start=how)
 
     def _run(self, sandbox: Sandbox, message: dict[str, Any],
              limits: _limits.ResolvedLimits) -> tuple[dict[str, Any] | None, dict[str, Any]]:
