@@ -6,6 +6,8 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,14 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens."""
+_AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")
+
+
+def _on_path(name: str) -> Path | None:
+    found = shutil.which(name)
+    return Path(found) if found else None
 
 
 class LimitRange(BaseModel):
@@ -32,12 +42,37 @@ class Limits(BaseModel):
     file_mb: LimitRange = LimitRange(default=64, minimum=1, maximum=1024)
 
 
+class PoolSettings(BaseModel):
+    """Ready sandboxes (see ``executor.Pool``)."""
+
+    size: int = Field(default=2, ge=0)
+    """Ready sandboxes kept per pre-warmed language, at the default limits."""
+    sizes: dict[str, int] = Field(default_factory=dict)
+    """Per-language overrides of ``size``, by catalog name."""
+    prewarm: list[str] | None = None
+    """Languages to keep ready from start-up; None means every language whose image is built."""
+    max_size: int = Field(default=8, ge=0)
+    """How far demand may grow one key's pool."""
+    memory_budget_mb: int = Field(default=8192, ge=0)
+    """Ready and starting sandboxes together, each counted at its memory limit."""
+    idle_seconds: float = Field(default=300.0, gt=0)
+    """A key not asked for this long is emptied; after a quarter of it without a miss a burst's extras go."""
+    workers: int = Field(default=2, ge=1)
+    """Sandboxes started at once in the background."""
+
+    def size_for(self, language: str) -> int:
+        return self.sizes.get(language, self.size)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
 
     data_dir: Path = Path("/var/lib/infra-operator")
+    package_cache_dir: Path | None = None
+    """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     backend: BackendName = "auto"
     limits: Limits = Limits()
+    pool: PoolSettings = PoolSettings()
     api_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = 2 * 1024 * 1024
     max_concurrency: int = 8
@@ -45,12 +80,25 @@ class Settings(BaseSettings):
     default_rootfs_mb: int = 1024
     vm_memory_mb: int = 256
     vm_vcpus: int = 1
-    firecracker_bin: Path | None = None
+    firecracker_bin: Path | None = Field(default_factory=lambda: _on_path("firecracker"))
+    """Default: ``firecracker`` on the PATH (where ``setup --install-firecracker`` puts it)."""
     jailer_bin: Path | None = None
     s3_endpoint_url: str | None = None
-    s3_bucket: str = "infra-operator"
-    debian_mirror: str = "http://deb.debian.org/debian"
+    s3_bucket: str = Field(default="infra-operator", pattern=BUCKET_PATTERN)
+    s3_region: str | None = None
     debian_suite: str = "bookworm"
+    debian_sources: list[str] = [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+
+    @property
+    def s3_configured(self) -> bool:
+        """An object store is in use when an endpoint is named (MinIO, moto, Ceph, ...) or AWS
+        credentials are in the environment (Amazon S3 itself needs no endpoint). boto3 reads the
+        credentials on its own; this only decides whether to try, so no store at all is a clear 400."""
+        return self.s3_endpoint_url is not None or any(name in os.environ for name in _AWS_CREDENTIALS)
 
     # Where things live under the data directory; one place names them all.
     @property
@@ -67,7 +115,7 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        return self.package_cache_dir or self.data_dir / "cache"
 
     @property
     def run_dir(self) -> Path:

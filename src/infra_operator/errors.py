@@ -15,6 +15,8 @@ error: it is a result (see ``executor``).
     │   └── SnapshotNotFound
     ├── PayloadTooLarge (413)
     ├── Overloaded (503, Retry-After)
+    ├── RemoteStoreError (502)        the object store is unreachable, refuses us, or sent a corrupt object
+    ├── BuildFailed (500)             an image, kernel or snapshot could not be made
     └── SandboxError (500)
         ├── BootFailed
         ├── AgentTimeout
@@ -77,6 +79,16 @@ class Overloaded(OperatorError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RemoteStoreError(OperatorError):
+    """The S3-compatible object store failed us; a gateway's fault, not the request's."""
+
+    status = 502
+
+
+class BuildFailed(OperatorError):
+    pass
 
 
 class SandboxError(OperatorError):

@@ -1,0 +1,19 @@
+"""Isolation backends behind one interface (see ``base``), and the choice between them."""
+
+from __future__ import annotations
+
+from ._registry import AUTO_ORDER, BackendSet, factories
+from .base import Backend, Capabilities, KernelFiles, Sandbox, SandboxSpec, SnapshotFiles, State
+
+__all__ = [
+    "AUTO_ORDER",
+    "Backend",
+    "BackendSet",
+    "Capabilities",
+    "KernelFiles",
+    "Sandbox",
+    "SandboxSpec",
+    "SnapshotFiles",
+    "State",
+    "factories",
+]

@@ -61,6 +61,8 @@ class SandboxSpec:
     memory_mb: int = 256
     vcpus: int = 1
     processes: int = 128
+    disk_mb: int = 64
+    """The size of each writable filesystem the sandbox gets (a jail's /work, /tmp and /dev/shm)."""
     kernel: KernelFiles | None = None
     snapshot: SnapshotFiles | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -116,4 +118,8 @@ class Backend(Protocol):
 
     def sweep(self) -> list[str]:
         """Remove what a crashed server left behind; return a line per thing removed."""
+        ...
+
+    def close(self) -> None:
+        """Release what this backend holds for the whole server (mounts, say); sandboxes are gone by now."""
         ...

@@ -4,12 +4,15 @@ writes replies to, by the kind of sandbox it runs in."""
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 from .protocol import AGENT_VSOCK_PORT, VIRTIO_PORT_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
+    from collections.abc import Iterator
+
+_PORTS = "/sys/class/virtio-ports"
 
 
 def stdio() -> Iterator[tuple[int, int]]:
@@ -23,10 +26,11 @@ def stdio() -> Iterator[tuple[int, int]]:
     yield read_fd, write_fd
 
 
-def _virtio_port(name: str) -> Path:
-    for entry in Path("/sys/class/virtio-ports").glob("*"):
-        if (entry / "name").read_text().strip() == name:
-            return Path("/dev") / entry.name
+def _virtio_port(name: str) -> str:
+    for entry in sorted(os.listdir(_PORTS)) if os.path.isdir(_PORTS) else []:
+        with open(os.path.join(_PORTS, entry, "name")) as handle:
+            if handle.read().strip() == name:
+                return os.path.join("/dev", entry)
     raise FileNotFoundError(f"no virtio-serial port named {name!r}")
 
 
@@ -38,6 +42,8 @@ def virtio_serial(name: str = VIRTIO_PORT_NAME) -> Iterator[tuple[int, int]]:
 
 def vsock(port: int = AGENT_VSOCK_PORT) -> Iterator[tuple[int, int]]:
     """Firecracker: the host connects through its vsock unix socket; one connection at a time."""
+    import socket  # only here: the jail and QEMU never need it
+
     listener = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     listener.bind((socket.VMADDR_CID_ANY, port))
     listener.listen(1)

@@ -9,78 +9,88 @@ PID namespace's init, kills leftovers with ``kill(-1)``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import itertools
 import os
-import signal
 import struct
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+from ._signals import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from ._runner import Limits
 
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUP_ROOT = "/sys/fs/cgroup"
 _RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
 _RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
 _PR_SET_DUMPABLE = 4
+_MS_NOSUID, _MS_NODEV, _MS_REMOUNT = 2, 4, 32
 _counter = itertools.count()
 
 
 class Cgroup:
     """A cgroup v2 group for one step, inside a VM."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
 
     @classmethod
     def create(cls, limits: Limits) -> Cgroup | None:
-        if os.getuid() != 0 or not (_CGROUP_ROOT / "cgroup.subtree_control").exists():
+        control = os.path.join(_CGROUP_ROOT, "cgroup.subtree_control")
+        if os.getuid() != 0 or not os.path.exists(control):
             return None
         try:
-            (_CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory +pids")
-            path = _CGROUP_ROOT / f"step-{os.getpid()}-{next(_counter)}"
-            path.mkdir()
-            (path / "memory.max").write_text(str(limits.memory_bytes))
-            if (path / "memory.swap.max").exists():
-                (path / "memory.swap.max").write_text("0")
-            (path / "pids.max").write_text(str(limits.processes))
+            _write(control, "+memory +pids")
+            path = os.path.join(_CGROUP_ROOT, f"step-{os.getpid()}-{next(_counter)}")
+            os.mkdir(path)
+            _write(os.path.join(path, "memory.max"), str(limits.memory_bytes))
+            if os.path.exists(os.path.join(path, "memory.swap.max")):
+                _write(os.path.join(path, "memory.swap.max"), "0")
+            _write(os.path.join(path, "pids.max"), str(limits.processes))
         except OSError:
             return None
         return cls(path)
 
     def enter(self) -> None:
-        with open(self.path / "cgroup.procs", "w") as procs:
-            procs.write("0")
+        _write(os.path.join(self.path, "cgroup.procs"), "0")
 
     def oom_killed(self) -> bool:
         try:
-            events = (self.path / "memory.events").read_text().split()
+            events = _read(os.path.join(self.path, "memory.events")).split()
         except OSError:
             return False
         counts = dict(zip(events[::2], events[1::2], strict=False))
         return int(counts.get("oom_kill", "0")) > 0
 
     def kill(self) -> None:
-        kill_file = self.path / "cgroup.kill"
-        if kill_file.exists():
-            kill_file.write_text("1")
+        kill_file = os.path.join(self.path, "cgroup.kill")
+        if os.path.exists(kill_file):
+            _write(kill_file, "1")
             return
-        for pid in (self.path / "cgroup.procs").read_text().split():
+        for pid in _read(os.path.join(self.path, "cgroup.procs")).split():
             _kill(int(pid))
 
     def remove(self) -> None:
         for _ in range(100):
             try:
-                self.path.rmdir()
+                os.rmdir(self.path)
                 return
             except FileNotFoundError:
                 return
             except OSError:
                 self.kill()
                 time.sleep(0.01)
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
 
 
 def _kill(pid: int) -> None:
@@ -116,10 +126,39 @@ def _reap() -> None:
 
 def harden_agent() -> None:
     """Keep sandboxed code, which may share our uid in a jail, out of the agent."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def oom_first() -> None:
+    """Make this process (and what it starts) the OOM killer's first choice over the agent.
+
+    The agent shares the memory limit with the program; when a program made of many
+    small processes runs out, the agent may be the biggest one, and killing it loses
+    the answer. Raising one's own score needs no privilege, only a /proc entry we own,
+    which a process the agent made undumpable does not have until it execs."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write("1000")
+    except OSError:
+        pass  # no /proc: nothing to prefer
+
+
+def bound_scratch(paths: tuple[str, ...], size_bytes: int) -> None:
+    """Inside a VM, the init made the writable tmpfs folders at boot, before any request said
+    how much a program may write: resize them to this request's bound. Only as the VM's root
+    and init; a jail's folders are made per sandbox, to size, by the host."""
+    if os.getpid() != 1 or os.getuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        options = f"size={size_bytes}".encode()
+        if libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, options) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"cannot bound {path} to {size_bytes} bytes: {os.strerror(errno)}")
 
 
 def reset_signals() -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import resource
 import selectors
-import signal
-import subprocess
 import time
-from dataclasses import dataclass
-from typing import Any
 
-from . import _confine
+from . import _confine, _fork, _signals
+from ._signals import signal
 from .protocol import b64encode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
+    from typing import Any
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -25,14 +26,19 @@ HARD_CAP_FACTOR = 16
 _PIPE_GRACE_SECONDS = 0.05
 
 
-@dataclass(frozen=True)
 class Limits:
-    wall_seconds: float
-    cpu_seconds: int
-    memory_bytes: int
-    processes: int
-    output_bytes: int
-    file_bytes: int
+    """What one step may use. A plain class: ``dataclasses`` costs the agent's start-up."""
+
+    __slots__ = ("wall_seconds", "cpu_seconds", "memory_bytes", "processes", "output_bytes", "file_bytes")
+
+    def __init__(self, wall_seconds: float, cpu_seconds: int, memory_bytes: int, processes: int,
+                 output_bytes: int, file_bytes: int) -> None:
+        self.wall_seconds = wall_seconds
+        self.cpu_seconds = cpu_seconds
+        self.memory_bytes = memory_bytes
+        self.processes = processes
+        self.output_bytes = output_bytes
+        self.file_bytes = file_bytes
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Limits:
@@ -66,6 +72,7 @@ class _Stream:
 def _preexec(limits: Limits, cgroup: _confine.Cgroup | None) -> None:
     # Runs in the child between fork and exec.
     _confine.reset_signals()
+    _confine.oom_first()
     if cgroup is not None:
         cgroup.enter()
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
@@ -90,23 +97,7 @@ def run_step(
     cgroup = _confine.Cgroup.create(limits)
     started = time.monotonic()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=lambda: _preexec(limits, cgroup),
-        )
-    except OSError as exc:
-        if cgroup is not None:
-            cgroup.remove()
-        message = f"cannot start {argv[0]}: {exc.strerror}\n".encode()
-        return _result(127, None, False, False, _Stream(0), _stream_of(message), started, usage_before)
-
+    process = _fork.spawn(argv, cwd, env, bool(stdin), lambda: _preexec(limits, cgroup))
     exit_watch = _ExitWatch(process.pid)
     timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline)
     process.returncode = exit_watch.wait()
@@ -120,12 +111,6 @@ def run_step(
     result = _result(exit_code, signal_number, timed_out, oom, stdout, stderr, started, usage_before)
     result["output_limit_exceeded"] = flooded
     return result
-
-
-def _stream_of(data: bytes) -> _Stream:
-    stream = _Stream(len(data))
-    stream.add(data)
-    return stream
 
 
 class _ExitWatch:
@@ -150,7 +135,7 @@ class _ExitWatch:
 
 
 def _collect(
-    process: subprocess.Popen[bytes], exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
+    process: _fork.Forked, exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
 ) -> tuple[bool, bool, _Stream, _Stream]:
     assert process.stdout is not None and process.stderr is not None
     streams = {process.stdout.fileno(): _Stream(limits.output_bytes), process.stderr.fileno(): _Stream(limits.output_bytes)}
@@ -232,7 +217,7 @@ def _result(
     cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
     return {
         "exit_code": exit_code,
-        "signal": signal.Signals(signal_number).name if signal_number else None,
+        "signal": _signals.name(signal_number) if signal_number else None,
         "timed_out": timed_out,
         "oom_killed": oom_killed,
         "stdout": b64encode(bytes(stdout.kept)),

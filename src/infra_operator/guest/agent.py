@@ -6,19 +6,27 @@ compiles (if any) and the argv that runs, with the limits to apply.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
+import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 from . import _channels, _confine
 from ._runner import Limits, run_step
 from .protocol import ChannelClosed, ProtocolError, b64decode, receive, send
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
+    from collections.abc import Callable
+    from typing import Any
+
+    Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
 WORK_DIR = "/work"
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+USAGE = """usage: infra.operator guest [--channel stdio|virtio:NAME|vsock:PORT] [--work-dir DIR]
+
+The guest agent: answers the host's requests over the channel until it closes.
+"""
 
 
 def _write_files(work_dir: str, files: dict[str, str]) -> None:
@@ -36,6 +44,7 @@ def execute(message: dict[str, Any], work_dir: str = WORK_DIR) -> dict[str, Any]
     _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
     limits = Limits.from_message(message["limits"])
     deadline = started + limits.wall_seconds
+    _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), limits.file_bytes)
     _write_files(work_dir, message.get("files", {}))
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
     compiled = None
@@ -73,16 +82,31 @@ def serve(read_fd: int, write_fd: int, handler: Handler = handle) -> None:
         send(write_fd, handler(message))
 
 
+def _options(argv: list[str]) -> dict[str, str]:
+    """``--channel`` and ``--work-dir``, as ``--name value`` or ``--name=value`` (argparse
+    alone would cost the agent's start-up more than the rest of its imports)."""
+    options = {"--channel": "stdio", "--work-dir": WORK_DIR}
+    rest = list(argv)
+    while rest:
+        name, _, value = rest.pop(0).partition("=")
+        if name in ("-h", "--help"):
+            print(USAGE, end="")
+            raise SystemExit(0)
+        if name not in options or (not value and not rest):
+            print(USAGE, end="", file=sys.stderr)
+            raise SystemExit(f"infra.operator guest: bad argument {name!r}")
+        options[name] = value or rest.pop(0)
+    return options
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="infra.operator guest", description=__doc__)
-    parser.add_argument("--channel", default="stdio", help="stdio, virtio:NAME or vsock:PORT")
-    parser.add_argument("--work-dir", default=WORK_DIR)
-    args = parser.parse_args(argv)
+    options = _options(sys.argv[1:] if argv is None else argv)
+    work_dir = options["--work-dir"]
     _confine.harden_agent()
-    os.chdir(args.work_dir)
-    for read_fd, write_fd in _channels.by_name(args.channel):
+    os.chdir(work_dir)
+    for read_fd, write_fd in _channels.by_name(options["--channel"]):
         try:
-            serve(read_fd, write_fd, functools.partial(handle, work_dir=args.work_dir))
+            serve(read_fd, write_fd, functools.partial(handle, work_dir=work_dir))
         except ChannelClosed:
             continue
 

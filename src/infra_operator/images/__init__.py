@@ -1,16 +1,48 @@
-"""Images: the guest kernel and initramfs, rootfs images and saved snapshots."""
+"""Images: rootfs builds, the guest kernel and initramfs, snapshots, the local stores
+and the remote object store."""
 
 from __future__ import annotations
 
-from .kernel import build_kernel, load_kernel
-from .snapshots import SnapshotInfo, create_snapshot, find_snapshot, list_snapshots, remove_snapshot
+from typing import TYPE_CHECKING
+
+from ._files import sweep
+from ._progress import ByteProgress, progress_lines
+from ._rootfs_builder import Progress, build_rootfs, is_stale
+from ._rootfs_store import RootfsInfo, RootfsStore
+from .kernel import build_kernel, kernel_is_stale, load_kernel
+from .snapshots import SnapshotInfo, create_snapshot, describe, find_snapshot, list_snapshots, remove_snapshot
+
+if TYPE_CHECKING:
+    from ._remote import RemoteStore, Transfer
+
+
+def __getattr__(name: str) -> object:
+    # boto3 takes about 150 ms to import: only the commands that touch the object store pay for it.
+    if name in ("RemoteStore", "Transfer"):
+        from . import _remote
+
+        return getattr(_remote, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    "ByteProgress",
+    "Progress",
+    "RemoteStore",
+    "RootfsInfo",
+    "RootfsStore",
     "SnapshotInfo",
+    "Transfer",
     "build_kernel",
+    "build_rootfs",
     "create_snapshot",
+    "describe",
     "find_snapshot",
+    "is_stale",
+    "kernel_is_stale",
     "list_snapshots",
     "load_kernel",
+    "progress_lines",
     "remove_snapshot",
+    "sweep",
 ]

@@ -151,7 +151,7 @@ def resolve_modules(modules_dir: Path, wanted: Iterable[str] = WANTED_MODULES) -
     return ordered
 
 
-def _tree(source: Path, target: str) -> list[Entry]:
+def agent_tree(source: Path, target: str) -> list[Entry]:
     """The agent package's sources (no caches) under ``target``."""
     entries = [Entry(target, stat.S_IFDIR | 0o755)]
     for path in sorted(source.rglob("*")):
@@ -175,7 +175,7 @@ def entries(busybox: Path, modules: list[tuple[str, bytes]], agent_source: Path)
         result.append(Entry(f"modules/{name}", stat.S_IFREG | 0o644, data))
     order = "".join(f"{name}\n" for name, _ in modules).encode()
     result.append(Entry("modules/order", stat.S_IFREG | 0o644, order))
-    result.extend(_tree(agent_source, "guest"))
+    result.extend(agent_tree(agent_source, "guest"))
     return result
 
 

@@ -14,6 +14,7 @@ use an older folder, so builds are never rewritten in place.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import re
 import shutil
@@ -144,6 +145,7 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
         else:
             out.rename(directory)
     record = {
+        "agent_sha256": agent_fingerprint(),
         "package": package,
         "deb": deb.name,
         "version": version,
@@ -158,6 +160,20 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
     write_json_atomically(kernels / RECORD_NAME, record)
     progress(f"kernel {version} ready in {directory} (sha256 {sha256[:12]})")
     return _files(directory, sha256)
+
+
+def agent_fingerprint() -> str:
+    """A checksum of what the initramfs takes from this checkout: the agent and the init script."""
+    digest = hashlib.sha256(_initramfs.INIT_SCRIPT.encode())
+    for entry in _initramfs.agent_tree(Path(guest.__file__).parent, "guest"):
+        digest.update(entry.name.encode() + b"\0" + entry.data + b"\0")
+    return digest.hexdigest()
+
+
+def kernel_is_stale(settings: Settings) -> bool:
+    """Missing, or its initramfs carries another agent than this checkout's."""
+    record = read_json(settings.kernels_dir / RECORD_NAME)
+    return load_kernel(settings) is None or record is None or record.get("agent_sha256") != agent_fingerprint()
 
 
 def load_kernel(settings: Settings) -> KernelFiles | None:

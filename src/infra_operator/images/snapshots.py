@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +175,24 @@ def find_snapshot(
     if info.rootfs_sha256 != rootfs_sha256 or info.kernel_sha256 != kernel_sha256:
         return None
     return files
+
+
+def describe(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """How a snapshot is shown to users, from its metadata (local or remote): ``mem_size`` is
+    the guest memory it holds, wherever the backend keeps it (QEMU inside the vmstate file,
+    Firecracker in a file of its own), and ``disk_size`` what its files take."""
+    file_bytes = int(entry["vmstate_size"]) + int(entry["mem_size"])
+    mem_mb = entry.get("mem_mb")
+    return {
+        "language": entry["language"],
+        "backend": entry["backend"],
+        "vmstate_size": int(entry["vmstate_size"]),
+        "mem_size": int(mem_mb) * 1024 * 1024 if mem_mb else int(entry["mem_size"]),
+        "mem_mb": mem_mb,
+        "vcpus": entry.get("vcpus"),
+        "disk_size": file_bytes,
+        "created_at": entry.get("created_at"),
+    }
 
 
 def remove_snapshot(settings: Settings, backend_name: str, language: str) -> bool:

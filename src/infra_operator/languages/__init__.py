@@ -1,0 +1,7 @@
+"""The language catalog: what each language needs and how it compiles and runs."""
+
+from __future__ import annotations
+
+from ._catalog import CATALOG_FILE, Catalog, Command, Language
+
+__all__ = ["CATALOG_FILE", "Catalog", "Command", "Language"]

@@ -403,5 +403,8 @@ class QemuBackend:
             raise
         return sandbox
 
+    def close(self) -> None:
+        """Nothing is held server-wide: each VM owns its run folder and is destroyed with it."""
+
     def sweep(self) -> list[str]:
         return _process.sweep(self.settings.run_dir)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs infra.operator on Debian 12, as root, and starts the API on port 8080.
+#
+#   scripts/install.sh                 install, build the images, start the API
+#   scripts/install.sh --no-start      the same without starting the API (CI)
+#
+# Everything comes from Debian's packages and PyPI, pinned (requirements.lock).
+# Safe to run again: it rebuilds only images that are missing or out of date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+START=1
+for argument in "$@"; do
+  case "$argument" in
+    --no-start) START=0 ;;
+    *) echo "unknown option: $argument" >&2; exit 2 ;;
+  esac
+done
+
+PREFIX=${INFRA_OPERATOR_PREFIX:-/opt/infra-operator}
+DATA_DIR=${INFRA_OPERATOR_DATA_DIR:-/var/lib/infra-operator}
+PORT=${INFRA_OPERATOR_PORT:-8080}
+LANGUAGES=${INFRA_OPERATOR_LANGUAGES:-python nodejs go rust}
+export INFRA_OPERATOR_DATA_DIR=$DATA_DIR
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "run as root: sandboxes need mounts, cgroups and namespaces" >&2
+  exit 1
+fi
+
+step "Debian packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+  python3 python3-venv ca-certificates \
+  bubblewrap mmdebstrap e2fsprogs util-linux \
+  qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev
+
+step "Python environment in $PREFIX/venv"
+mkdir -p "$PREFIX"
+# Debian's own interpreter: the service must not depend on a user's pyenv or shims.
+[ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test]"
+ln -sf "$PREFIX/venv/bin/infra.operator" /usr/local/bin/infra.operator
+
+step "Rootfs images: $LANGUAGES"
+for language in $LANGUAGES; do
+  infra.operator rootfs create --lang "$language" --if-stale
+done
+
+step "Guest kernel and initramfs for the microVM backends"
+infra.operator kernel build --if-stale
+
+infra.operator setup
+
+if [ "$START" = 1 ]; then
+  step "Starting the API on port $PORT"
+  if [ -f /run/infra-operator.pid ] && kill -0 "$(cat /run/infra-operator.pid)" 2>/dev/null; then
+    kill "$(cat /run/infra-operator.pid)" && sleep 2
+  fi
+  nohup infra.operator api --port "$PORT" >>/var/log/infra-operator.log 2>&1 &
+  echo $! >/run/infra-operator.pid
+  for _ in $(seq 60); do
+    if "$PREFIX/venv/bin/python" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$PORT/health').status_code != 200)" 2>/dev/null; then
+      "$PREFIX/venv/bin/python" -c "import httpx; print(httpx.get('http://127.0.0.1:$PORT/health').text)"
+      echo "infra.operator is serving on port $PORT (log: /var/log/infra-operator.log)"
+      exit 0
+    fi
+    sleep 1
+  done
+  echo "the API did not answer /health; see /var/log/infra-operator.log" >&2
+  exit 1
+fi

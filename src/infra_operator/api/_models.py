@@ -1,0 +1,177 @@
+"""Request and response bodies of the HTTP API (see shared/docs/api-contract.md).
+
+Contract fields first, in the contract's shapes; the extra fields users asked for
+follow. Types are strict: a string where a number belongs is a 400, not a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+BackendChoice = Literal["auto", "jail", "qemu", "firecracker"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+def _utf8(text: str) -> str:
+    # JSON can carry lone surrogates ("\ud800"), which no file, pipe or argv can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text: {exc.reason} at position {exc.start}") from exc
+    return text
+
+
+def _argument(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("a command-line argument cannot contain a NUL character")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Argument = Annotated[str, AfterValidator(_utf8), AfterValidator(_argument)]
+
+
+class ExecuteRequest(_Request):
+    language: str = Field(min_length=1, max_length=64, description="a name or alias from /api/v1/languages")
+    code: Text = Field(description="the source to run")
+    timeout: int | None = Field(default=None, description="wall-clock seconds; default 30")
+    stdin: Text = Field(default="", description="given to the program on standard input")
+    args: list[Argument] = Field(
+        default_factory=list, max_length=64, description="extra command-line arguments")
+    backend: BackendChoice | None = Field(default=None, description="which isolation backend; default the server's")
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    processes: int | None = None
+    output_kb: int | None = Field(default=None, description="kept per stream; more is counted and dropped")
+    file_mb: int | None = Field(default=None, description="largest file the program may write")
+
+
+class ExecuteResponse(BaseModel):
+    stdout: str
+    stderr: str
+    exit_code: int
+    load_time: str = Field(description="whole milliseconds to get a sandbox ready, e.g. '125ms'")
+    exec_time: str = Field(description="whole milliseconds the code took inside it, e.g. '45ms'")
+    language: str
+    version: str
+    backend: str
+    signal: str | None = None
+    timed_out: bool = False
+    oom_killed: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    output_limit_exceeded: bool = False
+    compile_output: str | None = None
+    compile_exit_code: int | None = None
+    sandbox_start: Literal["pool", "snapshot", "boot"] = Field(
+        description="how the sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold")
+    load_time_ms: float
+    exec_time_ms: float
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class LanguageSummary(BaseModel):
+    name: str
+    extension: str
+    aliases: list[str] = []
+    version: str | None = None
+    rootfs_built: bool = False
+
+
+class LanguagesResponse(BaseModel):
+    languages: list[LanguageSummary]
+    count: int
+
+
+class LanguageDetails(BaseModel):
+    name: str
+    extension: str
+    aliases: list[str]
+    family: str
+    version: str | None
+    compiled: bool
+    compile_command: list[str] | None
+    run_command: list[str]
+    source_file: str
+    packages: list[str]
+    rootfs: dict[str, Any]
+    snapshot: dict[str, Any]
+    sample: str
+    expected_output: str
+
+
+class RootfsEntry(BaseModel):
+    language: str
+    size: int
+    path: str
+    sha256: str | None = None
+    version: str | None = None
+    built_at: float | None = None
+
+
+class RootfsListResponse(BaseModel):
+    rootfs: list[RootfsEntry]
+    builds: list[dict[str, Any]] = []
+
+
+class RootfsCreateRequest(_Request):
+    language: str = Field(min_length=1, max_length=64)
+    size_mb: int | None = Field(default=None, ge=64, le=65536, description="image size; default: what the tree needs")
+
+
+class StartedResponse(BaseModel):
+    message: str
+    language: str
+    job: dict[str, Any]
+
+
+class SnapshotEntry(BaseModel):
+    language: str
+    vmstate_size: int = Field(description="bytes of the device-state file (for QEMU it carries the RAM pages too)")
+    mem_size: int = Field(description="bytes of guest memory the snapshot holds")
+    backend: str
+    mem_mb: int | None = None
+    vcpus: int | None = None
+    disk_size: int | None = Field(default=None, description="bytes the snapshot's files take on disk")
+    created_at: str | None = None
+
+
+class SnapshotListResponse(BaseModel):
+    snapshots: list[SnapshotEntry]
+    jobs: list[dict[str, Any]] = []
+
+
+class SnapshotCreateRequest(_Request):
+    language: str = Field(min_length=1, max_length=64)
+    mem_mb: int = Field(default=256, ge=64, le=8192)
+    vcpus: int = Field(default=1, ge=1, le=8)
+    backend: BackendChoice | None = None
+
+
+class TransferRequest(_Request):
+    """Upload a local image to the object store, or download one into the local store."""
+
+    language: str = Field(min_length=1, max_length=64)
+    bucket: str | None = Field(default=None, description="default: the configured one")
+
+
+class SnapshotTransferRequest(TransferRequest):
+    backend: Literal["qemu", "firecracker"] | None = Field(
+        default=None, description="whose snapshot; default: the only one there is")
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    backend: str | None
+    backends: list[dict[str, Any]]
+    load: dict[str, int]
+    pool: list[dict[str, Any]] = []

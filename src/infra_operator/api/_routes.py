@@ -1,0 +1,226 @@
+"""The endpoints of api-contract.md, and a few additions (jobs). Routes translate
+between HTTP and the services; they raise errors and never build error responses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..errors import NotFound, OperatorError
+from ..executor import ExecutionRequest
+from ..images import describe, progress_lines
+from ..jobs import Progress
+from ..languages import Language
+from ._deps import ServicesDep, require_api_key
+from ._models import (
+    ErrorResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    HealthResponse,
+    LanguageDetails,
+    LanguagesResponse,
+    LanguageSummary,
+    RootfsCreateRequest,
+    RootfsEntry,
+    RootfsListResponse,
+    SnapshotCreateRequest,
+    SnapshotEntry,
+    SnapshotListResponse,
+    SnapshotTransferRequest,
+    StartedResponse,
+    TransferRequest,
+)
+
+if TYPE_CHECKING:
+    from ..images import Transfer
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
+}
+
+Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
+Bucket = Annotated[str | None, Query(description="with remote: the bucket to list; default: the configured one")]
+
+public = APIRouter(responses=ERRORS)
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], responses=ERRORS)
+
+
+@public.get("/health", response_model=HealthResponse)
+def health(services: ServicesDep) -> HealthResponse:
+    try:
+        active: str | None = services.backends.default.name
+    except OperatorError:
+        active = None
+    backends = [
+        {"name": c.name, "usable": c.usable, "isolation": c.isolation, "accelerator": c.accelerator,
+         "snapshots": c.snapshots, "evidence": list(c.evidence), "missing": list(c.missing)}
+        for c in services.backends.capabilities()
+    ]
+    return HealthResponse(status="healthy" if active else "degraded", version=__version__, backend=active,
+                          backends=backends, load=services.executor.admission.stats(),
+                          pool=services.pool.stats())
+
+
+def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
+    rootfs = services.rootfs.find(language.name)
+    return LanguageSummary(name=language.name, extension=language.extension, aliases=list(language.aliases),
+                           version=rootfs.version if rootfs else None, rootfs_built=rootfs is not None)
+
+
+@api.get("/languages", response_model=LanguagesResponse)
+def list_languages(services: ServicesDep) -> LanguagesResponse:
+    summaries = [_summary(services, language) for language in services.catalog]
+    return LanguagesResponse(languages=summaries, count=len(summaries))
+
+
+@api.get("/languages/{name}", response_model=LanguageDetails)
+def language_details(name: str, services: ServicesDep) -> LanguageDetails:
+    language = services.catalog.get(name)
+    rootfs = services.rootfs.find(language.name)
+    build = services.jobs.latest("rootfs", language.name)
+    snapshots = [s for s in services.list_snapshots() if s.language == language.name]
+    return LanguageDetails(
+        name=language.name,
+        extension=language.extension,
+        aliases=list(language.aliases),
+        family=language.family,
+        version=rootfs.version if rootfs else None,
+        compiled=language.compiled,
+        compile_command=list(language.compile) if language.compile else None,
+        run_command=list(language.run),
+        source_file=language.source,
+        packages=list(language.packages),
+        rootfs={
+            "exists": rootfs is not None,
+            **({"path": str(rootfs.path), "size": rootfs.size, "sha256": rootfs.sha256,
+                "built_at": rootfs.built_at, "build_seconds": rootfs.build_seconds} if rootfs else {}),
+            "build": build.to_json() if build else None,
+        },
+        snapshot={
+            "exists": bool(snapshots),
+            "backends": [s.backend for s in snapshots],
+            "build": (job.to_json() if (job := services.jobs.latest("snapshot", language.name)) else None),
+        },
+        sample=language.sample,
+        expected_output=language.expected,
+    )
+
+
+def _format_ms(milliseconds: float) -> str:
+    return f"{round(milliseconds)}ms"
+
+
+@api.post("/execute", response_model=ExecuteResponse)
+def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
+    result = services.executor.execute(ExecutionRequest(
+        language=body.language, code=body.code, timeout=body.timeout, stdin=body.stdin, args=tuple(body.args),
+        backend=body.backend, memory_mb=body.memory_mb, cpu_seconds=body.cpu_seconds,
+        processes=body.processes, output_kb=body.output_kb, file_mb=body.file_mb,
+    ))
+    return ExecuteResponse(
+        stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code,
+        load_time=_format_ms(result.load_ms), exec_time=_format_ms(result.exec_ms),
+        language=result.language, version=result.version, backend=result.backend, signal=result.signal,
+        timed_out=result.timed_out, oom_killed=result.oom_killed, stdout_truncated=result.stdout_truncated,
+        stderr_truncated=result.stderr_truncated, output_limit_exceeded=result.output_limit_exceeded,
+        compile_output=result.compile_output, compile_exit_code=result.compile_exit_code,
+        sandbox_start=result.sandbox_start,
+        load_time_ms=round(result.load_ms, 3), exec_time_ms=round(result.exec_ms, 3),
+    )
+
+
+@api.get("/rootfs", response_model=RootfsListResponse)
+def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> RootfsListResponse:
+    if remote:
+        return RootfsListResponse(rootfs=[RootfsEntry(**e) for e in services.remote(bucket).list_rootfs()])
+    entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), sha256=i.sha256, version=i.version,
+                           built_at=i.built_at) for i in services.rootfs.list()]
+    builds = [job.to_json() for job in services.jobs.list() if job.kind == "rootfs"]
+    return RootfsListResponse(rootfs=entries, builds=builds)
+
+
+@api.post("/rootfs", status_code=202, response_model=StartedResponse)
+def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language)
+    job, new = services.jobs.start(
+        "rootfs", language.name, lambda progress: services.build_rootfs(language.name, body.size_mb, progress))
+    message = "rootfs creation started" if new else "rootfs creation already in progress"
+    return JSONResponse(status_code=202, content={"message": message, "language": language.name, "job": job.to_json()})
+
+
+@api.get("/snapshots", response_model=SnapshotListResponse)
+def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> SnapshotListResponse:
+    if remote:
+        remote_entries = services.remote(bucket).list_snapshots()
+        return SnapshotListResponse(snapshots=[SnapshotEntry(**describe(e)) for e in remote_entries])
+    entries = [SnapshotEntry(**describe(dataclasses.asdict(s))) for s in services.list_snapshots()]
+    jobs = [job.to_json() for job in services.jobs.list() if job.kind == "snapshot"]
+    return SnapshotListResponse(snapshots=entries, jobs=jobs)
+
+
+@api.post("/snapshots", status_code=202, response_model=StartedResponse)
+def create_snapshot(body: SnapshotCreateRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language)
+    backend = services.backends.for_snapshots(body.backend)
+    services.check_can_snapshot(backend, language.name)
+    job, new = services.jobs.start(
+        "snapshot", language.name,
+        lambda progress: services.create_snapshot(backend, language.name, body.mem_mb, body.vcpus, progress))
+    message = "snapshot creation started" if new else "snapshot creation already in progress"
+    return JSONResponse(status_code=202, content={"message": message, "language": language.name, "job": job.to_json()})
+
+
+def _start_transfer(services: ServicesDep, kind: str, language: str, transfer: Transfer) -> JSONResponse:
+    """A planned transfer (so a missing image is already a 404) runs as a job; its log says how far it got."""
+    def work(line: Progress) -> None:
+        line(transfer.run(progress_lines(line, transfer.description)))
+
+    job, new = services.jobs.start(kind, language, work)
+    message = f"{kind.replace('-', ' ')} {'started' if new else 'already in progress'}"
+    content = {"message": message, "language": language, "job": job.to_json()}
+    return JSONResponse(status_code=202, content=content)
+
+
+@api.post("/rootfs/upload", status_code=202, response_model=StartedResponse)
+def upload_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "rootfs-upload", language,
+                           services.remote(body.bucket).upload_rootfs(language))
+
+
+@api.post("/rootfs/download", status_code=202, response_model=StartedResponse)
+def download_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "rootfs-download", language,
+                           services.remote(body.bucket).download_rootfs(language))
+
+
+@api.post("/snapshots/upload", status_code=202, response_model=StartedResponse)
+def upload_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "snapshot-upload", language,
+                           services.remote(body.bucket).upload_snapshot(language, body.backend))
+
+
+@api.post("/snapshots/download", status_code=202, response_model=StartedResponse)
+def download_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
+    language = services.catalog.get(body.language).name
+    return _start_transfer(services, "snapshot-download", language,
+                           services.remote(body.bucket).download_snapshot(language, body.backend))
+
+
+@api.get("/jobs")
+def list_jobs(services: ServicesDep) -> dict[str, Any]:
+    return {"jobs": [job.to_json() for job in services.jobs.list()]}
+
+
+@api.get("/jobs/{job_id}")
+def job_details(job_id: str, services: ServicesDep) -> dict[str, Any]:
+    job = services.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"job not found: {job_id}")
+    return job.to_json()

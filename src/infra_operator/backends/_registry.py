@@ -1,0 +1,102 @@
+"""Which backends exist, and which one serves a request.
+
+``auto`` picks the strongest backend that works here, by its capabilities: a
+Firecracker microVM, else a QEMU microVM with KVM, else the jail. A request that
+names a backend gets that one or a clear error, never a silent substitute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+
+from ..config import Settings
+from ..errors import BackendUnavailable, InvalidRequest
+from .base import Backend, Capabilities, KernelFiles
+from .firecracker import FirecrackerBackend
+from .jail import JailBackend
+from .qemu import QemuBackend
+
+BackendFactory = Callable[[Settings], Backend]
+KernelSource = Callable[[Settings], KernelFiles | None]
+
+def factories(kernel: KernelSource) -> dict[str, BackendFactory]:
+    """Every backend this build knows; ``kernel`` finds the guest kernel the microVMs boot."""
+    return {
+        "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
+        "qemu": lambda settings: QemuBackend(settings, kernel(settings)),
+        "firecracker": FirecrackerBackend,
+    }
+
+
+def _strong_enough_for_auto(capabilities: Capabilities) -> bool:
+    if not capabilities.usable:
+        return False
+    # QEMU under TCG is a real microVM but far slower than the jail; auto wants it only with KVM.
+    return not (capabilities.name == "qemu" and capabilities.accelerator != "kvm")
+
+
+AUTO_ORDER = ("firecracker", "qemu", "jail")
+
+
+class BackendSet:
+    def __init__(self, settings: Settings, factories: dict[str, BackendFactory]) -> None:
+        self.settings = settings
+        self._factories = factories
+        self._backends: dict[str, Backend] = {}
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def get(self, name: str) -> Backend:
+        if name not in self._factories:
+            raise InvalidRequest(f"unknown backend {name!r}: choose one of auto, {', '.join(self._factories)}")
+        if name not in self._backends:
+            self._backends[name] = self._factories[name](self.settings)
+        return self._backends[name]
+
+    @cached_property
+    def default(self) -> Backend:
+        """The server's backend: the configured one, or auto's choice; checked once at start-up."""
+        return self._resolve(self.settings.backend)
+
+    def _resolve(self, name: str) -> Backend:
+        if name == "auto":
+            for candidate in AUTO_ORDER:
+                if candidate in self._factories and _strong_enough_for_auto(self.get(candidate).capabilities()):
+                    return self.get(candidate)
+            raise BackendUnavailable("no backend works on this host: run `infra.operator setup` to see why")
+        backend = self.get(name)
+        capabilities = backend.capabilities()
+        if not capabilities.usable:
+            why = "; ".join(capabilities.missing) or "it is not usable here"
+            raise BackendUnavailable(f"backend {name} cannot run on this host: {why}")
+        return backend
+
+    def choose(self, requested: str | None) -> Backend:
+        if requested is None or requested == "auto":
+            return self.default
+        return self._resolve(requested)
+
+    def for_snapshots(self, requested: str | None) -> Backend:
+        """The named backend; else the server's, when it can make snapshots; else the strongest
+        microVM backend that works here (QEMU under TCG counts: its snapshots are real)."""
+        if requested is not None and requested != "auto":
+            return self._resolve(requested)
+        candidates = [self.default] if self.default.capabilities().snapshots else []
+        candidates += [self.get(name) for name in AUTO_ORDER if name in self._factories]
+        for backend in candidates:
+            capabilities = backend.capabilities()
+            if capabilities.usable and capabilities.snapshots:
+                return backend
+        raise BackendUnavailable("no backend on this host can make snapshots: run `infra.operator setup` to see why")
+
+    def capabilities(self) -> list[Capabilities]:
+        return [self.get(name).capabilities() for name in self._factories]
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+
+    def sweep(self) -> list[str]:
+        return [line for name in self._factories for line in self.get(name).sweep()]

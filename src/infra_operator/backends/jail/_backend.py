@@ -1,0 +1,233 @@
+"""The jail backend: bubblewrap over a rootfs mounted read-only.
+
+Each sandbox is one bwrap process in fresh namespaces (no network, its own PIDs,
+IPC, UTS and mounts), all capabilities dropped, under a seccomp filter, running as
+uid 65534 (host uid 65534 too, see ``_userns``), with private tmpfs for /work,
+/tmp and /dev/shm sized by the request's file limit, inside a host cgroup that
+bounds memory and processes. The agent is the namespace's PID 1, so ``kill(-1)`` from user code
+cannot reach it, and when it exits every process of the sandbox dies with it.
+The agent talks to the host over bwrap's stdin and stdout.
+"""
+
+from __future__ import annotations
+
+import compileall
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ... import guest
+from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
+from .. import _channel
+from .._leftovers import stale_run_folders
+from ..base import Capabilities, SandboxSpec, SnapshotFiles, State
+from . import _cgroups, _seccomp, _userns
+from ._cgroups import HostCgroup
+from ._mounts import ImageMounts
+
+SANDBOX_UID = 65534
+GUEST_DIR = Path(guest.__file__).parent
+GUEST_MOUNT = "/opt/infra-operator/guest"
+READY_TIMEOUT_SECONDS = 10.0
+_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+_counter = itertools.count()
+
+
+def _bwrap_argv(root: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -> list[str]:
+    return [
+        "bwrap",
+        "--userns", str(userns_fd),
+        "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--ro-bind", str(root), "/",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
+        "--perms", "0777", "--size", str(tmpfs_bytes), "--tmpfs", "/work",
+        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
+        "--ro-bind", str(GUEST_DIR), GUEST_MOUNT,
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox",
+        "--cap-drop", "ALL",
+        "--seccomp", str(seccomp_fd),
+        "--clearenv",
+        "--setenv", "PATH", _SANDBOX_PATH,
+        "--setenv", "PYTHONPATH", str(Path(GUEST_MOUNT).parent),
+        "--chdir", "/work",
+        "/usr/bin/python3", "-B", "-m", "guest", "--channel", "stdio",
+    ]
+
+
+class JailSandbox:
+    def __init__(self, sandbox_id: str, process: subprocess.Popen[bytes], cgroup: HostCgroup, run_dir: Path) -> None:
+        self.id = sandbox_id
+        self.state = State.CREATED
+        self._process = process
+        self._cgroup = cgroup
+        self._run_dir = run_dir
+
+    def _fds(self) -> tuple[int, int]:
+        assert self._process.stdout is not None and self._process.stdin is not None
+        return self._process.stdout.fileno(), self._process.stdin.fileno()
+
+    def wait_ready(self) -> None:
+        read_fd, write_fd = self._fds()
+        try:
+            _channel.wait_ready(read_fd, write_fd, READY_TIMEOUT_SECONDS, self.id)
+        except (AgentError, AgentTimeout) as exc:
+            raise SandboxError(f"{exc.message}; bwrap said: {self._stderr_tail()}") from exc
+        self.state = State.READY
+
+    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+        if self.state is not State.READY:
+            raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
+        self.state = State.RUNNING
+        read_fd, write_fd = self._fds()
+        try:
+            return _channel.call(read_fd, write_fd, message, deadline, self.id)
+        finally:
+            if self.state is State.RUNNING:
+                self.state = State.READY
+
+    def outcome(self) -> dict[str, Any]:
+        return {"oom_killed": self._cgroup.oom_killed()}
+
+    def _stderr_tail(self) -> str:
+        try:
+            return (self._run_dir / "stderr.log").read_text(errors="replace").strip()[-500:] or "nothing"
+        except OSError:
+            return "nothing"
+
+    def destroy(self) -> None:
+        if self.state is State.DESTROYED:
+            return
+        self.state = State.DESTROYED
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._process.wait()
+        self._cgroup.remove()
+        shutil.rmtree(self._run_dir, ignore_errors=True)
+
+    def __enter__(self) -> JailSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
+
+@cache
+def _compile_guest() -> None:
+    """Byte-compile the agent once on the host: the jail mounts it read-only and starts it
+    with -B, so without this every sandbox would compile it from source again."""
+    compileall.compile_dir(str(GUEST_DIR), quiet=2, workers=1)  # a read-only install just goes without
+
+
+@cache
+def _probe() -> tuple[bool, str]:
+    if shutil.which("bwrap") is None:
+        return False, "bwrap is not installed"
+    argv = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"]
+    fds: tuple[int, ...] = ()
+    as_jails_run = os.geteuid() == 0
+    if as_jails_run:
+        # Try the confinement every jail gets, so a host that cannot give it is found here
+        # rather than by every request failing.
+        try:
+            fds = (_userns.namespace_fd(SANDBOX_UID, SANDBOX_UID), _seccomp.program_fd())
+        except (SandboxError, OSError) as exc:
+            return False, f"cannot confine a jail: {exc}"
+        argv = ["bwrap", "--userns", str(fds[0]), "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
+                "--seccomp", str(fds[1]), "true"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, pass_fds=fds)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bwrap probe failed: {exc}"
+    finally:
+        if fds:
+            os.close(fds[1])
+    if result.returncode != 0:
+        return False, f"bwrap probe failed: {result.stderr.strip()}"
+    version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
+    how = f" as uid {SANDBOX_UID} under seccomp" if as_jails_run else ""
+    return True, f"{version} started a namespace sandbox{how}"
+
+
+class JailBackend:
+    name = "jail"
+
+    def __init__(self, run_dir: Path, mount_root: Path) -> None:
+        self.run_dir = run_dir
+        self.mounts = ImageMounts(mount_root)
+
+    def capabilities(self) -> Capabilities:
+        works, evidence = _probe()
+        cgroups = "cgroup v2" if _cgroups._unified() else "cgroup v1"
+        usable = works and os.geteuid() == 0
+        why = ("run as root",) if works else (f"apt-get install bubblewrap ({evidence})",)
+        missing = () if usable else why
+        return Capabilities(name=self.name, isolation="namespace", usable=usable, snapshots=False,
+                            evidence=(evidence, f"limits through {cgroups}"), missing=missing)
+
+    def start(self, spec: SandboxSpec) -> JailSandbox:
+        if not self.capabilities().usable:
+            raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(self.capabilities().missing))
+        _compile_guest()
+        root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
+        sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
+        run_dir = self.run_dir / f"jail-{sandbox_id}"
+        cgroup = HostCgroup.create(sandbox_id, spec.memory_mb * 1024 * 1024, spec.processes)
+        seccomp_fd = -1
+        try:
+            run_dir.mkdir(parents=True)
+            userns_fd = _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID)
+            seccomp_fd = _seccomp.program_fd()
+            argv = _bwrap_argv(root, spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
+            with (run_dir / "stderr.log").open("wb") as stderr:
+                process = subprocess.Popen(
+                    cgroup.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                    start_new_session=True, pass_fds=(userns_fd, seccomp_fd),
+                )
+        except BaseException as exc:
+            cgroup.remove()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise SandboxError(f"cannot start bwrap: {exc.strerror or exc}") from exc
+            raise
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+        sandbox = JailSandbox(sandbox_id, process, cgroup, run_dir)
+        try:
+            sandbox.wait_ready()
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
+        raise InvalidRequest("the jail backend cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
+
+    def close(self) -> None:
+        self.mounts.close()
+
+    def sweep(self) -> list[str]:
+        removed = _cgroups.sweep()
+        for folder in stale_run_folders(self.run_dir, "jail"):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"run folder {folder}")
+        return removed + self.mounts.sweep()
+

@@ -1,0 +1,124 @@
+"""Host cgroups that hold one jail: memory and process limits, OOM evidence, and a way
+to kill everything inside. Works on cgroup v1 (as on these machines) and v2.
+
+Groups are named ``<server pid>-<sandbox id>`` under ``infra-operator``, so a sweep
+at start-up can tell the leftovers of a dead server from the groups of a live one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import time
+from pathlib import Path
+
+from ...errors import SandboxError
+from .._leftovers import owner_is_gone
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GROUP_PARENT = "infra-operator"
+
+
+def _unified() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+class HostCgroup:
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    @classmethod
+    def create(cls, name: str, memory_bytes: int, processes: int) -> HostCgroup:
+        try:
+            if _unified():
+                parent = CGROUP_ROOT / GROUP_PARENT
+                parent.mkdir(exist_ok=True)
+                _write(CGROUP_ROOT / "cgroup.subtree_control", "+memory +pids")
+                _write(parent / "cgroup.subtree_control", "+memory +pids")
+                group = parent / name
+                group.mkdir()
+                _write(group / "memory.max", str(memory_bytes))
+                if (group / "memory.swap.max").exists():
+                    _write(group / "memory.swap.max", "0")
+                _write(group / "pids.max", str(processes))
+                return cls([group])
+            memory = CGROUP_ROOT / "memory" / GROUP_PARENT / name
+            pids = CGROUP_ROOT / "pids" / GROUP_PARENT / name
+            memory.mkdir(parents=True)
+            pids.mkdir(parents=True)
+            _write(memory / "memory.limit_in_bytes", str(memory_bytes))
+            if (memory / "memory.memsw.limit_in_bytes").exists():
+                _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
+            _write(pids / "pids.max", str(processes))
+            return cls([memory, pids])
+        except OSError as exc:
+            raise SandboxError(f"cannot create cgroup {name}: {exc.strerror or exc}") from exc
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """Prefix ``argv`` so it starts inside the group, before it can fork."""
+        joins = "; ".join(f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))}" for group in self.dirs)
+        return ["/bin/sh", "-c", f'{joins}; exec "$@"', "jail", *argv]
+
+    def oom_killed(self) -> bool:
+        for group in self.dirs:
+            for events in ("memory.events", "memory.oom_control"):
+                try:
+                    lines = (group / events).read_text().splitlines()
+                except OSError:
+                    continue
+                for line in lines:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+        return False
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for group in self.dirs:
+            try:
+                found.update(int(pid) for pid in (group / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return found
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for group in self.dirs:
+            for _ in range(100):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def sweep() -> list[str]:
+    """Remove the groups of servers that are no longer running."""
+    parents = [CGROUP_ROOT / GROUP_PARENT] if _unified() else [
+        CGROUP_ROOT / "memory" / GROUP_PARENT, CGROUP_ROOT / "pids" / GROUP_PARENT]
+    removed = []
+    for parent in parents:
+        for group in sorted(parent.glob("*-*")) if parent.exists() else []:
+            if owner_is_gone(group.name):
+                HostCgroup([group]).remove()
+                removed.append(f"cgroup {group}")
+    return removed

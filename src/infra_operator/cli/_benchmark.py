@@ -1,0 +1,137 @@
+"""``infra.operator benchmark``: the languages' programs through the service, beside bare runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..benchmark import (
+    GOAL_LATENCY_RATIO,
+    GOAL_THROUGHPUT_RATIO,
+    BenchmarkConfig,
+    InProcess,
+    LanguageResult,
+    OverHttp,
+    Target,
+    draw_chart,
+    run_benchmark,
+    write_json,
+)
+from ..errors import InvalidRequest
+from ._common import DataDir, console, make_services, out, progress_display, reporting_errors
+
+
+def benchmark(
+    langs: Annotated[
+        str | None, typer.Option(help="comma-separated languages, e.g. python,nodejs,go,rust")
+    ] = None,
+    all_languages: Annotated[bool, typer.Option("--all", help="every language whose image is built")] = False,
+    backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    requests: Annotated[int, typer.Option(min=4, help="latency samples per language, one at a time")] = 40,
+    concurrency: Annotated[int, typer.Option(min=1, help="parallel clients for the throughput run")] = 4,
+    throughput_requests: Annotated[
+        int | None, typer.Option(min=1, help="executions in the throughput run (default: same as --requests)")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option(help="run this instead of the sample (one language only)")
+    ] = None,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http/--in-process",
+            help="through a real server over HTTP (default), or the executor in this process",
+        ),
+    ] = True,
+    output: Annotated[
+        Path, typer.Option(help="where to write the JSON results and, beside it, the PNG chart")
+    ] = Path("benchmark.json"),
+    data_dir: DataDir = None,
+) -> None:
+    """Measure load, exec and end-to-end latency and throughput against the bare program."""
+    with reporting_errors():
+        services = make_services(data_dir)
+        if all_languages == (langs is not None):
+            raise InvalidRequest("give exactly one of --langs and --all")
+        if all_languages:
+            names = [language.name for language in services.catalog if services.rootfs.find(language.name)]
+        else:
+            names = [services.catalog.get(name).name for name in (langs or "").split(",") if name.strip()]
+        if not names:
+            raise InvalidRequest(
+                "no language to benchmark: build an image first (`infra.operator rootfs create`)"
+            )
+        if code is not None and len(names) != 1:
+            raise InvalidRequest("--code needs exactly one language")
+        languages = [(services.catalog.get(name), services.rootfs.get(name)) for name in names]
+        config = BenchmarkConfig(
+            languages=names,
+            requests=requests,
+            concurrency=concurrency,
+            throughput_requests=throughput_requests or requests,
+            code=code,
+        )
+        chosen = services.backends.choose(backend).name
+        with progress_display("benchmark") as show:
+            show(f"starting {'a server' if http else 'the executor'} on backend {chosen}")
+            target: Target = (
+                OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir)})
+                if http
+                else InProcess(services, chosen)
+            )
+            try:
+                results = run_benchmark(target, languages, config, show)
+            finally:
+                target.close()
+        mode = "HTTP" if http else "in-process"
+        # Every column whole when the output is a file or a pipe, which rich takes as 80 wide.
+        (out if out.is_terminal else Console(width=170)).print(
+            _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
+        )
+        chart = output.with_suffix(".png")
+        write_json(output, results, config, {"backend": chosen, "mode": mode})
+        draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
+        console.print(f"results: {output}  chart: {chart}", highlight=False)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _ratio(value: float, good: bool) -> str:
+    return f"[{'green' if good else 'red'}]{value:.2f}x[/]"
+
+
+def _table(results: list[LanguageResult], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "language",
+        "load p50/p95",
+        "exec p50/p95",
+        "e2e p50/p95",
+        "req/s",
+        "bare",
+        "bare p50/p95",
+        "bare req/s",
+        f"p50 ratio (≤{GOAL_LATENCY_RATIO})",
+        f"req/s ratio (≥{GOAL_THROUGHPUT_RATIO})",
+    ):
+        table.add_column(column, justify="left" if column in ("language", "bare") else "right")
+    for r in results:
+        table.add_row(
+            r.language,
+            f"{_ms(r.load.p50)}/{_ms(r.load.p95)}",
+            f"{_ms(r.exec.p50)}/{_ms(r.exec.p95)}",
+            f"{_ms(r.end_to_end.p50)}/{_ms(r.end_to_end.p95)}",
+            f"{r.throughput:.1f}",
+            r.baseline,
+            f"{_ms(r.bare.p50)}/{_ms(r.bare.p95)}",
+            f"{r.bare_throughput:.1f}",
+            _ratio(r.latency_ratio, r.latency_ratio <= GOAL_LATENCY_RATIO),
+            _ratio(r.throughput_ratio, r.throughput_ratio >= GOAL_THROUGHPUT_RATIO),
+        )
+    table.caption = "milliseconds; bare = the same program, same toolchain, no sandbox (host or chroot)"
+    return table

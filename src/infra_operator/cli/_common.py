@@ -1,0 +1,96 @@
+"""What every command shares: settings from options, the services, the console,
+and the one place where our errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ..config import Settings
+from ..errors import InvalidRequest, NotFound, OperatorError, Unauthorized
+from ..images import ByteProgress, progress_lines
+from ..services import Services
+
+if TYPE_CHECKING:
+    from ..images import Transfer
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where images, kernels and snapshots live",
+                                               envvar="INFRA_OPERATOR_DATA_DIR", show_default=False)]
+Lang = Annotated[str, typer.Option("--lang", "-l", help="language name or alias")]
+Bucket = Annotated[str | None, typer.Option(help="object store bucket; default: INFRA_OPERATOR_S3_BUCKET",
+                                            show_default=False)]
+
+# Exit codes by error class; the most specific class wins.
+EXIT_CODES: list[tuple[type[OperatorError], int]] = [
+    (Unauthorized, 4), (NotFound, 3), (InvalidRequest, 2), (OperatorError, 1),
+]
+
+
+def fail(error: OperatorError) -> NoReturn:
+    console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    code = next(code for cls, code in EXIT_CODES if isinstance(error, cls))
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reporting_errors() -> Iterator[None]:
+    try:
+        yield
+    except OperatorError as error:
+        fail(error)
+
+
+def make_services(data_dir: Path | None = None, **overrides: object) -> Services:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Services(Settings(**values))  # type: ignore[arg-type]
+
+
+@contextmanager
+def progress_display(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the latest line of a long operation; every line also goes to the log."""
+    if not sys.stderr.isatty():
+        yield lambda line: console.print(f"  {line}", highlight=False, markup=False)
+        return
+    with console.status(title) as status:
+        def show(line: str) -> None:
+            console.print(f"  [dim]{line}[/]", highlight=False)
+            status.update(f"{title}: {line[:80]}")
+        yield show
+
+
+@contextmanager
+def _transfer_display(title: str) -> Iterator[ByteProgress]:
+    if not sys.stderr.isatty():
+        yield progress_lines(lambda line: console.print(f"  {line}", highlight=False, markup=False), title)
+        return
+    columns = (TextColumn(title), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(title, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def run_transfer(transfer: Transfer) -> None:
+    """Run an upload or download under a progress bar (bytes, speed, time left), or a line per 10%
+    without a terminal, then say what was done."""
+    with _transfer_display(transfer.description) as progress:
+        summary = transfer.run(progress)
+    out.print(summary, highlight=False, markup=False)

@@ -1,0 +1,78 @@
+"""``infra.operator rootfs``: build, list, upload and download language images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..images import is_stale
+from ._common import (
+    Bucket,
+    DataDir,
+    Lang,
+    make_services,
+    out,
+    progress_display,
+    reporting_errors,
+    run_transfer,
+)
+
+app = typer.Typer(help="Build, list, upload and download rootfs images.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias")],
+    size: Annotated[int | None, typer.Option(help="image size in MiB; default: what it needs")] = None,
+    if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or built from other packages")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Build a language's rootfs from Debian packages."""
+    services = make_services(data_dir)
+    with reporting_errors():
+        language = services.catalog.get(lang)
+        name = language.name
+        if if_stale and not is_stale(language, services.rootfs):
+            out.print(f"rootfs-{name} is up to date")
+            return
+        with progress_display(f"building rootfs-{name}") as progress:
+            info = services.build_rootfs(name, size, progress)
+    out.print(f"built {info.path} ({info.size >> 20} MiB, {info.version}, sha256 {info.sha256[:12]})")
+
+
+@app.command("list")
+def list_images(
+    remote: Annotated[bool, typer.Option(help="list the object store instead of the local disk")] = False,
+    bucket: Bucket = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List built images."""
+    services = make_services(data_dir)
+    table = Table("language", "size", "version", "path")
+    with reporting_errors():
+        if remote:
+            for entry in services.remote(bucket).list_rootfs():
+                size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
+                table.add_row(entry["language"], size, version, entry["path"])
+        else:
+            for info in services.rootfs.list():
+                table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
+    out.print(table)
+
+
+@app.command("upload")
+def upload(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
+    """Upload a built image and its record to the object store."""
+    services = make_services(data_dir)
+    with reporting_errors():
+        run_transfer(services.remote(bucket).upload_rootfs(services.catalog.get(lang).name))
+
+
+@app.command("download")
+def download(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
+    """Download an image from the object store into the local store, checking its sha256."""
+    services = make_services(data_dir)
+    with reporting_errors():
+        run_transfer(services.remote(bucket).download_rootfs(services.catalog.get(lang).name))

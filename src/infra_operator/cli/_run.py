@@ -1,0 +1,47 @@
+"""``infra.operator run``: one execution, through the same path the API uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import InvalidRequest
+from ..executor import ExecutionRequest
+from ._common import DataDir, console, make_services, reporting_errors
+
+
+def run(
+    lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias")],
+    code: Annotated[str | None, typer.Option(help="the source to run")] = None,
+    file: Annotated[Path | None, typer.Option(help="read the source from this file")] = None,
+    timeout: Annotated[int | None, typer.Option(help="seconds")] = None,
+    stdin: Annotated[Path | None, typer.Option(help="a file to give the program on stdin")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run code and print its output; exits with the program's exit code."""
+    with reporting_errors():
+        if (code is None) == (file is None):
+            raise InvalidRequest("give exactly one of --code and --file")
+        source = code if code is not None else Path(file).read_text()  # type: ignore[arg-type]
+        services = make_services(data_dir)
+        result = services.executor.execute(ExecutionRequest(
+            language=lang, code=source, timeout=timeout, backend=backend,
+            stdin=stdin.read_text() if stdin else ""))
+    if as_json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        flags = [name for name in ("timed_out", "oom_killed", "stdout_truncated", "stderr_truncated")
+                 if getattr(result, name)]
+        summary = (f"[{result.language} {result.version} on {result.backend}] exit {result.exit_code}"
+                   f"{' ' + ','.join(flags) if flags else ''}, load {result.load_ms:.0f}ms, exec {result.exec_ms:.0f}ms")
+        console.print(summary, style="dim", highlight=False, markup=False)
+    raise typer.Exit(result.exit_code)

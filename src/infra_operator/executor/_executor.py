@@ -1,0 +1,208 @@
+"""One execution, start to end: validate, get a sandbox, run, measure, destroy.
+
+The executor holds a ``BackendSet`` and never knows which backend it runs on; it
+turns a user's program that fails (non-zero exit, signal, time-out, OOM) into a
+result, and only its own failures into errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..backends import SandboxSpec
+from ..errors import AgentError, AgentTimeout, BackendUnavailable
+from ..guest import b64decode, b64encode
+from ..images import find_snapshot, load_kernel
+from . import _limits
+from ._admission import Admission
+from ._pool import Pool
+
+if TYPE_CHECKING:
+    from ..backends import Backend, BackendSet, Sandbox
+    from ..config import Settings
+    from ..images import RootfsInfo, RootfsStore
+    from ..languages import Catalog, Language
+
+SandboxStart = Literal["pool", "snapshot", "boot"]
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+# Beyond the program's own time limit, how long the host waits for the agent's answer
+# before it kills the sandbox: the agent enforces the limit itself, this is the backstop.
+HOST_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    language: str
+    code: str
+    timeout: int | None = None
+    stdin: str = ""
+    args: tuple[str, ...] = ()
+    backend: str | None = None
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    processes: int | None = None
+    output_kb: int | None = None
+    file_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+    load_ms: float
+    exec_ms: float
+    language: str
+    version: str
+    backend: str
+    signal: str | None = None
+    timed_out: bool = False
+    oom_killed: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    output_limit_exceeded: bool = False
+    compile_output: str | None = None
+    compile_exit_code: int | None = None
+    sandbox_start: SandboxStart = "boot"
+    """How the sandbox was had: ``pool`` (started ahead), ``snapshot`` (restored) or ``boot`` (cold)."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _text(data: str) -> str:
+    return b64decode(data).decode("utf-8", errors="replace")
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        rootfs: RootfsStore,
+        backends: BackendSet,
+        admission: Admission | None = None,
+        pool: Pool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.rootfs = rootfs
+        self.backends = backends
+        self.admission = admission or Admission(settings.max_concurrency, settings.max_queue)
+        # Not started, a pool never holds anything: one-shot commands start and destroy inline.
+        self.pool = pool or Pool(settings.pool)
+
+    def default_spec(self, backend: Backend, language_name: str) -> SandboxSpec:
+        """The spec of a request that names no limits: what the pool pre-warms."""
+        language = self.catalog.get(language_name)
+        return self.spec_for(backend, language, self.rootfs.get(language.name), _limits.resolve(self.settings.limits))
+
+    def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
+                 limits: _limits.ResolvedLimits) -> SandboxSpec:
+        spec = SandboxSpec(
+            rootfs=rootfs.path,
+            rootfs_sha256=rootfs.sha256,
+            memory_mb=limits.memory_mb,
+            vcpus=self.settings.vm_vcpus,
+            processes=limits.processes,
+            disk_mb=limits.file_mb,
+            labels={"language": language.name},
+        )
+        if backend.capabilities().isolation != "vm":
+            return spec
+        # A microVM's RAM is the server's setting (or its snapshot's); the request's memory
+        # limit is applied inside the guest by the agent's cgroup.
+        kernel = load_kernel(self.settings)
+        if kernel is None:
+            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+        snapshot = find_snapshot(self.settings, backend.name, language.name, rootfs.sha256, kernel.sha256)
+        return dataclasses.replace(spec, memory_mb=self.settings.vm_memory_mb, kernel=kernel, snapshot=snapshot)
+
+    def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> dict[str, Any]:
+        return {
+            "op": "execute",
+            "files": {language.source: b64encode(request.code.encode("utf-8"))},
+            "compile": list(language.compile) if language.compile else None,
+            "run": [*language.run, *request.args],
+            "env": {**BASE_ENV, **language.env},
+            "stdin": b64encode(request.stdin.encode("utf-8")),
+            "limits": limits.for_agent(),
+            # Fresh per execution: clones of one snapshot must not share random state or a stale clock.
+            "entropy": b64encode(os.urandom(64)),
+            "clock": time.time(),
+        }
+
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        language = self.catalog.get(request.language)
+        limits = _limits.resolve(
+            self.settings.limits, timeout=request.timeout, cpu_seconds=request.cpu_seconds,
+            memory_mb=request.memory_mb, processes=request.processes, output_kb=request.output_kb,
+            file_mb=request.file_mb,
+        )
+        backend = self.backends.choose(request.backend)
+        rootfs = self.rootfs.get(language.name)
+        spec = self.spec_for(backend, language, rootfs, limits)
+        message = self._message(language, request, limits)
+        with self.admission.slot():
+            started = time.monotonic()
+            sandbox = self.pool.take(backend, spec)
+            how: SandboxStart = "pool" if sandbox is not None else "snapshot" if spec.snapshot is not None else "boot"
+            sandbox = sandbox or backend.start(spec)
+            try:
+                loaded = time.monotonic()
+                reply, outcome = self._run(sandbox, message, limits)
+                finished = time.monotonic()
+            finally:
+                self.pool.dispose(sandbox)
+        result = self._result(language, rootfs, backend.name, reply, outcome,
+                              (loaded - started) * 1000, (finished - loaded) * 1000)
+        return dataclasses.replace(result, sandbox_start=how)
+
+    def _run(self, sandbox: Sandbox, message: dict[str, Any],
+             limits: _limits.ResolvedLimits) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        deadline = time.monotonic() + limits.timeout_seconds + HOST_GRACE_SECONDS
+        try:
+            reply = sandbox.call(message, deadline)
+        except AgentTimeout:
+            return None, {"oom_killed": False}  # the program held the sandbox past every limit
+        except AgentError:
+            outcome = sandbox.outcome()
+            if outcome.get("oom_killed"):
+                return None, outcome  # the program ran the sandbox out of memory, agent and all
+            raise
+        return reply, sandbox.outcome()
+
+    def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: dict[str, Any] | None,
+                outcome: dict[str, Any], load_ms: float, exec_ms: float) -> ExecutionResult:
+        common: dict[str, Any] = {"language": language.name, "version": rootfs.version, "backend": backend,
+                  "load_ms": load_ms, "exec_ms": exec_ms}
+        if reply is None:
+            oom = bool(outcome.get("oom_killed"))
+            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=not oom,
+                                   oom_killed=oom, **common)
+        compiled, ran = reply.get("compile"), reply.get("run")
+        compile_fields: dict[str, Any] = {}
+        if compiled is not None:
+            compile_fields = {
+                "compile_output": _text(compiled["stdout"]) + _text(compiled["stderr"]),
+                "compile_exit_code": compiled["exit_code"],
+            }
+        step = ran if ran is not None else compiled
+        assert step is not None
+        return ExecutionResult(
+            stdout=_text(step["stdout"]),
+            stderr=_text(step["stderr"]),
+            exit_code=step["exit_code"],
+            signal=step["signal"],
+            timed_out=step["timed_out"],
+            oom_killed=step["oom_killed"] or bool(outcome.get("oom_killed")),
+            stdout_truncated=step["stdout_truncated"],
+            stderr_truncated=step["stderr_truncated"],
+            output_limit_exceeded=step["output_limit_exceeded"],
+            details={"phase": "run" if ran is not None else "compile", "wall_ms": step["wall_ms"],
+                     "cpu_ms": step["cpu_ms"]},
+            **compile_fields,
+            **common,
+        )

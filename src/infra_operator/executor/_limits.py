@@ -1,0 +1,59 @@
+"""Per-request limits: the request's values (or the defaults), checked against the
+server's allowed ranges, and turned into what the agent and the sandbox apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import LimitRange, Limits
+from ..errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class ResolvedLimits:
+    timeout_seconds: int
+    cpu_seconds: int
+    memory_mb: int
+    processes: int
+    output_kb: int
+    file_mb: int
+
+    def for_agent(self) -> dict[str, Any]:
+        return {
+            "wall_seconds": self.timeout_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "memory_bytes": self.memory_mb * 1024 * 1024,
+            "processes": self.processes,
+            "output_bytes": self.output_kb * 1024,
+            "file_bytes": self.file_mb * 1024 * 1024,
+        }
+
+
+def _pick(name: str, value: int | None, allowed: LimitRange) -> int:
+    if value is None:
+        return allowed.default
+    if not allowed.minimum <= value <= allowed.maximum:
+        raise InvalidRequest(f"{name} must be between {allowed.minimum} and {allowed.maximum}, got {value}")
+    return value
+
+
+def resolve(
+    limits: Limits,
+    timeout: int | None = None,
+    cpu_seconds: int | None = None,
+    memory_mb: int | None = None,
+    processes: int | None = None,
+    output_kb: int | None = None,
+    file_mb: int | None = None,
+) -> ResolvedLimits:
+    wall = _pick("timeout", timeout, limits.timeout_seconds)
+    return ResolvedLimits(
+        timeout_seconds=wall,
+        # CPU time defaults to the wall-clock budget: a program cannot use more of one than of the other.
+        cpu_seconds=_pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": wall})),
+        memory_mb=_pick("memory_mb", memory_mb, limits.memory_mb),
+        processes=_pick("processes", processes, limits.processes),
+        output_kb=_pick("output_kb", output_kb, limits.output_kb),
+        file_mb=_pick("file_mb", file_mb, limits.file_mb),
+    )

@@ -1,0 +1,159 @@
+"""Building a language's rootfs image from Debian packages.
+
+mmdebstrap makes a minimal Debian tree with python3 (the agent's interpreter) and
+the language's packages, downloads going through a shared package cache so the
+next build does not fetch again; the toolchain's version is read inside the tree,
+optional warm-up fills compiler caches, and ``mkfs.ext4 -d`` turns the tree into an
+image without mounting it. The image is written under a temporary name and renamed
+when whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import BuildFailed, InvalidRequest
+from ..languages import Command, Language
+from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
+from ._rootfs_store import RootfsInfo, RootfsStore
+
+Progress = Callable[[str], None]
+
+AGENT_PACKAGES = ("python3",)
+SANDBOX_DIRS = ("work", "tmp", "opt/infra-operator/guest", "proc", "sys", "dev")
+_EXCLUDED_PATHS = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
+_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _stream(argv: list[str], progress: Progress, what: str) -> list[str]:
+    """Run a build tool, passing each line it prints to ``progress``; keep the tail for errors."""
+    tail: list[str] = []
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip()
+        if line:
+            progress(line)
+            tail = [*tail[-19:], line]
+    if process.wait() != 0:
+        raise BuildFailed(f"{what} failed (exit {process.returncode}): " + " | ".join(tail[-5:]))
+    return tail
+
+
+def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, cache: Path, progress: Progress) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    quoted_cache = shlex.quote(str(cache))
+    dirs = " ".join(f'"$1"/{directory}' for directory in SANDBOX_DIRS)
+    argv = [
+        "mmdebstrap",
+        "--variant=essential",
+        "--mode=root",
+        "--format=directory",
+        f"--include={','.join(packages)}",
+        "--skip=essential/unlink",
+        *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
+        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+        f"--setup-hook=sync-in {quoted_cache} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {quoted_cache}",
+        f"--customize-hook=mkdir -p {dirs} && chmod 1777 \"$1\"/tmp",
+        suite,
+        str(tree),
+        *sources,
+    ]
+    _stream(argv, progress, "mmdebstrap")
+
+
+def _in_tree(tree: Path, command: Command, env: dict[str, str], writable: bool) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the unfinished tree, sandboxed like an execution but as root."""
+    bind = "--bind" if writable else "--ro-bind"
+    environment = [arg for key, value in {"PATH": _TOOL_PATH, "HOME": "/tmp", **env}.items()
+                   for arg in ("--setenv", key, value)]
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", bind, str(tree), "/", "--proc", "/proc",
+            "--dev", "/dev", "--tmpfs", "/tmp", "--clearenv", *environment, "--chdir", "/tmp", *command]
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=600)
+
+
+def _read_version(language: Language, tree: Path) -> str:
+    result = _in_tree(tree, language.version_command, language.env, writable=False)
+    lines = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
+    if result.returncode != 0 or not lines:
+        raise BuildFailed(f"{language.name}: the version command failed: {' | '.join(lines[-3:]) or 'no output'}")
+    return lines[0]
+
+
+def _tree_bytes(tree: Path) -> int:
+    output = subprocess.run(["du", "-sb", "--one-file-system", str(tree)], capture_output=True, text=True, check=True)
+    return int(output.stdout.split()[0])
+
+
+def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, progress: Progress) -> None:
+    needed_mb = _tree_bytes(tree) * 5 // 4 // (1 << 20) + 64
+    size = size_mb if size_mb is not None else needed_mb
+    if size < needed_mb:
+        raise InvalidRequest(f"rootfs of {size} MiB is too small for {language}: it needs about {needed_mb} MiB")
+    progress(f"making a {size} MiB ext4 image")
+    image.unlink(missing_ok=True)
+    _stream(["mkfs.ext4", "-q", "-F", "-L", f"rootfs-{language}"[:16], "-O", "^has_journal",
+             "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
+
+
+def packages_for(language: Language) -> list[str]:
+    return sorted({*AGENT_PACKAGES, *language.packages})
+
+
+def is_stale(language: Language, store: RootfsStore) -> bool:
+    """Missing, or built for another package list than the catalog's."""
+    info = store.find(language.name)
+    return info is None or list(info.packages) != packages_for(language)
+
+
+def build_rootfs(
+    language: Language,
+    store: RootfsStore,
+    cache_dir: Path,
+    sources: list[str],
+    suite: str,
+    size_mb: int | None = None,
+    progress: Progress = lambda line: None,
+) -> RootfsInfo:
+    image = store.image_path(language.name)
+    with exclusive(image):
+        started = time.monotonic()
+        build_root = cache_dir / "build"
+        build_root.mkdir(parents=True, exist_ok=True)
+        tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{language.name}-", dir=build_root))
+        temporary = temporary_name(image)
+        try:
+            packages = packages_for(language)
+            progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
+            _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
+            version = _read_version(language, tree)
+            progress(f"toolchain: {version}")
+            if language.warm is not None:
+                progress("warming caches")
+                warmed = _in_tree(tree, language.warm, language.env, writable=True)
+                if warmed.returncode != 0:
+                    raise BuildFailed(f"{language.name}: warm-up failed: {warmed.stderr.strip()[-300:]}")
+            _make_ext4(tree, temporary, size_mb, language.name, progress)
+            progress("computing checksum")
+            checksum = sha256_of(temporary)
+            os.replace(temporary, image)
+            write_json_atomically(store.record_path(language.name), {
+                "language": language.name,
+                "sha256": checksum,
+                "version": version,
+                "packages": packages,
+                "built_at": time.time(),
+                "build_seconds": round(time.monotonic() - started, 1),
+            })
+        finally:
+            temporary.unlink(missing_ok=True)
+            remove_tree(tree)
+    progress(f"built {image}")
+    return store.get(language.name)

@@ -1,0 +1,132 @@
+"""The parts of a running infra.operator, made once from settings and shared by the
+API and the CLI, so both run executions and builds through the same path."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from . import images
+from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
+from .config import Settings
+from .errors import BackendUnavailable, InvalidRequest, OperatorError
+from .executor import Executor, Pool
+from .images import RootfsInfo, RootfsStore, SnapshotInfo
+from .jobs import JobBoard, Progress
+from .languages import Catalog
+
+if TYPE_CHECKING:
+    from .images import RemoteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: Catalog = field(default_factory=Catalog.load)
+
+    @cached_property
+    def rootfs(self) -> RootfsStore:
+        return RootfsStore(self.settings.images_dir)
+
+    @cached_property
+    def backends(self) -> BackendSet:
+        return BackendSet(self.settings, factories(images.load_kernel))
+
+    @cached_property
+    def pool(self) -> Pool:
+        return Pool(self.settings.pool)
+
+    @cached_property
+    def executor(self) -> Executor:
+        return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
+
+    def start_pool(self) -> list[str]:
+        """Keep sandboxes ready on the default backend for the pre-warm languages (by default
+        every language whose image is built); return the languages being warmed."""
+        self.pool.start()
+        wanted = self.settings.pool.prewarm
+        names = [language.name for language in self.catalog] if wanted is None else wanted
+        try:
+            backend = self.backends.default
+        except OperatorError as exc:
+            log.warning("pool: nothing pre-warmed: %s", exc.message)
+            return []
+        warmed = []
+        for name in names:
+            try:
+                size = self.settings.pool.size_for(self.catalog.get(name).name)
+                if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
+                    continue
+                self.pool.warm(backend, self.executor.default_spec(backend, name), size)
+            except OperatorError as exc:
+                log.warning("pool: cannot pre-warm %s: %s", name, exc.message)
+                continue
+            warmed.append(name)
+        log.info("pool: keeping %s ready on %s", ", ".join(warmed) or "nothing", backend.name)
+        return warmed
+
+    @cached_property
+    def jobs(self) -> JobBoard:
+        return JobBoard()
+
+    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
+        return images.build_rootfs(
+            self.catalog.get(language),
+            self.rootfs,
+            self.settings.cache_dir,
+            self.settings.debian_sources,
+            self.settings.debian_suite,
+            size_mb,
+            progress,
+        )
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return images.list_snapshots(self.settings)
+
+    def kernel(self) -> KernelFiles:
+        kernel = images.load_kernel(self.settings)
+        if kernel is None:
+            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+        return kernel
+
+    def build_kernel(self, progress: Progress) -> KernelFiles:
+        return images.build_kernel(self.settings, progress)
+
+    def check_can_snapshot(self, backend: Backend, language: str) -> None:
+        capabilities = backend.capabilities()
+        if not capabilities.snapshots:
+            raise InvalidRequest(
+                f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
+        self.rootfs.get(language)
+        self.kernel()
+
+    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
+        self.check_can_snapshot(backend, language)
+        rootfs = self.rootfs.get(language)
+        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, memory_mb=mem_mb, vcpus=vcpus,
+                           kernel=self.kernel(), labels={"language": language})
+        return images.create_snapshot(self.settings, backend, language, spec, progress)
+
+    def remote(self, bucket: str | None = None) -> RemoteStore:
+        """The object store, in ``bucket`` or the configured one (see ``Settings.s3_configured``)."""
+        if not self.settings.s3_configured:
+            raise InvalidRequest("no object store is configured: set INFRA_OPERATOR_S3_ENDPOINT_URL "
+                                 "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for Amazon S3 itself)")
+        return images.RemoteStore(self.rootfs, self.settings.snapshots_dir, bucket or self.settings.s3_bucket,
+                                  self.settings.s3_endpoint_url, self.settings.s3_region)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.jobs.wait(timeout=1.0)
+        self.backends.close()
+
+    def sweep(self) -> list[str]:
+        """Clear what a crashed server left behind: sandboxes, VMs, cgroups, mounts, temp files."""
+        removed = self.backends.sweep() + images.sweep(self.settings.images_dir, self.settings.cache_dir)
+        for line in removed:
+            log.info("start-up sweep removed %s", line)
+        return removed

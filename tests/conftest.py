@@ -1,0 +1,181 @@
+"""Shared fixtures. Integration tests drive the real ``infra.operator api`` in a
+subprocess on a free port; images come from the data directory that the
+install script fills (INFRA_OPERATOR_DATA_DIR, default /var/lib/infra-operator)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+DATA_DIR = Path(os.environ.get("INFRA_OPERATOR_DATA_DIR", "/var/lib/infra-operator"))
+SEED_LANGUAGES = ("python", "nodejs", "go", "rust")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kwargs)  # type: ignore[arg-type]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **(env or {})}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra_operator", "api", "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=output, stderr=subprocess.STDOUT, env=environment,
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {server.log_text()[-2000:]}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"server did not answer /health: {server.log_text()[-2000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real API server with the default backend, shared by the session."""
+    running = start_server(tmp_path_factory.mktemp("server"))
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as session:
+        yield session
+
+
+# Per backend, what the adversarial suite saw: case name -> what leaked or misbehaved ("" when contained).
+ADVERSARIAL: dict[str, dict[str, str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for backend, cases in ADVERSARIAL.items():
+        failed = {name: why for name, why in cases.items() if why}
+        terminalreporter.write_line(
+            f"adversarial[{backend}]: {len(cases)} cases ran, {len(cases) - len(failed)} contained, "
+            f"leaked or misbehaved: {failed or 'nothing'}")
+
+
+def require_images(*languages: str) -> None:
+    """Skip, saying why, when the install script has not built these images."""
+    missing = [name for name in languages if not (DATA_DIR / "images" / f"rootfs-{name}.json").exists()]
+    if missing:
+        pytest.skip(f"rootfs not built for {', '.join(missing)} in {DATA_DIR}: run scripts/install.sh")
+
+
+@dataclass
+class ObjectStore:
+    """A real S3-compatible server (moto) for the tests; each test takes its own bucket."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def env(self, bucket: str) -> dict[str, str]:
+        """What an infra.operator process needs to use this store and ``bucket``, nothing of the host's."""
+        return {"INFRA_OPERATOR_S3_ENDPOINT_URL": self.url, "INFRA_OPERATOR_S3_BUCKET": bucket,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=output, stderr=subprocess.STDOUT)
+    store = ObjectStore(url=f"http://127.0.0.1:{port}", process=process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                httpx.get(store.url, timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield store
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_fake_rootfs(data_dir: Path, language: str, size: int) -> str:
+    """Random bytes standing in for an ext4 image, with a true record; returns its sha256. Stores
+    and transfers never look inside an image, so this exercises them as a real one would."""
+    images = data_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    content = os.urandom(size)
+    (images / f"rootfs-{language}.ext4").write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    record = {"language": language, "sha256": digest, "version": f"{language} 0.test", "packages": [],
+              "built_at": 1.0, "build_seconds": 1.0}
+    (images / f"rootfs-{language}.json").write_text(json.dumps(record))
+    return digest
+
+
+def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict[str, bytes]) -> Path:
+    """A snapshot folder with the metadata ``images.snapshots`` writes (made by that store's
+    own code would need a booted VM), plus ``files``; ``images.list_snapshots`` reads it back."""
+    folder = data_dir / "snapshots" / backend / language
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    metadata = {"language": language, "backend": backend, "kernel_sha256": "0" * 64, "rootfs_sha256": "1" * 64,
+                "mem_mb": 256, "vcpus": 1, "created_at": "2026-11-28T00:00:00+00:00",
+                "vmstate": "vmstate", "vmstate_size": len(files.get("vmstate", b"")),
+                "memory": "memory" if "memory" in files else None, "mem_size": len(files.get("memory", b""))}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder

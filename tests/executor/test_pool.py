@@ -1,0 +1,287 @@
+"""The pool's rules: a sandbox is served once, a dead one is replaced, the pool refills,
+grows on demand within its memory budget, idles down, and leaves nothing behind.
+
+The real jail backend where the rule is about real sandboxes (served once, dead ones
+replaced, nothing left running); ``FakeBackend`` (a test double) where a failure has to
+be made on demand. Waits are bounded polls, never timing assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import require_images
+from fakes import FakeBackend
+
+from infra_operator.backends import Backend, SandboxSpec
+from infra_operator.config import PoolSettings, Settings
+from infra_operator.executor import Pool, spec_key
+from infra_operator.services import Services
+
+CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in ("memory", "pids")] + [
+    Path("/sys/fs/cgroup/infra-operator")
+]
+WAIT_SECONDS = 60.0
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def ready(pool: Pool) -> int:
+    return sum(int(entry["ready"]) for entry in pool.stats())
+
+
+def our_cgroups() -> list[Path]:
+    return [
+        group for parent in CGROUP_PARENTS if parent.exists() for group in parent.glob(f"{os.getpid()}-*")
+    ]
+
+
+def our_sandbox_processes() -> list[int]:
+    """Processes in a cgroup of a sandbox this test process started."""
+    marker = f"infra-operator/{os.getpid()}-"
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cgroup").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def fake_spec(memory_mb: int = 256, **labels: str) -> SandboxSpec:
+    return SandboxSpec(
+        rootfs=Path("/nonexistent/rootfs.ext4"),
+        rootfs_sha256="0" * 64,
+        memory_mb=memory_mb,
+        labels=labels or {"language": "fake"},
+    )
+
+
+@pytest.fixture
+def jail() -> Iterator[tuple[Backend, SandboxSpec]]:
+    require_images("python")
+    services = Services(Settings())
+    backend = services.backends.get("jail")
+    if not backend.capabilities().usable:
+        pytest.skip("the jail backend cannot run here: " + "; ".join(backend.capabilities().missing))
+    yield backend, services.executor.default_spec(backend, "python")
+    assert our_cgroups() == [], "a sandbox's cgroup outlived the test"
+    assert our_sandbox_processes() == [], "a sandbox's process outlived the test"
+
+
+# -- real sandboxes
+
+
+def test_a_sandbox_is_served_once_and_each_one_works(jail: tuple[Backend, SandboxSpec]) -> None:
+    backend, spec = jail
+    served: list[str] = []
+    with Pool(PoolSettings(size=2, workers=2)) as pool:
+        pool.warm(backend, spec, 2)
+        for _ in range(5):
+            wait_for(lambda: ready(pool) >= 1, "a ready sandbox")
+            sandbox = pool.take(backend, spec)
+            assert sandbox is not None
+            served.append(sandbox.id)
+            assert sandbox.call({"op": "ping"}, time.monotonic() + 10)["ok"] is True
+            pool.dispose(sandbox)
+        assert len(set(served)) == len(served)
+        taken = {entry["key"]: entry["takes"] for entry in pool.stats()}
+        assert taken == {"language=python": 5}
+    assert our_cgroups() == []
+
+
+def test_a_sandbox_that_died_while_waiting_is_not_served_and_is_replaced(
+    jail: tuple[Backend, SandboxSpec],
+) -> None:
+    backend, spec = jail
+    with Pool(PoolSettings(workers=1)) as pool:
+        pool.warm(backend, spec, 1)
+        wait_for(lambda: ready(pool) == 1, "the pool to fill")
+        victims = our_sandbox_processes()
+        assert victims
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        # The dead one is tried and thrown away; the taker gets its replacement, or starts its own.
+        sandbox = pool.take(backend, spec)
+        if sandbox is None:
+            wait_for(lambda: ready(pool) == 1, "a replacement")
+            sandbox = pool.take(backend, spec)
+        assert sandbox is not None
+        assert sandbox.call({"op": "ping"}, time.monotonic() + 10)["ok"] is True
+        assert not set(victims) & set(our_sandbox_processes())
+        pool.dispose(sandbox)
+
+
+def test_closing_leaves_nothing_running(jail: tuple[Backend, SandboxSpec]) -> None:
+    backend, spec = jail
+    pool = Pool(PoolSettings(workers=2))
+    pool.start()
+    pool.warm(backend, spec, 3)
+    wait_for(lambda: ready(pool) >= 1, "a sandbox")
+    taken = pool.take(backend, spec)
+    assert taken is not None
+    assert taken.call({"op": "ping"}, time.monotonic() + 10)["ok"] is True
+    pool.dispose(taken)
+    pool.close()  # with sandboxes ready and, likely, others still starting
+    assert our_cgroups() == []
+    assert our_sandbox_processes() == []
+
+
+def test_closing_at_once_after_warming_leaves_nothing_running(jail: tuple[Backend, SandboxSpec]) -> None:
+    backend, spec = jail
+    pool = Pool(PoolSettings(workers=2))
+    pool.start()
+    pool.warm(backend, spec, 2)
+    pool.close()
+    assert our_cgroups() == []
+    assert our_sandbox_processes() == []
+
+
+def test_other_limits_never_get_a_sandbox_made_for_the_defaults(jail: tuple[Backend, SandboxSpec]) -> None:
+    backend, spec = jail
+    bigger = SandboxSpec(**{**spec.__dict__, "memory_mb": spec.memory_mb * 2})
+    assert spec_key(backend, bigger) != spec_key(backend, spec)
+    with Pool(PoolSettings(workers=1)) as pool:
+        pool.warm(backend, spec, 1)
+        wait_for(lambda: ready(pool) == 1, "the pool to fill")
+        assert pool.take(backend, bigger) is None
+        # The miss asked for one of the bigger kind, which is then served to the next such request.
+        wait_for(lambda: ready(pool) == 2, "a sandbox of the bigger kind")
+        sandbox = pool.take(backend, bigger)
+        assert sandbox is not None
+        pool.dispose(sandbox)
+
+
+# -- failures made on demand, with the test double
+
+
+def test_every_field_of_the_spec_is_part_of_the_key() -> None:
+    backend = FakeBackend()
+    base = fake_spec()
+    variants = [
+        fake_spec(memory_mb=512),
+        fake_spec(language="other"),
+        SandboxSpec(**{**base.__dict__, "processes": 7}),
+        SandboxSpec(**{**base.__dict__, "vcpus": 2}),
+        SandboxSpec(**{**base.__dict__, "rootfs_sha256": "1" * 64}),
+    ]
+    keys = {spec_key(backend, spec) for spec in [base, *variants]}
+    assert len(keys) == 1 + len(variants)
+    assert spec_key(backend, fake_spec()) == spec_key(backend, base)
+
+
+def test_failed_starts_are_retried_until_the_pool_is_full() -> None:
+    backend = FakeBackend()
+    backend.failures_to_come = 2
+    with Pool(PoolSettings(workers=1)) as pool:
+        pool.warm(backend, fake_spec(), 2)
+        wait_for(lambda: ready(pool) == 2, "the pool to fill despite failed starts")
+        assert backend.start_attempts >= 4
+
+
+def test_the_pool_refills_after_takes() -> None:
+    backend = FakeBackend()
+    spec = fake_spec()
+    with Pool(PoolSettings(workers=2)) as pool:
+        pool.warm(backend, spec, 2)
+        wait_for(lambda: ready(pool) == 2, "the pool to fill")
+        first, second = pool.take(backend, spec), pool.take(backend, spec)
+        assert first is not None and second is not None and first.id != second.id
+        wait_for(lambda: ready(pool) == 2, "the pool to refill")
+        assert len(backend.started) == 4
+
+
+def test_a_dead_sandbox_is_destroyed_and_the_next_is_served() -> None:
+    backend = FakeBackend()
+    spec = fake_spec()
+    with Pool(PoolSettings(workers=1)) as pool:
+        pool.warm(backend, spec, 2)
+        wait_for(lambda: ready(pool) == 2, "the pool to fill")
+        backend.started[0].dead = True
+        sandbox = pool.take(backend, spec)
+        assert sandbox is backend.started[1]
+        wait_for(lambda: backend.started[0].destroyed == 1, "the dead sandbox to be destroyed")
+        pool.dispose(sandbox)
+
+
+def test_a_taker_waits_for_a_start_under_way_instead_of_starting_its_own() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    spec = fake_spec()
+    taken: list[object] = []
+    with Pool(PoolSettings(workers=1)) as pool:
+        pool.warm(backend, spec, 1)
+        wait_for(lambda: pool.stats()[0]["starting"] == 1, "a start under way")
+        taker = threading.Thread(target=lambda: taken.append(pool.take(backend, spec)))
+        taker.start()
+        wait_for(lambda: pool.stats()[0]["misses"] == 1, "the taker to find the pool empty")
+        backend.gate.set()
+        taker.join(timeout=WAIT_SECONDS)
+        assert taken == [backend.started[0]]
+
+
+def test_each_miss_raises_the_target_of_a_key_made_by_demand() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()  # starts hang, so every take below finds the pool empty
+    spec = fake_spec()
+    taken: list[object] = []
+    with Pool(PoolSettings(workers=2, max_size=8)) as pool:
+        assert pool.take(backend, spec) is None  # unknown key: a miss, and nothing under way to wait for
+        assert pool.stats()[0]["target"] == 1
+        taker = threading.Thread(target=lambda: taken.append(pool.take(backend, spec)))
+        taker.start()  # misses too, then waits for the start under way
+        wait_for(lambda: pool.stats()[0]["misses"] == 2, "the second miss")
+        assert pool.stats()[0]["target"] == 2
+        backend.gate.set()
+        taker.join(timeout=WAIT_SECONDS)
+        assert len(taken) == 1 and taken[0] in backend.started
+        wait_for(lambda: ready(pool) == 2, "the pool to reach its new target")
+
+
+def test_the_memory_budget_caps_what_the_pool_holds() -> None:
+    backend = FakeBackend()
+    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300)) as pool:
+        pool.warm(backend, fake_spec(memory_mb=100), 8)
+        wait_for(lambda: ready(pool) == 3, "the pool to fill up to its memory budget")
+        time.sleep(1.2)  # two ticks or more of the manager: it must not pass the budget
+        assert ready(pool) == 3
+        assert len(backend.started) == 3
+        assert pool.stats()[0]["target"] == 8
+
+
+def test_a_key_nobody_asks_for_idles_down() -> None:
+    backend = FakeBackend()
+    with Pool(PoolSettings(workers=1, idle_seconds=0.3)) as pool:
+        pool.warm(backend, fake_spec(), 2)
+        wait_for(lambda: len(backend.started) >= 2, "the pool to fill")
+        wait_for(lambda: ready(pool) == 0 and backend.alive() == [], "the idle pool to empty")
+
+
+def test_before_start_and_after_close_the_pool_serves_nothing_and_destroys_inline() -> None:
+    backend = FakeBackend()
+    spec = fake_spec()
+    pool = Pool(PoolSettings())
+    assert pool.take(backend, spec) is None
+    sandbox = backend.start(spec)
+    pool.dispose(sandbox)
+    assert sandbox.destroyed == 1  # at once: nothing runs in the background of an unstarted pool
+    pool.start()
+    pool.warm(backend, spec, 2)
+    wait_for(lambda: ready(pool) == 2, "the pool to fill")
+    pool.close()
+    assert backend.alive() == []
+    assert pool.take(backend, spec) is None

@@ -1,0 +1,79 @@
+"""Test doubles, for what the real parts cannot be made to do on demand.
+
+``FakeBackend`` implements ``backends.base.Backend`` with sandboxes that only answer
+``ping``; a test makes its starts fail, or kills a sandbox while it waits, to check how
+the pool copes. It is never registered as a backend of the service.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+from infra_operator.backends import Capabilities, SandboxSpec, SnapshotFiles, State
+from infra_operator.errors import AgentError, InvalidRequest, SandboxError
+
+
+class FakeSandbox:
+    def __init__(self, sandbox_id: str) -> None:
+        self.id = sandbox_id
+        self.state = State.READY
+        self.dead = False
+        self.calls = 0
+        self.destroyed = 0
+
+    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+        if self.state is not State.READY:
+            raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
+        if self.dead:
+            raise AgentError(f"sandbox {self.id}: the sandbox went away during the call")
+        self.calls += 1
+        return {"ok": True}
+
+    def outcome(self) -> dict[str, Any]:
+        return {"oom_killed": False}
+
+    def destroy(self) -> None:
+        self.destroyed += 1
+        self.state = State.DESTROYED
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.started: list[FakeSandbox] = []
+        self.failures_to_come = 0
+        self.start_attempts = 0
+        self.gate = threading.Event()
+        """Starts wait for this; clear it to hold them."""
+        self.gate.set()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(name=self.name, isolation="namespace", usable=True, evidence=("a test double",))
+
+    def start(self, spec: SandboxSpec) -> FakeSandbox:
+        self.gate.wait()
+        with self._lock:
+            self.start_attempts += 1
+            if self.failures_to_come > 0:
+                self.failures_to_come -= 1
+                raise SandboxError("fake start failure")
+            sandbox = FakeSandbox(f"fake-{next(self._ids)}")
+            self.started.append(sandbox)
+            return sandbox
+
+    def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
+        raise InvalidRequest("the fake backend makes no snapshots")
+
+    def sweep(self) -> list[str]:
+        return []
+
+    def alive(self) -> list[FakeSandbox]:
+        """Sandboxes started and not destroyed."""
+        with self._lock:
+            return [sandbox for sandbox in self.started if sandbox.state is not State.DESTROYED]

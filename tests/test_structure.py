@@ -1,0 +1,108 @@
+"""The package's shape: imports point down, and each package declares its surface."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import infra_operator
+
+PACKAGE = Path(infra_operator.__file__).parent
+
+# What each part may import from the package. Anything not listed is an upward import.
+BASE = {"errors", "config", "_pids", "__init__"}
+ALLOWED: dict[str, set[str]] = {
+    "guest": {"guest"},
+    "errors": set(),
+    "config": set(),
+    "_pids": set(),
+    "languages": {"languages", "errors"},
+    "backends": {"backends", "guest"} | BASE,
+    "images": {"images", "languages", "backends", "guest"} | BASE,  # the initramfs carries the agent
+    "executor": {"executor", "backends", "guest", "images", "languages"} | BASE,
+    "jobs": {"jobs"} | BASE,
+    "services": {"services", "executor", "backends", "images", "languages", "jobs", "guest"} | BASE,
+    "benchmark": {"benchmark", "services", "executor", "backends", "images", "languages", "jobs"} | BASE,
+    "verify": {"verify", "services", "executor", "images", "languages", "jobs"} | BASE,
+    "api": {"api", "services", "executor", "backends", "images", "languages", "jobs"} | BASE,
+    "cli": {"cli", "api", "services", "executor", "backends", "images", "languages", "jobs", "guest",
+            "benchmark", "verify"} | BASE,
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+
+
+def _part(module_path: Path) -> str:
+    relative = module_path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def _imported_parts(module_path: Path) -> set[str]:
+    tree = ast.parse(module_path.read_text())
+    own = module_path.relative_to(PACKAGE).parent.parts
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = own[: len(own) - (node.level - 1)] if node.level > 1 else own
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                if target:
+                    found.add(target[0])
+                else:  # `from .. import x` at the top: a part by name, or the package's own __init__
+                    found.update(alias.name if (PACKAGE / alias.name).exists() or (PACKAGE / f"{alias.name}.py").exists()
+                                 else "__init__" for alias in node.names)
+            elif node.module and node.module.startswith("infra_operator"):
+                parts = node.module.split(".")
+                found.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("infra_operator."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("module_path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_upward_imports(module_path: Path) -> None:
+    part = _part(module_path)
+    assert part in ALLOWED, f"{part} is a new part: say in ALLOWED what it may import"
+    upward = _imported_parts(module_path) - ALLOWED[part] - {part}
+    assert not upward, f"{module_path.relative_to(PACKAGE)} imports {sorted(upward)}, above {part}"
+
+
+def test_guest_uses_only_the_standard_library() -> None:
+    import sys
+
+    for module_path in (PACKAGE / "guest").glob("*.py"):
+        for node in ast.walk(ast.parse(module_path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top == "__future__" or top in sys.stdlib_module_names, f"{module_path.name} imports {name}"
+
+
+PACKAGES = sorted(
+    info.name for info in pkgutil.walk_packages(infra_operator.__path__, "infra_operator.") if info.ispkg
+)
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_declared_surface_is_honest(name: str) -> None:
+    package = importlib.import_module(name)
+    declared = getattr(package, "__all__", None)
+    assert declared is not None, f"{name} declares no __all__"
+    for exported in declared:
+        assert hasattr(package, exported), f"{name}.__all__ names {exported}, which it lacks"
+    source = ast.parse(Path(package.__file__).read_text())  # type: ignore[arg-type]
+    imported = {alias.asname or alias.name for node in ast.walk(source) if isinstance(node, ast.ImportFrom)
+                and node.level for alias in node.names}
+    used_inside = {node.id for node in ast.walk(source) if isinstance(node, ast.Name)}
+    unlisted = imported - set(declared) - used_inside
+    assert not unlisted, f"{name} re-exports {sorted(unlisted)} without listing them in __all__"
