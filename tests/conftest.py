@@ -77,8 +77,11 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The real API server with the default backend, shared by the session."""
-    running = start_server(tmp_path_factory.mktemp("server"))
+    """The real API server with the default backend, shared by the session. It keeps no
+    ready sandboxes, so the leak checks see every process an execution made; the pool is
+    tested with its own servers (tests/api/test_pool_server.py)."""
+    running = start_server(tmp_path_factory.mktemp("server"),
+                           env={"INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"})
     try:
         yield running
     finally:

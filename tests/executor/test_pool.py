@@ -159,7 +159,10 @@ def test_other_limits_never_get_a_sandbox_made_for_the_defaults(jail: tuple[Back
         pool.warm(backend, spec, 1)
         wait_for(lambda: ready(pool) == 1, "the pool to fill")
         assert pool.take(backend, bigger) is None
-        # The miss asked for one of the bigger kind, which is then served to the next such request.
+        time.sleep(0.5)
+        assert ready(pool) == 1, "one request with other limits pins no sandbox of its kind"
+        assert pool.take(backend, bigger) is None
+        # A second miss soon after shows demand: one of the bigger kind is made for the next request.
         wait_for(lambda: ready(pool) == 2, "a sandbox of the bigger kind")
         sandbox = pool.take(backend, bigger)
         assert sandbox is not None
@@ -234,17 +237,19 @@ def test_a_taker_waits_for_a_start_under_way_instead_of_starting_its_own() -> No
         assert taken == [backend.started[0]]
 
 
-def test_each_miss_raises_the_target_of_a_key_made_by_demand() -> None:
+def test_repeated_misses_raise_the_target_of_a_key_made_by_demand() -> None:
     backend = FakeBackend()
     backend.gate.clear()  # starts hang, so every take below finds the pool empty
     spec = fake_spec()
     taken: list[object] = []
     with Pool(PoolSettings(workers=2, max_size=8)) as pool:
         assert pool.take(backend, spec) is None  # unknown key: a miss, and nothing under way to wait for
+        assert pool.stats()[0]["target"] == 0, "a single miss is no demand yet"
+        assert pool.take(backend, spec) is None
         assert pool.stats()[0]["target"] == 1
         taker = threading.Thread(target=lambda: taken.append(pool.take(backend, spec)))
         taker.start()  # misses too, then waits for the start under way
-        wait_for(lambda: pool.stats()[0]["misses"] == 2, "the second miss")
+        wait_for(lambda: pool.stats()[0]["misses"] == 3, "the third miss")
         assert pool.stats()[0]["target"] == 2
         backend.gate.set()
         taker.join(timeout=WAIT_SECONDS)

@@ -173,9 +173,13 @@ class Pool:
                 now = self._clock()
                 entry.last_take = now
                 if not entry.ready:
+                    # A one-off request (its own limits, a rarely used backend) must not pin a
+                    # sandbox for long: a key grows from its second miss in a short while.
+                    again = entry.misses > 0 and now - entry.last_miss < self.settings.idle_seconds / 4
                     entry.misses += 1
                     entry.last_miss = now
-                    entry.target = min(max(entry.target + 1, entry.base), self.settings.max_size)
+                    if entry.base > 0 or again:
+                        entry.target = min(max(entry.target + 1, entry.base), self.settings.max_size)
                     self._lock.notify_all()
                     if not self._wait_for_start(entry):
                         return None
