@@ -3,8 +3,8 @@ mounts. Tests take a footprint before and after and compare, naming what leaked.
 
 A server is identified by its pid: the jail names its cgroups ``<pid>-*`` and its
 run folders ``jail-<pid>-*``; its sandboxes are its descendant processes. Mounts are
-those under the data dir, but the shared read-only images (``<data dir>/mounts``),
-which are there by design.
+those under the data dir and the runtime dir, but the shared read-only image mounts
+(``/run/infra-operator/mounts``), which are there by design.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ CGROUP_PARENTS = (
 )
 # Mounts under the data dir are ours; of those, the shared image mounts are by design and
 # image builds (of any server on this host sharing the data dir) come and go on their own.
-NOT_LEAKS = (str(DATA_DIR / "mounts") + "/", str(DATA_DIR / "cache" / "build") + "/")
+RUNTIME_DIR = Path("/run/infra-operator")
+NOT_LEAKS = (str(RUNTIME_DIR / "mounts") + "/", str(DATA_DIR / "cache" / "build") + "/")
 
 
 def _parent(pid: int) -> int | None:
@@ -83,11 +84,12 @@ def run_folders_of(server_pid: int) -> set[str]:
 
 
 def host_mounts() -> set[str]:
-    """Mount points under the data dir that are not there by design."""
+    """Mount points under the data and runtime dirs that are not there by design."""
     points = set()
+    ours = (str(DATA_DIR) + "/", str(RUNTIME_DIR) + "/")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4]
-        if point.startswith(str(DATA_DIR) + "/") and not point.startswith(NOT_LEAKS):
+        if point.startswith(ours) and not point.startswith(NOT_LEAKS):
             points.add(point)
     return points
 

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
 
     data_dir: Path = Path("/var/lib/infra-operator")
+    runtime_dir: Path = Path("/run/infra-operator")
+    """Per-boot state the sandboxes read: image mounts and the installed agent."""
     package_cache_dir: Path | None = None
     """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     backend: BackendName = "auto"

@@ -23,7 +23,7 @@ KernelSource = Callable[[Settings], KernelFiles | None]
 def factories(kernel: KernelSource) -> dict[str, BackendFactory]:
     """Every backend this build knows; ``kernel`` finds the guest kernel the microVMs boot."""
     return {
-        "jail": lambda settings: JailBackend(settings.run_dir, settings.data_dir / "mounts"),
+        "jail": lambda settings: JailBackend(settings.run_dir, settings.runtime_dir),
         "qemu": lambda settings: QemuBackend(settings, kernel(settings)),
         "firecracker": FirecrackerBackend,
     }

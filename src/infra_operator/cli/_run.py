@@ -31,9 +31,12 @@ def run(
             raise InvalidRequest("give exactly one of --code and --file")
         source = code if code is not None else Path(file).read_text()  # type: ignore[arg-type]
         services = make_services(data_dir)
-        result = services.executor.execute(ExecutionRequest(
-            language=lang, code=source, timeout=timeout, backend=backend,
-            stdin=stdin.read_text() if stdin else ""))
+        try:
+            result = services.executor.execute(ExecutionRequest(
+                language=lang, code=source, timeout=timeout, backend=backend,
+                stdin=stdin.read_text() if stdin else ""))
+        finally:
+            services.close()
     if as_json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
     else:

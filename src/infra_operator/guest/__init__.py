@@ -6,6 +6,7 @@ copied into every sandbox and runs on the image's own Python.
 
 from __future__ import annotations
 
+from ._source import PACKAGE_DIR, fingerprint, source_files
 from .protocol import (
     AGENT_VSOCK_PORT,
     ChannelClosed,
@@ -18,12 +19,15 @@ from .protocol import (
 )
 
 __all__ = [
+    "PACKAGE_DIR",
     "AGENT_VSOCK_PORT",
     "ChannelClosed",
     "ChannelTimeout",
     "ProtocolError",
     "b64decode",
     "b64encode",
+    "fingerprint",
     "receive",
     "send",
+    "source_files",
 ]

@@ -164,10 +164,7 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
 
 def agent_fingerprint() -> str:
     """A checksum of what the initramfs takes from this checkout: the agent and the init script."""
-    digest = hashlib.sha256(_initramfs.INIT_SCRIPT.encode())
-    for entry in _initramfs.agent_tree(Path(guest.__file__).parent, "guest"):
-        digest.update(entry.name.encode() + b"\0" + entry.data + b"\0")
-    return digest.hexdigest()
+    return hashlib.sha256(_initramfs.INIT_SCRIPT.encode() + guest.fingerprint().encode()).hexdigest()
 
 
 def kernel_is_stale(settings: Settings) -> bool:

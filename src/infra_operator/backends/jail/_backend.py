@@ -32,14 +32,13 @@ from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
 
 SANDBOX_UID = 65534
-GUEST_DIR = Path(guest.__file__).parent
 GUEST_MOUNT = "/opt/infra-operator/guest"
 READY_TIMEOUT_SECONDS = 10.0
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _counter = itertools.count()
 
 
-def _bwrap_argv(root: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -> list[str]:
+def _bwrap_argv(root: Path, agent: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -> list[str]:
     return [
         "bwrap",
         "--userns", str(userns_fd),
@@ -53,7 +52,7 @@ def _bwrap_argv(root: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
         "--perms", "0777", "--size", str(tmpfs_bytes), "--tmpfs", "/work",
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
-        "--ro-bind", str(GUEST_DIR), GUEST_MOUNT,
+        "--ro-bind", str(agent), GUEST_MOUNT,
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox",
         "--cap-drop", "ALL",
@@ -128,11 +127,30 @@ class JailSandbox:
         self.destroy()
 
 
-@cache
-def _compile_guest() -> None:
-    """Byte-compile the agent once on the host: the jail mounts it read-only and starts it
-    with -B, so without this every sandbox would compile it from source again."""
-    compileall.compile_dir(str(GUEST_DIR), quiet=2, workers=1)  # a read-only install just goes without
+def _install_agent(runtime_dir: Path) -> Path:
+    """A copy of the agent, byte-compiled, where the sandbox user may read it.
+
+    The checkout may sit under a folder uid 65534 cannot enter (``/root``, a 0700 temp
+    folder), and may change while the server runs; the copy, named by the sources'
+    checksum, is neither. The jail mounts it read-only and starts it with -B, so it is
+    compiled here once rather than in every sandbox."""
+    target = runtime_dir / f"agent-{guest.fingerprint()[:16]}"
+    if (target / "guest" / "agent.py").exists():
+        return target / "guest"
+    staging = runtime_dir / f".agent-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    (staging / "guest").mkdir(parents=True)
+    for name in guest.source_files():
+        destination = staging / "guest" / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(guest.PACKAGE_DIR) / name, destination)
+    compileall.compile_dir(str(staging / "guest"), quiet=2, workers=1)
+    for path in [staging, *staging.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        staging.rename(target)
+    except OSError:  # another server installed the same agent a moment ago
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / "guest"
 
 
 @cache
@@ -169,9 +187,18 @@ def _probe() -> tuple[bool, str]:
 class JailBackend:
     name = "jail"
 
-    def __init__(self, run_dir: Path, mount_root: Path) -> None:
+    def __init__(self, run_dir: Path, runtime_dir: Path) -> None:
         self.run_dir = run_dir
-        self.mounts = ImageMounts(mount_root)
+        self.runtime_dir = runtime_dir
+        self.mounts = ImageMounts(runtime_dir / "mounts")
+        self._agent: Path | None = None
+
+    def _agent_dir(self) -> Path:
+        if self._agent is None:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+            self.runtime_dir.chmod(0o755)
+            self._agent = _install_agent(self.runtime_dir)
+        return self._agent
 
     def capabilities(self) -> Capabilities:
         works, evidence = _probe()
@@ -185,7 +212,6 @@ class JailBackend:
     def start(self, spec: SandboxSpec) -> JailSandbox:
         if not self.capabilities().usable:
             raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(self.capabilities().missing))
-        _compile_guest()
         root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
         run_dir = self.run_dir / f"jail-{sandbox_id}"
@@ -195,7 +221,7 @@ class JailBackend:
             run_dir.mkdir(parents=True)
             userns_fd = _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID)
             seccomp_fd = _seccomp.program_fd()
-            argv = _bwrap_argv(root, spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
+            argv = _bwrap_argv(root, self._agent_dir(), spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
             with (run_dir / "stderr.log").open("wb") as stderr:
                 process = subprocess.Popen(
                     cgroup.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
