@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import OperatorError
@@ -62,7 +62,8 @@ def mismatch(language: Language, result: ExecutionResult) -> str | None:
 
 
 def verify_language(services: Services, language: Language, *, build: bool = True, backend: str | None = None,
-                    timeout: int = DEFAULT_TIMEOUT_SECONDS, progress: Progress = lambda line: None) -> Verdict:
+                    timeout: int = DEFAULT_TIMEOUT_SECONDS,
+                    progress: Progress = lambda line: None) -> Verdict:
     built_now = False
     rootfs = services.rootfs.find(language.name)
     if rootfs is None:
@@ -70,25 +71,27 @@ def verify_language(services: Services, language: Language, *, build: bool = Tru
             return Verdict(language.name, passed=False, problem="image not built (run without --no-build)")
         progress(f"{language.name}: building its image")
         try:
-            rootfs = services.build_rootfs(language.name, None, lambda line: progress(f"{language.name}: {line}"))
+            rootfs = services.build_rootfs(language.name, None,
+                                           lambda line: progress(f"{language.name}: {line}"))
         except OperatorError as error:
             return Verdict(language.name, passed=False, problem=f"build failed: {error.message}")
         built_now = True
-    image = {"version": rootfs.version, "image_bytes": rootfs.size, "build_seconds": rootfs.build_seconds,
-             "built_now": built_now}
+    verdict = Verdict(language.name, passed=False, version=rootfs.version, image_bytes=rootfs.size,
+                      build_seconds=rootfs.build_seconds, built_now=built_now)
     progress(f"{language.name}: running its sample")
     try:
         result = services.executor.execute(
             ExecutionRequest(language=language.name, code=language.sample, timeout=timeout, backend=backend))
     except OperatorError as error:
-        return Verdict(language.name, passed=False, problem=f"execution failed: {error.message}", **image)
+        return replace(verdict, problem=f"execution failed: {error.message}")
     problem = mismatch(language, result)
-    return Verdict(language.name, passed=problem is None, load_ms=round(result.load_ms, 1),
-                   exec_ms=round(result.exec_ms, 1), backend=result.backend, problem=problem, **image)
+    return replace(verdict, passed=problem is None, load_ms=round(result.load_ms, 1),
+                   exec_ms=round(result.exec_ms, 1), backend=result.backend, problem=problem)
 
 
-def verify(services: Services, languages: Iterable[Language], *, build: bool = True, backend: str | None = None,
-           timeout: int = DEFAULT_TIMEOUT_SECONDS, progress: Progress = lambda line: None,
+def verify(services: Services, languages: Iterable[Language], *, build: bool = True,
+           backend: str | None = None, timeout: int = DEFAULT_TIMEOUT_SECONDS,
+           progress: Progress = lambda line: None,
            on_verdict: Callable[[Verdict], None] = lambda verdict: None) -> list[Verdict]:
     """Verify each language in turn; one language's failure never stops the others."""
     verdicts = []
@@ -96,7 +99,8 @@ def verify(services: Services, languages: Iterable[Language], *, build: bool = T
         started = time.monotonic()
         verdict = verify_language(services, language, build=build, backend=backend, timeout=timeout,
                                   progress=progress)
-        progress(f"{language.name}: {'passed' if verdict.passed else 'FAILED'} in {time.monotonic() - started:.1f}s")
+        outcome = "passed" if verdict.passed else "FAILED"
+        progress(f"{language.name}: {outcome} in {time.monotonic() - started:.1f}s")
         on_verdict(verdict)
         verdicts.append(verdict)
     return verdicts

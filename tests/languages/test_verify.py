@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR, require_images
 
 from infra_operator.config import Settings
 from infra_operator.languages import Catalog
 from infra_operator.services import Services
 from infra_operator.verify import verify, verify_language
-
-from conftest import DATA_DIR, require_images
 
 CI_LANGUAGES = [language.name for language in Catalog.load() if language.ci]
 
@@ -51,7 +50,8 @@ def test_the_ci_subset_passes_on_the_jail(tmp_path: Path) -> None:
 def test_a_wrong_output_fails_with_the_mismatch(services: Services) -> None:
     require_images("python")
     python = services.catalog.get("python")
-    verdict = verify_language(services, dataclasses.replace(python, expected="Goodbye, World!\n"), backend="jail")
+    wrong = dataclasses.replace(python, expected="Goodbye, World!\n")
+    verdict = verify_language(services, wrong, backend="jail")
     assert not verdict.passed
     assert verdict.problem is not None
     assert "'Hello, World!\\n'" in verdict.problem and "'Goodbye, World!\\n'" in verdict.problem

@@ -43,13 +43,16 @@ def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
 
 
 def languages(
-    verify: Annotated[bool, typer.Option("--verify", help="build what is missing and run every sample program")] = False,
-    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", help="only these languages (repeatable)")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="build what is missing and run every sample program")] = False,
+    lang: Annotated[list[str] | None, typer.Option(
+        "--lang", "-l", help="only these languages (repeatable)")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="only the languages the catalog marks for CI")] = False,
     backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
     build: Annotated[bool, typer.Option("--build/--no-build", help="build missing images")] = True,
     timeout: Annotated[int, typer.Option(help="seconds per sample")] = verifying.DEFAULT_TIMEOUT_SECONDS,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results to this file")] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="also write the results to this file")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """List the languages, their aliases and whether each image is built; --verify proves them."""

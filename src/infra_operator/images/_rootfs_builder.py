@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -60,9 +61,44 @@ def _stream(argv: list[str], progress: Progress, what: str) -> list[str]:
     return tail
 
 
+def _link_debs(source: Path, target: Path) -> None:
+    """Hard-link every package of ``source`` into ``target`` that is not there yet.
+
+    A name appears in the target whole or not at all (linked under a temporary name,
+    then renamed), and packages are never changed in place once there, so builds
+    running at the same time may share the cache without locking it.
+    """
+    for deb in source.glob("*.deb"):
+        if (target / deb.name).exists():
+            continue
+        temporary = target / f".{deb.name}.tmp-{os.getpid()}"
+        try:
+            os.link(deb, temporary)
+        except OSError:
+            shutil.copyfile(deb, temporary)
+        os.replace(temporary, target / deb.name)
+
+
 def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, cache: Path, progress: Progress) -> None:
+    # mmdebstrap's sync hooks read and write the directory with tar, which fails when
+    # another build changes it meanwhile: each build reads a private set of links to
+    # the cache and writes into an empty folder of its own, then links what is new.
     cache.mkdir(parents=True, exist_ok=True)
-    quoted_cache = shlex.quote(str(cache))
+    debs_in, debs_out = tree.with_name(f"{tree.name}.debs-in"), tree.with_name(f"{tree.name}.debs-out")
+    try:
+        debs_in.mkdir()
+        debs_out.mkdir()
+        _link_debs(cache, debs_in)
+        _mmdebstrap(sources, suite, packages, tree, (debs_in, debs_out), progress)
+        _link_debs(debs_out, cache)
+    finally:
+        shutil.rmtree(debs_in, ignore_errors=True)
+        shutil.rmtree(debs_out, ignore_errors=True)
+
+
+def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path, debs: tuple[Path, Path],
+                progress: Progress) -> None:
+    debs_in, debs_out = (shlex.quote(str(path)) for path in debs)
     dirs = " ".join(f'"$1"/{directory}' for directory in SANDBOX_DIRS)
     argv = [
         "mmdebstrap",
@@ -73,8 +109,8 @@ def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, 
         "--skip=essential/unlink",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-        f"--setup-hook=sync-in {quoted_cache} /var/cache/apt/archives/",
-        f"--customize-hook=sync-out /var/cache/apt/archives {quoted_cache}",
+        f"--setup-hook=sync-in {debs_in} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {debs_out}",
         f"--customize-hook=mkdir -p {dirs} && chmod 1777 \"$1\"/tmp",
         suite,
         str(tree),
