@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,7 +72,7 @@ def _link_debs(source: Path, target: Path) -> None:
     for deb in source.glob("*.deb"):
         if (target / deb.name).exists():
             continue
-        temporary = target / f".{deb.name}.tmp-{os.getpid()}"
+        temporary = target / f".{deb.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             os.link(deb, temporary)
         except OSError:
@@ -80,9 +81,11 @@ def _link_debs(source: Path, target: Path) -> None:
 
 
 def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, cache: Path, progress: Progress) -> None:
-    # mmdebstrap's sync hooks read and write the directory with tar, which fails when
-    # another build changes it meanwhile: each build reads a private set of links to
-    # the cache and writes into an empty folder of its own, then links what is new.
+    # mmdebstrap's sync hooks copy through tar, which failed when another build linked
+    # or wrote the same packages meanwhile. Packages are hard links instead: into the
+    # tree from a private set of links to the cache, out of it into an empty folder
+    # of this build's own, and what is new into the cache, each under its final name
+    # only when whole.
     cache.mkdir(parents=True, exist_ok=True)
     debs_in, debs_out = tree.with_name(f"{tree.name}.debs-in"), tree.with_name(f"{tree.name}.debs-out")
     try:
@@ -99,6 +102,7 @@ def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, 
 def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path, debs: tuple[Path, Path],
                 progress: Progress) -> None:
     debs_in, debs_out = (shlex.quote(str(path)) for path in debs)
+    link = "-maxdepth 1 -name '*.deb' -exec cp -l -t"
     dirs = " ".join(f'"$1"/{directory}' for directory in SANDBOX_DIRS)
     argv = [
         "mmdebstrap",
@@ -107,10 +111,12 @@ def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path,
         "--format=directory",
         f"--include={','.join(packages)}",
         "--skip=essential/unlink",
+        # The tree is thrown away if the build fails, so dpkg need not fsync every file.
+        "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-        f"--setup-hook=sync-in {debs_in} /var/cache/apt/archives/",
-        f"--customize-hook=sync-out /var/cache/apt/archives {debs_out}",
+        f"--setup-hook=find {debs_in} {link} \"$1\"/var/cache/apt/archives/ {{}} +",
+        f"--customize-hook=find \"$1\"/var/cache/apt/archives {link} {debs_out} {{}} +",
         f"--customize-hook=mkdir -p {dirs} && chmod 1777 \"$1\"/tmp",
         suite,
         str(tree),
