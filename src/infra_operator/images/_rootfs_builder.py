@@ -114,7 +114,10 @@ def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path,
         # The tree is thrown away if the build fails, so dpkg need not fsync every file.
         "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
-        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+        # Man pages are left out, but update-alternatives links some (java's, ksh's) and
+        # fails when their folders are missing.
+        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/ " + " ".join(
+            f'"$1"/usr/share/man/man{section}' for section in range(1, 9)),
         f"--setup-hook=find {debs_in} {link} \"$1\"/var/cache/apt/archives/ {{}} +",
         f"--customize-hook=find \"$1\"/var/cache/apt/archives {link} {debs_out} {{}} +",
         f"--customize-hook=mkdir -p {dirs} && chmod 1777 \"$1\"/tmp",
