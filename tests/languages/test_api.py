@@ -25,7 +25,8 @@ def test_the_list_shows_every_language_with_aliases_and_build_state(client: http
 
 
 def test_details_by_alias(client: httpx.Client) -> None:
-    for alias, name in {"c%23": "csharp", "c++": "cpp", "js": "nodejs", "golang": "go", "OBJC": "objective-c"}.items():
+    aliases = {"c%23": "csharp", "c++": "cpp", "js": "nodejs", "golang": "go", "OBJC": "objective-c"}
+    for alias, name in aliases.items():
         response = client.get(f"/api/v1/languages/{alias}")
         assert response.status_code == 200, response.text
         body = response.json()

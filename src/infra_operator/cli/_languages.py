@@ -72,6 +72,7 @@ def languages(
     out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} languages passed"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
     if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"results": [verdict.to_json() for verdict in verdicts],
                                          "passed": len(verdicts) - len(failed), "failed": failed}, indent=2))
         console.print(f"results written to {json_path}")
