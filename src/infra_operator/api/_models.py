@@ -82,6 +82,7 @@ class LanguageSummary(BaseModel):
     name: str
     extension: str
     aliases: list[str] = []
+    family: str | None = None
     version: str | None = None
     rootfs_built: bool = False
 

@@ -68,7 +68,8 @@ def health(services: ServicesDep) -> HealthResponse:
 def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
     rootfs = services.rootfs.find(language.name)
     return LanguageSummary(name=language.name, extension=language.extension, aliases=list(language.aliases),
-                           version=rootfs.version if rootfs else None, rootfs_built=rootfs is not None)
+                           family=language.family, version=rootfs.version if rootfs else None,
+                           rootfs_built=rootfs is not None)
 
 
 @api.get("/languages", response_model=LanguagesResponse)

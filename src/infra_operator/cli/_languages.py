@@ -1,19 +1,80 @@
-"""``infra.operator languages``: the catalog and what is built of it."""
+"""``infra.operator languages``: the catalog and what is built of it; with
+``--verify``, proof that each language really runs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 from rich.table import Table
 
-from ._common import DataDir, make_services, out
+from .. import verify as verifying
+from ._common import DataDir, console, make_services, out, progress_display, reporting_errors
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 
-def languages(data_dir: DataDir = None) -> None:
-    """List the languages, their aliases and whether each image is built."""
-    services = make_services(data_dir)
-    table = Table("language", "aliases", "extension", "version", "image")
+def _listing(services: Services) -> None:
+    table = Table("language", "aliases", "family", "version", "image")
     for language in services.catalog:
         rootfs = services.rootfs.find(language.name)
-        table.add_row(language.name, ", ".join(language.aliases), language.extension,
+        table.add_row(language.name, ", ".join(language.aliases), language.family,
                       rootfs.version if rootfs else "", f"{rootfs.size >> 20} MiB" if rootfs else "not built")
     out.print(table)
     out.print(f"{len(services.catalog)} languages")
+
+
+def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
+    table = Table("language", "version", "image", "build", "exec", "result", title="sample programs")
+    for verdict in verdicts:
+        table.add_row(
+            verdict.language,
+            verdict.version,
+            f"{verdict.image_bytes >> 20} MiB" if verdict.image_bytes is not None else "",
+            f"{verdict.build_seconds:.0f}s{' (now)' if verdict.built_now else ''}"
+            if verdict.build_seconds is not None else "",
+            f"{verdict.exec_ms:.0f}ms" if verdict.exec_ms is not None else "",
+            "[green]pass[/]" if verdict.passed else f"[red]FAIL[/] {verdict.problem}",
+        )
+    return table
+
+
+def languages(
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="build what is missing and run every sample program")] = False,
+    lang: Annotated[list[str] | None, typer.Option(
+        "--lang", "-l", help="only these languages (repeatable)")] = None,
+    ci: Annotated[bool, typer.Option("--ci", help="only the languages the catalog marks for CI")] = False,
+    backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    build: Annotated[bool, typer.Option("--build/--no-build", help="build missing images")] = True,
+    timeout: Annotated[int, typer.Option(help="seconds per sample")] = verifying.DEFAULT_TIMEOUT_SECONDS,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="also write the results to this file")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List the languages, their aliases and whether each image is built; --verify proves them."""
+    services = make_services(data_dir)
+    if not verify:
+        _listing(services)
+        return
+    with reporting_errors():
+        chosen = [services.catalog.get(name) for name in lang] if lang else list(services.catalog)
+        if ci:
+            chosen = [language for language in chosen if language.ci]
+        with progress_display(f"verifying {len(chosen)} languages") as progress:
+            verdicts = verifying.verify(services, chosen, build=build, backend=backend, timeout=timeout,
+                                        progress=progress)
+    out.print(_verdict_table(verdicts))
+    failed = [verdict.language for verdict in verdicts if not verdict.passed]
+    out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} languages passed"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"results": [verdict.to_json() for verdict in verdicts],
+                                         "passed": len(verdicts) - len(failed), "failed": failed}, indent=2))
+        console.print(f"results written to {json_path}")
+    if failed:
+        raise typer.Exit(1)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,9 +48,47 @@ def _stream(argv: list[str], progress: Progress, what: str) -> list[str]:
     return tail
 
 
+def _link_debs(source: Path, target: Path) -> None:
+    """Hard-link every package of ``source`` into ``target`` that is not there yet.
+
+    A name appears in the target whole or not at all (linked under a temporary name,
+    then renamed), and packages are never changed in place once there, so builds
+    running at the same time may share the cache without locking it.
+    """
+    for deb in source.glob("*.deb"):
+        if (target / deb.name).exists():
+            continue
+        temporary = target / f".{deb.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.link(deb, temporary)
+        except OSError:
+            shutil.copyfile(deb, temporary)
+        os.replace(temporary, target / deb.name)
+
+
 def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, cache: Path, progress: Progress) -> None:
+    # mmdebstrap's sync hooks copy through tar, which failed when another build linked
+    # or wrote the same packages meanwhile. Packages are hard links instead: into the
+    # tree from a private set of links to the cache, out of it into an empty folder
+    # of this build's own, and what is new into the cache, each under its final name
+    # only when whole.
     cache.mkdir(parents=True, exist_ok=True)
-    quoted_cache = shlex.quote(str(cache))
+    debs_in, debs_out = tree.with_name(f"{tree.name}.debs-in"), tree.with_name(f"{tree.name}.debs-out")
+    try:
+        debs_in.mkdir()
+        debs_out.mkdir()
+        _link_debs(cache, debs_in)
+        _mmdebstrap(sources, suite, packages, tree, (debs_in, debs_out), progress)
+        _link_debs(debs_out, cache)
+    finally:
+        shutil.rmtree(debs_in, ignore_errors=True)
+        shutil.rmtree(debs_out, ignore_errors=True)
+
+
+def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path, debs: tuple[Path, Path],
+                progress: Progress) -> None:
+    debs_in, debs_out = (shlex.quote(str(path)) for path in debs)
+    link = "-maxdepth 1 -name '*.deb' -exec cp -l -t"
     dirs = " ".join(f'"$1"/{directory}' for directory in SANDBOX_DIRS)
     argv = [
         "mmdebstrap",
@@ -57,10 +97,15 @@ def _bootstrap(sources: list[str], suite: str, packages: list[str], tree: Path, 
         "--format=directory",
         f"--include={','.join(packages)}",
         "--skip=essential/unlink",
+        # The tree is thrown away if the build fails, so dpkg need not fsync every file.
+        "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
-        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-        f"--setup-hook=sync-in {quoted_cache} /var/cache/apt/archives/",
-        f"--customize-hook=sync-out /var/cache/apt/archives {quoted_cache}",
+        # Man pages are left out, but update-alternatives links some (java's, ksh's) and
+        # fails when their folders are missing.
+        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/ " + " ".join(
+            f'"$1"/usr/share/man/man{section}' for section in range(1, 9)),
+        f"--setup-hook=find {debs_in} {link} \"$1\"/var/cache/apt/archives/ {{}} +",
+        f"--customize-hook=find \"$1\"/var/cache/apt/archives {link} {debs_out} {{}} +",
         f"--customize-hook=mkdir -p {dirs} && chmod 1777 \"$1\"/tmp",
         suite,
         str(tree),

@@ -39,6 +39,8 @@ class Language:
     compile: Command | None = None
     env: dict[str, str] = field(default_factory=dict)
     warm: Command | None = None
+    ci: bool = False
+    """In the subset CI builds and verifies: small images that build quickly."""
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Language:
@@ -59,6 +61,7 @@ class Language:
             compile=_command(table.get("compile")),
             env=dict(table.get("env", {})),
             warm=_command(table.get("warm")),
+            ci=bool(table.get("ci", False)),
         )
 
     @property

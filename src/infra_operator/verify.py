@@ -1,0 +1,109 @@
+"""Proving the catalog: build each language's image when missing, run its sample
+through the executor (the path every API request takes) and compare its stdout
+with what the catalog expects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import OperatorError
+from .executor import ExecutionRequest
+
+if TYPE_CHECKING:
+    from .executor import ExecutionResult
+    from .languages import Language
+    from .services import Services
+
+Progress = Callable[[str], None]
+# A sample's budget: the first run of a JVM or GHC compile on a busy 2-core host is
+# slow, and verification is about whether the language works, not how fast.
+DEFAULT_TIMEOUT_SECONDS = 120
+_TAIL_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Verdict:
+    language: str
+    passed: bool
+    version: str = ""
+    image_bytes: int | None = None
+    build_seconds: float | None = None
+    built_now: bool = False
+    load_ms: float | None = None
+    exec_ms: float | None = None
+    backend: str | None = None
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _TAIL_CHARS else "..." + text[-_TAIL_CHARS:]
+
+
+def mismatch(language: Language, result: ExecutionResult) -> str | None:
+    """What is wrong with a sample's result, or ``None`` when it is what the catalog expects."""
+    if result.compile_exit_code not in (None, 0):
+        return f"compile failed (exit {result.compile_exit_code}): {_tail(result.compile_output or '')}"
+    if result.timed_out:
+        return f"timed out; stderr: {_tail(result.stderr)}"
+    if result.stdout == language.expected and result.exit_code == 0:
+        return None
+    problem = f"exit {result.exit_code}" + (f" ({result.signal})" if result.signal else "")
+    problem += " after OOM kill" if result.oom_killed else ""
+    if result.stdout != language.expected:
+        problem += f"; stdout {result.stdout[:200]!r}, expected {language.expected!r}"
+    return problem + (f"; stderr: {_tail(result.stderr)}" if result.stderr.strip() else "")
+
+
+def verify_language(services: Services, language: Language, *, build: bool = True, backend: str | None = None,
+                    timeout: int = DEFAULT_TIMEOUT_SECONDS,
+                    progress: Progress = lambda line: None) -> Verdict:
+    built_now = False
+    rootfs = services.rootfs.find(language.name)
+    if rootfs is None:
+        if not build:
+            return Verdict(language.name, passed=False, problem="image not built (run without --no-build)")
+        progress(f"{language.name}: building its image")
+        try:
+            rootfs = services.build_rootfs(language.name, None,
+                                           lambda line: progress(f"{language.name}: {line}"))
+        except OperatorError as error:
+            return Verdict(language.name, passed=False, problem=f"build failed: {error.message}")
+        built_now = True
+    verdict = Verdict(language.name, passed=False, version=rootfs.version, image_bytes=rootfs.size,
+                      build_seconds=rootfs.build_seconds, built_now=built_now)
+    progress(f"{language.name}: running its sample")
+    try:
+        result = services.executor.execute(
+            ExecutionRequest(language=language.name, code=language.sample, timeout=timeout, backend=backend))
+    except OperatorError as error:
+        return replace(verdict, problem=f"execution failed: {error.message}")
+    problem = mismatch(language, result)
+    return replace(verdict, passed=problem is None, load_ms=round(result.load_ms, 1),
+                   exec_ms=round(result.exec_ms, 1), backend=result.backend, problem=problem)
+
+
+def verify(services: Services, languages: Iterable[Language], *, build: bool = True,
+           backend: str | None = None, timeout: int = DEFAULT_TIMEOUT_SECONDS,
+           progress: Progress = lambda line: None,
+           on_verdict: Callable[[Verdict], None] = lambda verdict: None) -> list[Verdict]:
+    """Verify each language in turn; one language's failure never stops the others."""
+    verdicts = []
+    for language in languages:
+        started = time.monotonic()
+        verdict = verify_language(services, language, build=build, backend=backend, timeout=timeout,
+                                  progress=progress)
+        outcome = "passed" if verdict.passed else "FAILED"
+        progress(f"{language.name}: {outcome} in {time.monotonic() - started:.1f}s")
+        on_verdict(verdict)
+        verdicts.append(verdict)
+    return verdicts
+
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Verdict", "mismatch", "verify", "verify_language"]

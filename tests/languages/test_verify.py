@@ -1,0 +1,77 @@
+"""``infra.operator languages --verify``: every sample of the CI subset really runs in
+a jail, through the executor the API uses; a wrong output or a missing image fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA_DIR, require_images
+
+from infra_operator.config import Settings
+from infra_operator.languages import Catalog
+from infra_operator.services import Services
+from infra_operator.verify import verify, verify_language
+
+CI_LANGUAGES = [language.name for language in Catalog.load() if language.ci]
+
+
+def _cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra_operator", "languages", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def services() -> Services:
+    return Services(Settings(data_dir=DATA_DIR, backend="jail"))
+
+
+@pytest.mark.slow
+def test_the_ci_subset_passes_on_the_jail(tmp_path: Path) -> None:
+    require_images(*CI_LANGUAGES)
+    results = tmp_path / "verify.json"
+    done = _cli("--verify", "--ci", "--no-build", "--backend", "jail", "--json", str(results))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(results.read_text())
+    by_name = {entry["language"]: entry for entry in report["results"]}
+    assert sorted(by_name) == sorted(CI_LANGUAGES)
+    for name, entry in by_name.items():
+        assert entry["passed"], f"{name}: {entry['problem']}"
+        assert entry["version"] and entry["image_bytes"] > 0 and entry["backend"] == "jail", entry
+    assert report["failed"] == []
+    assert f"{len(CI_LANGUAGES)} of {len(CI_LANGUAGES)} languages passed" in done.stdout
+
+
+def test_a_wrong_output_fails_with_the_mismatch(services: Services) -> None:
+    require_images("python")
+    python = services.catalog.get("python")
+    wrong = dataclasses.replace(python, expected="Goodbye, World!\n")
+    verdict = verify_language(services, wrong, backend="jail")
+    assert not verdict.passed
+    assert verdict.problem is not None
+    assert "'Hello, World!\\n'" in verdict.problem and "'Goodbye, World!\\n'" in verdict.problem
+    assert verdict.version.startswith("Python 3")
+
+
+def test_a_compile_error_fails_with_the_compiler_output(services: Services) -> None:
+    require_images("go")
+    go = services.catalog.get("go")
+    broken = dataclasses.replace(go, sample="package main\n\nfunc main() {\n")
+    [verdict] = verify(services, [broken], backend="jail")
+    assert not verdict.passed
+    assert verdict.problem is not None and verdict.problem.startswith("compile failed (exit 2)")
+    assert "main.go" in verdict.problem
+
+
+def test_a_missing_image_fails_and_the_command_exits_non_zero(tmp_path: Path) -> None:
+    done = _cli("--verify", "--lang", "py", "--no-build", "--data-dir", str(tmp_path), "--json",
+                str(tmp_path / "out.json"), timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL" in done.stdout and "image not built" in done.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["failed"] == ["python"] and report["passed"] == 0
