@@ -14,4 +14,11 @@ fi
 # Always test this checkout, whichever one the environment was installed from.
 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps -e .
 
+# The images the tests need beyond the install's: the catalog's CI subset, one language
+# per family (built once, kept in the data dir; a rebuild only when the catalog changed).
+for language in $("$PREFIX/venv/bin/python" -c \
+    "from infra_operator.languages import Catalog; print(*(l.name for l in Catalog.load() if l.ci))"); do
+  "$PREFIX/venv/bin/infra.operator" rootfs create --lang "$language" --if-stale
+done
+
 exec "$PREFIX/venv/bin/python" -m pytest "$@"
