@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +16,13 @@ from typing import Any
 from .._pids import pid_alive
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(*paths: Path) -> str:
+    """One checksum over the files in order (a kernel and its initramfs count as one)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    for path in paths:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -81,3 +84,31 @@ def sweep(images_dir: Path, cache_dir: Path) -> list[str]:
             path.unlink(missing_ok=True)
         removed.append(f"leftover {path}")
     return removed
+
+
+def sweep_partials(directory: Path, pattern: str) -> list[str]:
+    """Remove temporary folders named ``.<anything>-<pid>-<random>`` whose writer is dead;
+    a live writer's are in use."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.glob(pattern):
+        parts = path.name.rsplit("-", 2)
+        try:
+            pid = int(parts[-2])
+        except (IndexError, ValueError):
+            continue
+        if pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(f"removed {path}")
+    return removed
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or not a whole object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

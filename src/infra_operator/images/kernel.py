@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from .. import guest
 from ..backends.base import KernelFiles
-from ..errors import OperatorError
+from ..errors import BuildFailed
 from . import _initramfs
-from ._store_files import read_json, sha256_of, sweep_partials, write_json_atomically
+from ._files import read_json, sha256_of, sweep_partials, write_json_atomically
 from ._vmlinux import extract_vmlinux
 
 if TYPE_CHECKING:
@@ -48,18 +48,14 @@ BUSYBOX = Path("/bin/busybox")
 _PACKAGE = re.compile(r"^linux-image-(\d+\.\d+\.\d+[^ ]*)-cloud-amd64$")
 
 
-class KernelBuildFailed(OperatorError):
-    """The guest kernel or initramfs could not be built."""
-
-
 def _run(argv: list[str], cwd: Path | None = None) -> str:
     try:
         done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise KernelBuildFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+        raise BuildFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise KernelBuildFailed(f"{' '.join(argv)} failed ({done.returncode}): {' / '.join(tail)}")
+        raise BuildFailed(f"{' '.join(argv)} failed ({done.returncode}): {' / '.join(tail)}")
     return done.stdout
 
 
@@ -72,7 +68,7 @@ def newest_cloud_kernel_package() -> str:
     names = _run(["apt-cache", "pkgnames", "linux-image-"]).split()
     versions = [match.group(1) for name in names if (match := _PACKAGE.match(name))]
     if not versions:
-        raise KernelBuildFailed("apt knows no linux-image-*-cloud-amd64 package (run apt-get update)")
+        raise BuildFailed("apt knows no linux-image-*-cloud-amd64 package (run apt-get update)")
     return f"linux-image-{max(versions, key=_version_key)}-cloud-amd64"
 
 
@@ -87,7 +83,7 @@ def _fetch(package: str, cache: Path, progress: Progress) -> Path:
         _run(["apt-get", "download", "-q", package], cwd=Path(scratch))
         debs = list(Path(scratch).glob("*.deb"))
         if len(debs) != 1:
-            raise KernelBuildFailed(f"apt-get download {package} left {len(debs)} files")
+            raise BuildFailed(f"apt-get download {package} left {len(debs)} files")
         target = cache / debs[0].name
         debs[0].replace(target)
     return target
@@ -119,7 +115,7 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
         bzimages = sorted((unpacked / "boot").glob("vmlinuz-*"))
         module_dirs = sorted((unpacked / "lib" / "modules").glob("*"))
         if len(bzimages) != 1 or len(module_dirs) != 1:
-            raise KernelBuildFailed(f"{deb.name}: expected one kernel and one modules folder")
+            raise BuildFailed(f"{deb.name}: expected one kernel and one modules folder")
         version = module_dirs[0].name
         out = scratch / "out"
         out.mkdir()
@@ -128,15 +124,15 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
         try:
             vmlinux, compression = extract_vmlinux(bzimages[0])
         except (OSError, ValueError) as exc:
-            raise KernelBuildFailed(f"cannot extract vmlinux: {exc}") from exc
+            raise BuildFailed(f"cannot extract vmlinux: {exc}") from exc
         (out / VMLINUX_NAME).write_bytes(vmlinux)
         progress(f"building the initramfs (busybox, modules, agent); kernel payload was {compression}")
         if not BUSYBOX.is_file():
-            raise KernelBuildFailed(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+            raise BuildFailed(f"{BUSYBOX} is missing (apt-get install busybox-static)")
         try:
             initramfs = _initramfs.build(BUSYBOX, module_dirs[0], Path(guest.__file__).parent)
         except (OSError, ValueError) as exc:
-            raise KernelBuildFailed(f"cannot build the initramfs: {exc}") from exc
+            raise BuildFailed(f"cannot build the initramfs: {exc}") from exc
         (out / INITRAMFS_NAME).write_bytes(initramfs)
         sha256 = sha256_of(out / BZIMAGE_NAME, out / INITRAMFS_NAME)
         directory = kernels / f"{version}-{sha256[:12]}"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, SandboxSpec, SnapshotFiles
 from ..errors import InvalidRequest
-from ._store_files import read_json, sweep_partials, write_json_atomically
+from ._files import read_json, sweep_partials, write_json_atomically
 
 if TYPE_CHECKING:
     from ..config import Settings
