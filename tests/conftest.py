@@ -36,7 +36,7 @@ class Server:
     log: Path
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120, **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, **{"timeout": 120, **kwargs})  # type: ignore[arg-type]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

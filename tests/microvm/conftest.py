@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_operator.images._store_files import sha256_of
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
 from infra_operator.images import SnapshotInfo, build_kernel, create_snapshot, find_snapshot
+from infra_operator.images._files import sha256_of
 
 CACHE = Path(os.environ.get("INFRA_OPERATOR_TEST_CACHE", "/var/tmp/infra-operator-tests"))
 ROOTFS_DIRS = ("work", "tmp", "opt/infra-operator", "proc", "sys", "dev")

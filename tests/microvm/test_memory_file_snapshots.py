@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from infra_operator.images._store_files import sha256_of
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, SnapshotFiles
 from infra_operator.backends.qemu import QemuBackend
 from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
 from infra_operator.images import SnapshotInfo, create_snapshot, find_snapshot
+from infra_operator.images._files import sha256_of
 
 from .conftest import Sandboxes, run_python
 

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from infra_operator.images._store_files import sweep_partials
 
 from infra_operator.backends.base import SandboxSpec
 from infra_operator.config import Settings
 from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
+from infra_operator.images._files import sweep_partials
 
 pytestmark = pytest.mark.slow
 

@@ -48,6 +48,9 @@ class Cgroup:
             if os.path.exists(os.path.join(path, "memory.swap.max")):
                 _write(os.path.join(path, "memory.swap.max"), "0")
             _write(os.path.join(path, "pids.max"), str(limits.processes))
+            if os.path.exists(os.path.join(path, "memory.oom.group")):
+                # A program over its memory limit dies whole, not one child at a time.
+                _write(os.path.join(path, "memory.oom.group"), "1")
         except OSError:
             return None
         return cls(path)

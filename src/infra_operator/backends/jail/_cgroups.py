@@ -46,6 +46,8 @@ class HostCgroup:
                 if (group / "memory.swap.max").exists():
                     _write(group / "memory.swap.max", "0")
                 _write(group / "pids.max", str(processes))
+                if (group / "memory.oom.group").exists():
+                    _write(group / "memory.oom.group", "1")  # over its limit, the sandbox dies whole
                 return cls([group])
             memory = CGROUP_ROOT / "memory" / GROUP_PARENT / name
             pids = CGROUP_ROOT / "pids" / GROUP_PARENT / name

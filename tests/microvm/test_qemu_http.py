@@ -1,0 +1,135 @@
+"""The qemu backend through the real HTTP API: cold boots, snapshots made through the
+API and used by the next executions, a rebuilt rootfs retiring its snapshot, and a VM
+killed in the middle of an execution."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import DATA_DIR, Server, require_images, start_server, stop_server
+
+GO_HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("Hello from Go in a VM") }\n'
+
+
+@pytest.fixture(scope="module")
+def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server over a data dir of its own (images and kernel hard-linked from the shared
+    one), so snapshots and rebuilds here touch nothing else."""
+    require_images("python", "go")
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    if not (DATA_DIR / "kernels" / "kernel.json").exists():
+        pytest.skip(f"no guest kernel in {DATA_DIR}: run `infra.operator kernel build`")
+    root = tmp_path_factory.mktemp("vm")
+    data = root / "data"
+    (data / "images").mkdir(parents=True)
+    for language in ("python", "go"):
+        for suffix in ("ext4", "json"):
+            os.link(DATA_DIR / "images" / f"rootfs-{language}.{suffix}", data / "images" / f"rootfs-{language}.{suffix}")
+    subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
+    server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
+                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
+                                     "INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"})
+    try:
+        health = httpx.get(f"{server.url}/health").json()
+        qemu = next(b for b in health["backends"] if b["name"] == "qemu")
+        if not qemu["usable"]:
+            pytest.skip(f"qemu cannot run here: {'; '.join(qemu['missing'])}")
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def vm(vm_server: Server) -> Iterator[httpx.Client]:
+    with vm_server.client(timeout=300) as client:
+        yield client
+
+
+def run(client: httpx.Client, language: str, code: str, **extra: object) -> dict[str, Any]:
+    response = client.post("/api/v1/execute", json={"language": language, "code": code, "backend": "qemu", **extra})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["backend"] == "qemu"
+    return body
+
+
+def wait_for_job(client: httpx.Client, started: httpx.Response, seconds: float = 600) -> dict[str, Any]:
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job"]["id"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still running after {seconds}s")
+
+
+def test_cold_boots_run_python_and_a_compiled_language(vm: httpx.Client) -> None:
+    python = run(vm, "python", "import os\nprint(sum(range(100)), os.getuid())", timeout=120)
+    assert (python["stdout"], python["exit_code"], python["sandbox_start"]) == ("4950 65534\n", 0, "boot")
+    go = run(vm, "go", GO_HELLO, timeout=240)
+    assert (go["stdout"], go["exit_code"], go["compile_exit_code"]) == ("Hello from Go in a VM\n", 0, 0)
+
+
+def test_snapshot_through_the_api_serves_the_next_executions(vm: httpx.Client) -> None:
+    job = wait_for_job(vm, vm.post("/api/v1/snapshots", json={"language": "python", "mem_mb": 256, "vcpus": 1,
+                                                              "backend": "qemu"}))
+    assert job["state"] == "succeeded", job
+    [snapshot] = [s for s in vm.get("/api/v1/snapshots").json()["snapshots"] if s["language"] == "python"]
+    assert snapshot["backend"] == "qemu" and snapshot["mem_size"] == 256 << 20 and snapshot["vmstate_size"] > 0
+    assert vm.get("/api/v1/languages/python").json()["snapshot"]["exists"] is True
+
+    probe = "import os, time\nprint(os.urandom(16).hex(), time.time())\nopen('/work/left', 'w').write('x')"
+    first, second = run(vm, "python", probe, timeout=60), run(vm, "python", probe, timeout=60)
+    for body in (first, second):
+        assert body["sandbox_start"] == "snapshot" and body["exit_code"] == 0, body
+        assert abs(float(body["stdout"].split()[1]) - time.time()) < 60, "the clock was set on restore"
+    assert first["stdout"].split()[0] != second["stdout"].split()[0], "clones must not share random state"
+    after = run(vm, "python", "import os\nprint(os.path.exists('/work/left'))", timeout=60)
+    assert (after["stdout"], after["sandbox_start"]) == ("False\n", "snapshot")
+
+
+def test_a_rebuilt_rootfs_retires_its_snapshot(vm: httpx.Client) -> None:
+    assert run(vm, "python", "print(1)", timeout=60)["sandbox_start"] == "snapshot"
+    rebuilt = wait_for_job(vm, vm.post("/api/v1/rootfs", json={"language": "python"}))
+    assert rebuilt["state"] == "succeeded", rebuilt
+    body = run(vm, "python", "print(2)", timeout=120)
+    assert (body["stdout"], body["sandbox_start"]) == ("2\n", "boot"), "a snapshot of the old rootfs must not be used"
+
+
+def test_a_vm_killed_mid_execution_is_a_clear_error_and_leaves_nothing(vm_server: Server, vm: httpx.Client) -> None:
+    answers: list[httpx.Response] = []
+    request = threading.Thread(target=lambda: answers.append(vm.post("/api/v1/execute", json={
+        "language": "python", "code": "import time\nprint('up', flush=True)\ntime.sleep(120)", "backend": "qemu",
+        "timeout": 200})))
+    request.start()
+    deadline = time.monotonic() + 120
+    victims: list[int] = []
+    while not victims and time.monotonic() < deadline:
+        time.sleep(0.5)
+        victims = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(vm_server.process.pid), "qemu-system"],
+                                                      capture_output=True, text=True).stdout.split()]
+    assert victims, "no VM of the server was found"
+    time.sleep(3)  # let the execution begin
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    request.join(timeout=60)
+    [answer] = answers
+    assert answer.status_code == 500
+    assert "sandbox" in answer.json()["error"] and "Traceback" not in answer.text
+    run_dir = Path(vm_server.log).parent / "data" / "run"
+    time.sleep(1)
+    assert not list(run_dir.glob("qemu-*")), "the VM's run folder is removed"
+    assert run(vm, "python", "print('still serving')", timeout=60)["stdout"] == "still serving\n"
