@@ -52,6 +52,9 @@ done
 
 step "Guest kernel and initramfs for the microVM backends"
 infra.operator kernel build --if-stale
+# A python snapshot for the first microVM backend that works here (QEMU under TCG at
+# least), so executions on it restore rather than boot.
+infra.operator snapshot create --lang python --if-stale || echo "no microVM snapshot: see infra.operator setup"
 
 infra.operator setup
 

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from . import images
-from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
+from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, SnapshotFiles, factories
 from .config import Settings
 from .errors import BackendUnavailable, InvalidRequest, OperatorError
 from .executor import Executor, Pool
@@ -103,6 +103,13 @@ class Services:
                 f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
         self.rootfs.get(language)
         self.kernel()
+
+    def current_snapshot(self, backend: Backend, language: str) -> SnapshotFiles | None:
+        """The language's snapshot on ``backend``, if made from the current rootfs and kernel."""
+        rootfs, kernel = self.rootfs.find(language), images.load_kernel(self.settings)
+        if rootfs is None or kernel is None:
+            return None
+        return images.find_snapshot(self.settings, backend.name, language, rootfs.sha256, kernel.sha256)
 
     def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
         self.check_can_snapshot(backend, language)

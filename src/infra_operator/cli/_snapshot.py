@@ -41,6 +41,8 @@ def create(
     mem: Annotated[int, typer.Option(help="guest memory in MiB", min=64, max=8192)] = 256,
     vcpus: Annotated[int, typer.Option(help="virtual CPUs", min=1, max=8)] = 1,
     backend: Backend = None,
+    if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or made from another rootfs or kernel")]
+        = False,
     data_dir: DataDir = None,
 ) -> None:
     """Boot a microVM for a language to a ready agent and save it as the language's snapshot."""
@@ -48,6 +50,9 @@ def create(
     with reporting_errors():
         name = services.catalog.get(lang).name
         chosen = services.backends.for_snapshots(backend)
+        if if_stale and services.current_snapshot(chosen, name) is not None:
+            out.print(f"the {chosen.name} snapshot of {name} is up to date")
+            return
         with progress_display(f"snapshot of {name} on {chosen.name}") as progress:
             info = services.create_snapshot(chosen, name, mem, vcpus, progress)
     entry = describe(dataclasses.asdict(info))
