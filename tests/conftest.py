@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +47,8 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Se
     port = free_port()
     log = tmp / f"server-{port}.log"
     environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **(env or {})}
+    if os.environ.get("FIRECRACKER_BIN"):  # the same suites then run on Firecracker too
+        environment.setdefault("INFRA_OPERATOR_FIRECRACKER_BIN", os.environ["FIRECRACKER_BIN"])
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "infra_operator", "api", "--host", "127.0.0.1", "--port", str(port), *args],
@@ -104,6 +107,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"adversarial[{backend}]: {len(cases)} cases ran, {len(cases) - len(failed)} contained, "
             f"leaked or misbehaved: {failed or 'nothing'}")
+
+
+def wait_for_job(client: httpx.Client, started: httpx.Response, seconds: float = 600) -> dict[str, Any]:
+    """The outcome of the background job a 202 answer started, once it is no longer running."""
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job"]["id"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running after {seconds}s")
 
 
 def require_images(*languages: str) -> None:

@@ -49,8 +49,9 @@ class PoolSettings(BaseModel):
     """Ready sandboxes kept per pre-warmed language, at the default limits."""
     sizes: dict[str, int] = Field(default_factory=dict)
     """Per-language overrides of ``size``, by catalog name."""
-    prewarm: list[str] | None = None
-    """Languages to keep ready from start-up; None means every language whose image is built."""
+    prewarm: list[str] | None = Field(default_factory=lambda: ["python", "nodejs", "go", "rust"])
+    """Languages to keep ready from start-up (those built of them); None means every language whose
+    image is built. Others get ready sandboxes once demand shows (see ``executor.Pool``)."""
     max_size: int = Field(default=8, ge=0)
     """How far demand may grow one key's pool."""
     memory_budget_mb: int = Field(default=8192, ge=0)

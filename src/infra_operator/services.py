@@ -45,8 +45,8 @@ class Services:
         return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
 
     def start_pool(self) -> list[str]:
-        """Keep sandboxes ready on the default backend for the pre-warm languages (by default
-        every language whose image is built); return the languages being warmed."""
+        """Keep sandboxes ready on the default backend for the pre-warm languages whose images
+        are built (``PoolSettings.prewarm``); return the languages being warmed."""
         self.pool.start()
         wanted = self.settings.pool.prewarm
         names = [language.name for language in self.catalog] if wanted is None else wanted
@@ -59,7 +59,7 @@ class Services:
         for name in names:
             try:
                 size = self.settings.pool.size_for(self.catalog.get(name).name)
-                if size <= 0 or (wanted is None and self.rootfs.find(name) is None):
+                if size <= 0 or self.rootfs.find(name) is None:
                     continue
                 self.pool.warm(backend, self.executor.default_spec(backend, name), size)
             except OperatorError as exc:

@@ -153,7 +153,10 @@ CASES = [
     Case(
         "memory_bomb_of_many_small_processes",
         lambda c: MANY_SMALL_ALLOCATIONS,
-        lambda b, c: _expect(b["oom_killed"] and b["exit_code"] != 0, f"not OOM-killed: {_flags(b)}"),
+        # Where cgroups can kill a group whole (v2, and inside a VM) the program dies; on a cgroup
+        # v1 host the OOM killer takes processes one by one and a parent that outlives its
+        # children may exit 0: either way the bound held and the result says so.
+        lambda b, c: _expect(b["oom_killed"], f"not OOM-killed: {_flags(b)}"),
         {"timeout": 20, "memory_mb": 48},
     ),
     Case(

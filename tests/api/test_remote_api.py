@@ -4,7 +4,6 @@ server pointed at a real S3-compatible server (moto)."""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ObjectStore, free_port, start_server, stop_server, write_fake_rootfs, write_fake_snapshot
+from conftest import ObjectStore, free_port, start_server, stop_server, wait_for_job, write_fake_rootfs, write_fake_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +36,6 @@ def remote_client(object_store: ObjectStore, data_dir: Path, bucket: str,
         stop_server(server)
 
 
-def finished(client: httpx.Client, response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 202, response.text
-    job_id = response.json()["job"]["id"]
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running")
-
-
 def test_upload_list_and_download_over_http(remote_client: httpx.Client, data_dir: Path, bucket: str) -> None:
     sha256 = write_fake_rootfs(data_dir, "python", 3 << 20)
     write_fake_snapshot(data_dir, "qemu", "python", {"vmstate": b"v" * 13516, "memory": b"m" * 4096})
@@ -56,10 +43,10 @@ def test_upload_list_and_download_over_http(remote_client: httpx.Client, data_di
 
     upload = remote_client.post("/api/v1/rootfs/upload", json={"language": "python"})
     assert upload.json()["message"] == "rootfs upload started"
-    job = finished(remote_client, upload)
+    job = wait_for_job(remote_client, upload)
     assert job["state"] == "succeeded", job
     assert "100% of 3.0 MiB" in " ".join(job["log"])
-    assert finished(remote_client, remote_client.post("/api/v1/snapshots/upload", json={"language": "python"})
+    assert wait_for_job(remote_client, remote_client.post("/api/v1/snapshots/upload", json={"language": "python"})
                     )["state"] == "succeeded"
 
     rootfs = remote_client.get("/api/v1/rootfs?remote=true")
@@ -75,7 +62,7 @@ def test_upload_list_and_download_over_http(remote_client: httpx.Client, data_di
 
     (data_dir / "images" / "rootfs-python.ext4").unlink()
     assert remote_client.get("/api/v1/rootfs").json()["rootfs"] == []
-    download = finished(remote_client, remote_client.post("/api/v1/rootfs/download", json={"language": "py"}))
+    download = wait_for_job(remote_client, remote_client.post("/api/v1/rootfs/download", json={"language": "py"}))
     assert download["state"] == "succeeded", download
     [local] = remote_client.get("/api/v1/rootfs").json()["rootfs"]
     assert (local["language"], local["sha256"]) == ("python", sha256)

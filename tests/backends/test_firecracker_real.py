@@ -2,10 +2,11 @@
 real rootfs: cold boot + execute, then snapshot, restore + execute.
 
 Runs only where it can: env FIRECRACKER_BIN names a Firecracker binary (and optionally
-FIRECRACKER_JAILER_BIN a jailer), KVM is usable by evidence (CPU vmx/svm and
-KVM_CREATE_VM), and FIRECRACKER_VMLINUX, FIRECRACKER_INITRAMFS and FIRECRACKER_ROOTFS
-name the guest kernel (ELF vmlinux), its initramfs and a rootfs with python3. Otherwise
-it is skipped, naming what is missing.
+FIRECRACKER_JAILER_BIN a jailer) and KVM is usable by evidence (CPU vmx/svm and
+KVM_CREATE_VM). The guest is the project's own: the kernel and initramfs of
+``infra.operator kernel build`` and the python rootfs, both from the data dir, unless
+FIRECRACKER_VMLINUX, FIRECRACKER_INITRAMFS and FIRECRACKER_ROOTFS name others.
+Otherwise it is skipped, naming what is missing.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec
 from infra_operator.backends.firecracker import FirecrackerBackend
 from infra_operator.backends.firecracker._host import kvm_usable
 from infra_operator.config import Settings
 from infra_operator.guest.protocol import b64decode, b64encode
+from infra_operator.images import RootfsStore, load_kernel
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +39,29 @@ LIMITS = {
 }
 
 
+def _guest() -> tuple[KernelFiles | None, Path | None]:
+    """The kernel and rootfs to boot: named by the environment, else the project's own."""
+    if all(os.environ.get(name) for name in ("FIRECRACKER_VMLINUX", "FIRECRACKER_INITRAMFS", "FIRECRACKER_ROOTFS")):
+        vmlinux = Path(os.environ["FIRECRACKER_VMLINUX"])
+        kernel = KernelFiles(bzimage=vmlinux, vmlinux=vmlinux, initramfs=Path(os.environ["FIRECRACKER_INITRAMFS"]),
+                             sha256="unchecked")
+        return kernel, Path(os.environ["FIRECRACKER_ROOTFS"])
+    rootfs = RootfsStore(DATA_DIR / "images").find("python")
+    return load_kernel(Settings(data_dir=DATA_DIR)), rootfs.path if rootfs else None
+
+
 def _missing() -> list[str]:
     missing: list[str] = []
-    for name in ("FIRECRACKER_BIN", "FIRECRACKER_VMLINUX", "FIRECRACKER_INITRAMFS", "FIRECRACKER_ROOTFS"):
-        value = os.environ.get(name)
-        if not value:
-            missing.append(f"env {name} is not set")
-        elif not Path(value).is_file():
-            missing.append(f"{name}={value} does not exist")
+    binary = os.environ.get("FIRECRACKER_BIN")
+    if not binary:
+        missing.append("env FIRECRACKER_BIN is not set")
+    elif not Path(binary).is_file():
+        missing.append(f"FIRECRACKER_BIN={binary} does not exist")
+    kernel, rootfs = _guest()
+    if kernel is None or not kernel.vmlinux.is_file() or not kernel.initramfs.is_file():
+        missing.append(f"no guest kernel in {DATA_DIR}: run `infra.operator kernel build`")
+    if rootfs is None or not rootfs.is_file():
+        missing.append(f"no python rootfs in {DATA_DIR}: run `infra.operator rootfs create --lang python`")
     missing += [f"KVM not usable: {probe.evidence}" for probe in kvm_usable() if not probe.ok]
     return missing
 
@@ -61,10 +79,8 @@ def backend_and_spec(tmp_path: Path) -> tuple[FirecrackerBackend, SandboxSpec]:
         firecracker_bin=Path(os.environ["FIRECRACKER_BIN"]),
         jailer_bin=Path(jailer) if jailer else None,
     )
-    vmlinux = Path(os.environ["FIRECRACKER_VMLINUX"])
-    initramfs = Path(os.environ["FIRECRACKER_INITRAMFS"])
-    rootfs = Path(os.environ["FIRECRACKER_ROOTFS"])
-    kernel = KernelFiles(bzimage=vmlinux, vmlinux=vmlinux, initramfs=initramfs, sha256="unchecked")
+    kernel, rootfs = _guest()
+    assert kernel is not None and rootfs is not None
     spec = SandboxSpec(rootfs=rootfs, rootfs_sha256="unchecked", memory_mb=256, vcpus=1, kernel=kernel)
     return FirecrackerBackend(settings, boot_timeout=30.0), spec
 

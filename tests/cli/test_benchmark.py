@@ -75,7 +75,7 @@ def test_a_compiled_language_in_process_uses_the_images_toolchain_as_baseline(tm
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--langs", "cobol"], 3, "language not found: cobol"),
+        (["--langs", "cobol2"], 3, "language not found: cobol2"),
         (["--all", "--langs", "python"], 2, "exactly one of --langs and --all"),
         (["--langs", "python,go", "--code", "print(1)"], 2, "--code needs exactly one language"),
     ],

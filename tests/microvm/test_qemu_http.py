@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DATA_DIR, Server, require_images, start_server, stop_server
+from conftest import DATA_DIR, Server, require_images, start_server, stop_server, wait_for_job
 
 GO_HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("Hello from Go in a VM") }\n'
 
@@ -62,18 +62,6 @@ def run(client: httpx.Client, language: str, code: str, **extra: object) -> dict
     body: dict[str, Any] = response.json()
     assert body["backend"] == "qemu"
     return body
-
-
-def wait_for_job(client: httpx.Client, started: httpx.Response, seconds: float = 600) -> dict[str, Any]:
-    assert started.status_code == 202, started.text
-    job_id = started.json()["job"]["id"]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still running after {seconds}s")
 
 
 def test_cold_boots_run_python_and_a_compiled_language(vm: httpx.Client) -> None:

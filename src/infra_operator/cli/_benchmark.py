@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -77,8 +78,11 @@ def benchmark(
         chosen = services.backends.choose(backend).name
         with progress_display("benchmark") as show:
             show(f"starting {'a server' if http else 'the executor'} on backend {chosen}")
+            # Keep ready exactly the languages measured, as a server that serves them would.
+            services.settings.pool.prewarm = names
             target: Target = (
-                OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir)})
+                OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir),
+                                      "INFRA_OPERATOR_POOL__PREWARM": json.dumps(names)})
                 if http
                 else InProcess(services, chosen)
             )
