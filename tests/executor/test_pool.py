@@ -268,6 +268,25 @@ def test_the_memory_budget_caps_what_the_pool_holds() -> None:
         assert pool.stats()[0]["target"] == 8
 
 
+def test_a_pre_warmed_key_takes_budget_back_from_demand_elsewhere() -> None:
+    backend = FakeBackend()
+    busy, quiet = fake_spec(memory_mb=100, language="busy"), fake_spec(memory_mb=100, language="quiet")
+    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=200)) as pool:
+        backend.gate.clear()  # starts hang: the takes below miss, and demand raises busy's target
+        takers = [threading.Thread(target=lambda: pool.take(backend, busy)) for _ in range(3)]
+        for taker in takers:
+            taker.start()
+        wait_for(lambda: pool.stats()[0]["target"] >= 2, "demand to raise the busy key's target")
+        backend.gate.set()
+        for taker in takers:
+            taker.join(timeout=WAIT_SECONDS)
+        wait_for(lambda: ready(pool) == 2, "busy's demand to fill the whole budget")
+        pool.warm(backend, quiet, 1)  # a pre-warmed key, below its base, with no budget left
+        by_key = lambda: {e["key"]: e["ready"] for e in pool.stats()}  # noqa: E731
+        wait_for(lambda: by_key().get("language=quiet") == 1, "the pre-warmed key to get its sandbox")
+        assert by_key()["language=busy"] == 1, "one of busy's surplus sandboxes made room"
+
+
 def test_a_key_nobody_asks_for_idles_down() -> None:
     backend = FakeBackend()
     with Pool(PoolSettings(workers=1, idle_seconds=0.3)) as pool:

@@ -284,15 +284,24 @@ class Pool:
         in_flight = sum(entry.starting for entry in self._entries.values())
         # Neediest first: the key with the largest share of its target missing.
         for entry in sorted(self._entries.values(), key=lambda e: e.held / e.target if e.target else 1.0):
-            while (
-                entry.held < entry.target
-                and now >= entry.retry_at
-                and in_flight < self.settings.workers
-                and self._memory_held() + entry.spec.memory_mb <= budget
-            ):
+            while entry.held < entry.target and now >= entry.retry_at and in_flight < self.settings.workers:
+                if self._memory_held() + entry.spec.memory_mb > budget:
+                    if entry.held >= entry.base or not self._evict_surplus(entry):
+                        break
+                    continue
                 entry.starting += 1
                 in_flight += 1
                 self._starter.submit(self._start_one, entry)
+
+    def _evict_surplus(self, needy: _Entry) -> bool:
+        """Base targets come before demand: free one ready sandbox that another key holds
+        beyond its base, so a pre-warmed language is never starved by a burst elsewhere."""
+        for other in self._entries.values():
+            if other is not needy and len(other.ready) > other.base:
+                other.target = max(other.base, other.target - 1)
+                self.dispose(other.ready.pop())
+                return True
+        return False
 
     def _start_one(self, entry: _Entry) -> None:
         try:
