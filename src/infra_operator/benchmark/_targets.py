@@ -159,10 +159,11 @@ class OverHttp:
 
 
 def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:
-    """Whether every language's pre-warmed pool is full (a pool that is off counts as warm)."""
+    """Whether every language's pool holds its pre-warmed number (a pool that is off counts as
+    warm). What demand added on top may never fit the memory budget again: not waited for."""
     for language in languages:
         entries = [e for e in stats if e.get("key") == f"language={language}"]
-        if any(int(e["ready"]) < int(e["target"]) for e in entries):  # type: ignore[call-overload]
+        if any(int(e["ready"]) < min(int(e["base"]), int(e["target"])) for e in entries):  # type: ignore[call-overload]
             return False
     return True
 

@@ -224,6 +224,7 @@ class Pool:
                     "ready": len(e.ready),
                     "starting": e.starting,
                     "target": e.target,
+                    "base": e.base,
                     "takes": e.takes,
                     "misses": e.misses,
                     "memory_mb": e.spec.memory_mb,
