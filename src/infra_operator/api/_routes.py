@@ -117,21 +117,12 @@ def _format_ms(milliseconds: float) -> str:
 
 @api.post("/execute", response_model=ExecuteResponse)
 def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
-    result = services.executor.execute(ExecutionRequest(
-        language=body.language, code=body.code, timeout=body.timeout, stdin=body.stdin, args=tuple(body.args),
-        backend=body.backend, memory_mb=body.memory_mb, cpu_seconds=body.cpu_seconds,
-        processes=body.processes, output_kb=body.output_kb, file_mb=body.file_mb,
-    ))
-    return ExecuteResponse(
-        stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code,
-        load_time=_format_ms(result.load_ms), exec_time=_format_ms(result.exec_ms),
-        language=result.language, version=result.version, backend=result.backend, signal=result.signal,
-        timed_out=result.timed_out, oom_killed=result.oom_killed, stdout_truncated=result.stdout_truncated,
-        stderr_truncated=result.stderr_truncated, output_limit_exceeded=result.output_limit_exceeded,
-        compile_output=result.compile_output, compile_exit_code=result.compile_exit_code,
-        sandbox_start=result.sandbox_start,
-        load_time_ms=round(result.load_ms, 3), exec_time_ms=round(result.exec_ms, 3),
-    )
+    result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
+    fields = dataclasses.asdict(result)
+    load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
+    del fields["details"]
+    return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
+                           load_time_ms=round(load_ms, 3), exec_time_ms=round(exec_ms, 3))
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)
