@@ -46,7 +46,10 @@ class Server:
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     log = tmp / f"server-{port}.log"
-    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **(env or {})}
+    # No ready sandboxes unless a test asks for them: leak and start-up checks then see only
+    # what executions made. The pool has servers of its own (tests/api/test_pool_server.py).
+    no_pool = {"INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"}
+    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **no_pool, **(env or {})}
     if os.environ.get("FIRECRACKER_BIN"):  # the same suites then run on Firecracker too
         environment.setdefault("INFRA_OPERATOR_FIRECRACKER_BIN", os.environ["FIRECRACKER_BIN"])
     with log.open("wb") as output:
@@ -80,11 +83,8 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The real API server with the default backend, shared by the session. It keeps no
-    ready sandboxes, so the leak checks see every process an execution made; the pool is
-    tested with its own servers (tests/api/test_pool_server.py)."""
-    running = start_server(tmp_path_factory.mktemp("server"),
-                           env={"INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"})
+    """The real API server with the default backend, shared by the session."""
+    running = start_server(tmp_path_factory.mktemp("server"))
     try:
         yield running
     finally:

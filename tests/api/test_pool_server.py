@@ -48,7 +48,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 def test_the_server_prewarms_serves_from_the_pool_and_leaves_nothing(tmp_path: Path) -> None:
     require_images("python")
-    server = start_server(tmp_path, env={"INFRA_OPERATOR_POOL__SIZE": "2"})
+    server = start_server(tmp_path, env={"INFRA_OPERATOR_POOL__SIZE": "2", "INFRA_OPERATOR_POOL__MAX_SIZE": "8"})
     try:
         with server.client() as client:
             wait_until(lambda: pool_of(client, "python")["ready"] == 2, "the python pool to fill")

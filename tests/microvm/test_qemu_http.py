@@ -38,8 +38,7 @@ def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             os.link(DATA_DIR / "images" / f"rootfs-{language}.{suffix}", data / "images" / f"rootfs-{language}.{suffix}")
     subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
     server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
-                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
-                                     "INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"})
+                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})
     try:
         health = httpx.get(f"{server.url}/health").json()
         qemu = next(b for b in health["backends"] if b["name"] == "qemu")
