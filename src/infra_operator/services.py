@@ -9,9 +9,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from . import images
-from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, SnapshotFiles, factories
+from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
-from .errors import BackendUnavailable, InvalidRequest, OperatorError
+from .errors import InvalidRequest, OperatorError
 from .executor import Executor, Pool
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
@@ -87,12 +87,6 @@ class Services:
     def list_snapshots(self) -> list[SnapshotInfo]:
         return images.list_snapshots(self.settings)
 
-    def kernel(self) -> KernelFiles:
-        kernel = images.load_kernel(self.settings)
-        if kernel is None:
-            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
-        return kernel
-
     def build_kernel(self, progress: Progress) -> KernelFiles:
         return images.build_kernel(self.settings, progress)
 
@@ -102,20 +96,13 @@ class Services:
             raise InvalidRequest(
                 f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
         self.rootfs.get(language)
-        self.kernel()
-
-    def current_snapshot(self, backend: Backend, language: str) -> SnapshotFiles | None:
-        """The language's snapshot on ``backend``, if made from the current rootfs and kernel."""
-        rootfs, kernel = self.rootfs.find(language), images.load_kernel(self.settings)
-        if rootfs is None or kernel is None:
-            return None
-        return images.find_snapshot(self.settings, backend.name, language, rootfs.sha256, kernel.sha256)
+        images.require_kernel(self.settings)
 
     def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
         self.check_can_snapshot(backend, language)
         rootfs = self.rootfs.get(language)
         spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, memory_mb=mem_mb, vcpus=vcpus,
-                           kernel=self.kernel(), labels={"language": language})
+                           kernel=images.require_kernel(self.settings), labels={"language": language})
         return images.create_snapshot(self.settings, backend, language, spec, progress)
 
     def remote(self, bucket: str | None = None) -> RemoteStore:

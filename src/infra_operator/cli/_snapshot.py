@@ -50,7 +50,7 @@ def create(
     with reporting_errors():
         name = services.catalog.get(lang).name
         chosen = services.backends.for_snapshots(backend)
-        if if_stale and services.current_snapshot(chosen, name) is not None:
+        if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
             out.print(f"the {chosen.name} snapshot of {name} is up to date")
             return
         with progress_display(f"snapshot of {name} on {chosen.name}") as progress:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..backends import SandboxSpec
-from ..errors import AgentError, AgentTimeout, BackendUnavailable
+from ..errors import AgentError, AgentTimeout
 from ..guest import b64decode, b64encode
-from ..images import find_snapshot, load_kernel
+from ..images import find_snapshot, require_kernel
 from . import _limits
 from ._admission import Admission
 from ._pool import Pool
@@ -114,9 +114,7 @@ class Executor:
             return spec
         # A microVM's RAM is the server's setting (or its snapshot's); the request's memory
         # limit is applied inside the guest by the agent's cgroup.
-        kernel = load_kernel(self.settings)
-        if kernel is None:
-            raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+        kernel = require_kernel(self.settings)
         snapshot = find_snapshot(self.settings, backend.name, language.name, rootfs.sha256, kernel.sha256)
         return dataclasses.replace(spec, memory_mb=self.settings.vm_memory_mb, kernel=kernel, snapshot=snapshot)
 

@@ -9,7 +9,7 @@ from ._files import sweep
 from ._progress import ByteProgress, progress_lines
 from ._rootfs_builder import Progress, build_rootfs, is_stale
 from ._rootfs_store import RootfsInfo, RootfsStore
-from .kernel import build_kernel, kernel_is_stale, load_kernel
+from .kernel import build_kernel, kernel_is_stale, load_kernel, require_kernel
 from .snapshots import SnapshotInfo, create_snapshot, describe, find_snapshot, list_snapshots, remove_snapshot
 
 if TYPE_CHECKING:
@@ -44,5 +44,6 @@ __all__ = [
     "load_kernel",
     "progress_lines",
     "remove_snapshot",
+    "require_kernel",
     "sweep",
 ]

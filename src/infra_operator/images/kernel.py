@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .. import guest
 from ..backends.base import KernelFiles
-from ..errors import BuildFailed
+from ..errors import BackendUnavailable, BuildFailed
 from . import _initramfs
 from ._files import read_json, sha256_of, sweep_partials, write_json_atomically
 from ._vmlinux import extract_vmlinux
@@ -156,6 +156,14 @@ def build_kernel(settings: Settings, progress: Progress, *, package: str | None 
     write_json_atomically(kernels / RECORD_NAME, record)
     progress(f"kernel {version} ready in {directory} (sha256 {sha256[:12]})")
     return _files(directory, sha256)
+
+
+def require_kernel(settings: Settings) -> KernelFiles:
+    """The current kernel build, or the error that says how to make one."""
+    kernel = load_kernel(settings)
+    if kernel is None:
+        raise BackendUnavailable("the guest kernel is not built: run `infra.operator kernel build`")
+    return kernel
 
 
 def agent_fingerprint() -> str:
