@@ -17,6 +17,7 @@ import errno
 import os
 import struct
 from dataclasses import dataclass
+from functools import cache
 
 # From linux/audit.h, linux/seccomp.h and linux/filter.h.
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -144,8 +145,10 @@ def _assemble(ops: list[_Op]) -> bytes:
     return bytes(out)
 
 
+@cache
 def program() -> bytes:
-    """The filter as bytes, ready to be written to the fd bwrap reads it from."""
+    """The filter as bytes, ready to be written to the fd bwrap reads it from; the same for
+    every jail, so assembled once."""
     ops = [
         _load(_ARCH),
         _Op(_BPF_JEQ_K, AUDIT_ARCH_X86_64, false="deny"),
