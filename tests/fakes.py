@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from infra_operator.backends import Capabilities, SandboxSpec, SnapshotFiles, State
+from infra_operator.backends.base import Isolation
 from infra_operator.errors import AgentError, InvalidRequest, SandboxError
 
 
@@ -42,6 +43,7 @@ class FakeSandbox:
 
 class FakeBackend:
     name = "fake"
+    isolation: Isolation = "namespace"
 
     def __init__(self) -> None:
         self.started: list[FakeSandbox] = []
@@ -54,7 +56,7 @@ class FakeBackend:
         self._lock = threading.Lock()
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(name=self.name, isolation="namespace", usable=True, evidence=("a test double",))
+        return Capabilities(name=self.name, isolation=self.isolation, usable=True, evidence=("a test double",))
 
     def start(self, spec: SandboxSpec) -> FakeSandbox:
         self.gate.wait()

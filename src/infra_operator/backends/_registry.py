@@ -44,6 +44,7 @@ class BackendSet:
         self.settings = settings
         self._factories = factories
         self._backends: dict[str, Backend] = {}
+        self._usable: dict[str, Backend] = {}
 
     def names(self) -> list[str]:
         return list(self._factories)
@@ -66,11 +67,14 @@ class BackendSet:
                 if candidate in self._factories and _strong_enough_for_auto(self.get(candidate).capabilities()):
                     return self.get(candidate)
             raise BackendUnavailable("no backend works on this host: run `infra.operator setup` to see why")
+        if name in self._usable:
+            return self._usable[name]
         backend = self.get(name)
-        capabilities = backend.capabilities()
+        capabilities = backend.capabilities()  # probes the host: once per backend, not per request
         if not capabilities.usable:
             why = "; ".join(capabilities.missing) or "it is not usable here"
             raise BackendUnavailable(f"backend {name} cannot run on this host: {why}")
+        self._usable[name] = backend
         return backend
 
     def choose(self, requested: str | None) -> Backend:

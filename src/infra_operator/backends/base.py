@@ -102,6 +102,8 @@ class Sandbox(Protocol):
 
 class Backend(Protocol):
     name: str
+    isolation: Isolation
+    """Static per backend: the executor reads it on every request without probing the host."""
 
     def capabilities(self) -> Capabilities: ...
 

@@ -110,7 +110,7 @@ class Executor:
             disk_mb=limits.file_mb,
             labels={"language": language.name},
         )
-        if backend.capabilities().isolation != "vm":
+        if backend.isolation != "vm":
             return spec
         # A microVM's RAM is the server's setting (or its snapshot's); the request's memory
         # limit is applied inside the guest by the agent's cgroup.

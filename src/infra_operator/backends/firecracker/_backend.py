@@ -28,7 +28,7 @@ from ...errors import (
 )
 from ...guest.protocol import AGENT_VSOCK_PORT
 from .. import _channel
-from ..base import Capabilities, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _host, _vsock
 from ._api import FirecrackerApi, Refused
 from ._vm import API_SOCKET, PID_FILE, RUN_PREFIX, VSOCK_SOCKET, Launcher, MicroVm, jail_cgroups
@@ -119,6 +119,7 @@ class FirecrackerSandbox:
 
 class FirecrackerBackend:
     name = "firecracker"
+    isolation: Isolation = "vm"
 
     def __init__(
         self,
@@ -175,7 +176,7 @@ class FirecrackerBackend:
             )
         return Capabilities(
             name=self.name,
-            isolation="vm",
+            isolation=self.isolation,
             usable=not missing,
             accelerator="kvm" if all(probe.ok for probe in kvm) else None,
             snapshots=True,

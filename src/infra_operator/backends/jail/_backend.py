@@ -26,7 +26,7 @@ from ... import guest
 from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
 from .. import _channel
 from .._leftovers import stale_run_folders
-from ..base import Capabilities, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
@@ -186,6 +186,7 @@ def _probe() -> tuple[bool, str]:
 
 class JailBackend:
     name = "jail"
+    isolation: Isolation = "namespace"
 
     def __init__(self, run_dir: Path, runtime_dir: Path) -> None:
         self.run_dir = run_dir
@@ -206,12 +207,13 @@ class JailBackend:
         usable = works and os.geteuid() == 0
         why = ("run as root",) if works else (f"apt-get install bubblewrap ({evidence})",)
         missing = () if usable else why
-        return Capabilities(name=self.name, isolation="namespace", usable=usable, snapshots=False,
+        return Capabilities(name=self.name, isolation=self.isolation, usable=usable, snapshots=False,
                             evidence=(evidence, f"limits through {cgroups}"), missing=missing)
 
     def start(self, spec: SandboxSpec) -> JailSandbox:
-        if not self.capabilities().usable:
-            raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(self.capabilities().missing))
+        capabilities = self.capabilities()
+        if not capabilities.usable:
+            raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(capabilities.missing))
         root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
         run_dir = self.run_dir / f"jail-{sandbox_id}"

@@ -27,7 +27,7 @@ from ...errors import (
     SnapshotNotFound,
 )
 from .. import _channel
-from ..base import Accelerator, Capabilities, KernelFiles, SandboxSpec, SnapshotFiles, State
+from ..base import Accelerator, Capabilities, Isolation, KernelFiles, SandboxSpec, SnapshotFiles, State
 from . import _command, _probe, _process
 from ._qmp import Monitor
 
@@ -194,6 +194,7 @@ class QemuBackend:
     """
 
     name = "qemu"
+    isolation: Isolation = "vm"
 
     def __init__(
         self,
@@ -241,7 +242,7 @@ class QemuBackend:
             evidence.extend(found.lines)
         return Capabilities(
             name=self.name,
-            isolation="vm",
+            isolation=self.isolation,
             usable=not missing,
             accelerator=accelerator,
             snapshots=True,
