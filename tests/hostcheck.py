@@ -27,7 +27,7 @@ RUNTIME_DIR = Path("/run/infra-operator")
 NOT_LEAKS = (str(RUNTIME_DIR / "mounts") + "/", str(DATA_DIR / "cache" / "build") + "/")
 
 
-def _parent(pid: int) -> int | None:
+def parent(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -36,7 +36,7 @@ def _parent(pid: int) -> int | None:
 
 
 def descendants(root: int) -> set[int]:
-    parents = {pid: _parent(pid) for pid in (int(p) for p in os.listdir("/proc") if p.isdigit())}
+    parents = {pid: parent(pid) for pid in (int(p) for p in os.listdir("/proc") if p.isdigit())}
     found: set[int] = set()
     frontier = {root}
     while frontier:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
 
 WORK_DIR = "/work"
 USAGE = """usage: infra.operator guest [--channel stdio|virtio:NAME|vsock:PORT] [--work-dir DIR]
+       infra.operator guest --template SECCOMP_FD
 
 The guest agent: answers the host's requests over the channel until it closes.
+With --template, a jail template: forks a confined sandbox, whose agent answers on
+stdio, for each request on stdin (a unix socket); see guest/_template.py.
 """
 
 
@@ -85,7 +88,7 @@ def serve(read_fd: int, write_fd: int, handler: Handler = handle) -> None:
 def _options(argv: list[str]) -> dict[str, str]:
     """``--channel`` and ``--work-dir``, as ``--name value`` or ``--name=value`` (argparse
     alone would cost the agent's start-up more than the rest of its imports)."""
-    options = {"--channel": "stdio", "--work-dir": WORK_DIR}
+    options = {"--channel": "stdio", "--work-dir": WORK_DIR, "--template": ""}
     rest = list(argv)
     while rest:
         name, _, value = rest.pop(0).partition("=")
@@ -99,14 +102,23 @@ def _options(argv: list[str]) -> dict[str, str]:
     return options
 
 
-def main(argv: list[str] | None = None) -> None:
-    options = _options(sys.argv[1:] if argv is None else argv)
-    work_dir = options["--work-dir"]
+def _answer_host(channel: str, work_dir: str) -> None:
     _confine.harden_agent()
     os.chdir(work_dir)
-    for read_fd, write_fd in _channels.by_name(options["--channel"]):
+    for read_fd, write_fd in _channels.by_name(channel):
         try:
             serve(read_fd, write_fd, functools.partial(handle, work_dir=work_dir))
         except ChannelClosed:
             continue
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = _options(sys.argv[1:] if argv is None else argv)
+    work_dir = options["--work-dir"]
+    if options["--template"]:
+        from . import _template  # only a jail template needs it
+
+        _template.serve(0, int(options["--template"]), functools.partial(_answer_host, "stdio", work_dir))
+        return
+    _answer_host(options["--channel"], work_dir)
 

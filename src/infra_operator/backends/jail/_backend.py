@@ -1,12 +1,15 @@
-"""The jail backend: bubblewrap over a rootfs mounted read-only.
+"""The jail backend: namespaces over a rootfs mounted read-only.
 
-Each sandbox is one bwrap process in fresh namespaces (no network, its own PIDs,
-IPC, UTS and mounts), all capabilities dropped, under a seccomp filter, running as
-uid 65534 (host uid 65534 too, see ``_userns``), with private tmpfs for /work,
-/tmp and /dev/shm sized by the request's file limit, inside a host cgroup that
-bounds memory and processes. The agent is the namespace's PID 1, so ``kill(-1)`` from user code
-cannot reach it, and when it exits every process of the sandbox dies with it.
-The agent talks to the host over bwrap's stdin and stdout.
+Each sandbox has fresh namespaces (no network, its own PIDs, IPC, UTS, cgroups and
+mounts), all capabilities dropped, a seccomp filter, uid 65534 (host uid 65534 too,
+see ``_userns``), private tmpfs for /work, /tmp and /dev/shm sized by the request's
+file limit, and a host cgroup that bounds memory and processes. The agent is the
+namespace's PID 1, so ``kill(-1)`` from user code cannot reach it, and when it exits
+every process of the sandbox dies with it. It talks to the host over two pipes.
+
+A sandbox is forked, already confined, from the image's template (``_template``): a
+bwrap started once per image whose agent has paid the interpreter's start-up, so a
+new sandbox costs a fork and some namespaces rather than a bwrap and an interpreter.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import compileall
 import itertools
 import os
 import shutil
-import signal
 import subprocess
+import threading
 import uuid
 from functools import cache
 from pathlib import Path
@@ -30,68 +33,33 @@ from ..base import Capabilities, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
+from ._template import SANDBOX_UID, Template
 
-SANDBOX_UID = 65534
-GUEST_MOUNT = "/opt/infra-operator/guest"
 READY_TIMEOUT_SECONDS = 10.0
-_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _counter = itertools.count()
 
 
-def _bwrap_argv(root: Path, agent: Path, tmpfs_bytes: int, userns_fd: int, seccomp_fd: int) -> list[str]:
-    return [
-        "bwrap",
-        "--userns", str(userns_fd),
-        "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--new-session",
-        "--as-pid-1",
-        "--ro-bind", str(root), "/",
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
-        "--perms", "0777", "--size", str(tmpfs_bytes), "--tmpfs", "/work",
-        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
-        "--ro-bind", str(agent), GUEST_MOUNT,
-        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-        "--hostname", "sandbox",
-        "--cap-drop", "ALL",
-        "--seccomp", str(seccomp_fd),
-        "--clearenv",
-        "--setenv", "PATH", _SANDBOX_PATH,
-        "--setenv", "PYTHONPATH", str(Path(GUEST_MOUNT).parent),
-        "--chdir", "/work",
-        "/usr/bin/python3", "-B", "-m", "guest", "--channel", "stdio",
-    ]
-
-
 class JailSandbox:
-    def __init__(self, sandbox_id: str, process: subprocess.Popen[bytes], cgroup: HostCgroup, run_dir: Path) -> None:
+    def __init__(self, sandbox_id: str, channel: tuple[int, int], cgroup: HostCgroup, template: Template) -> None:
         self.id = sandbox_id
         self.state = State.CREATED
-        self._process = process
+        self._read_fd, self._write_fd = channel
         self._cgroup = cgroup
-        self._run_dir = run_dir
-
-    def _fds(self) -> tuple[int, int]:
-        assert self._process.stdout is not None and self._process.stdin is not None
-        return self._process.stdout.fileno(), self._process.stdin.fileno()
+        self._template = template
 
     def wait_ready(self) -> None:
-        read_fd, write_fd = self._fds()
         try:
-            _channel.wait_ready(read_fd, write_fd, READY_TIMEOUT_SECONDS, self.id)
+            _channel.wait_ready(self._read_fd, self._write_fd, READY_TIMEOUT_SECONDS, self.id)
         except (AgentError, AgentTimeout) as exc:
-            raise SandboxError(f"{exc.message}; bwrap said: {self._stderr_tail()}") from exc
+            raise SandboxError(f"{exc.message}; the template said: {self._template.stderr_tail()}") from exc
         self.state = State.READY
 
     def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
         if self.state is not State.READY:
             raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
         self.state = State.RUNNING
-        read_fd, write_fd = self._fds()
         try:
-            return _channel.call(read_fd, write_fd, message, deadline, self.id)
+            return _channel.call(self._read_fd, self._write_fd, message, deadline, self.id)
         finally:
             if self.state is State.RUNNING:
                 self.state = State.READY
@@ -99,26 +67,14 @@ class JailSandbox:
     def outcome(self) -> dict[str, Any]:
         return {"oom_killed": self._cgroup.oom_killed()}
 
-    def _stderr_tail(self) -> str:
-        try:
-            return (self._run_dir / "stderr.log").read_text(errors="replace").strip()[-500:] or "nothing"
-        except OSError:
-            return "nothing"
-
     def destroy(self) -> None:
         if self.state is State.DESTROYED:
             return
         self.state = State.DESTROYED
-        try:
-            os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for pipe in (self._process.stdin, self._process.stdout):
-            if pipe is not None:
-                pipe.close()
-        self._process.wait()
+        # Its agent exits at the end of its channel; whatever is still running dies with the group.
+        os.close(self._write_fd)
+        os.close(self._read_fd)
         self._cgroup.remove()
-        shutil.rmtree(self._run_dir, ignore_errors=True)
 
     def __enter__(self) -> JailSandbox:
         return self
@@ -193,6 +149,8 @@ class JailBackend:
         self.runtime_dir = runtime_dir
         self.mounts = ImageMounts(runtime_dir / "mounts")
         self._agent: Path | None = None
+        self._templates: dict[Path, Template] = {}
+        self._templates_lock = threading.Lock()
 
     def _agent_dir(self) -> Path:
         if self._agent is None:
@@ -210,35 +168,38 @@ class JailBackend:
         return Capabilities(name=self.name, isolation=self.isolation, usable=usable, snapshots=False,
                             evidence=(evidence, f"limits through {cgroups}"), missing=missing)
 
+    def _template(self, root: Path, replace: Template | None = None) -> Template:
+        """The running template for the image mounted at ``root``: started on first use,
+        and again when it died or ``replace``, the one a caller found broken, is current."""
+        with self._templates_lock:
+            template = self._templates.get(root)
+            if template is None or template is replace or not template.alive():
+                if template is not None:
+                    template.close()
+                name = f"jail-{os.getpid()}-template-{next(_counter)}"
+                template = Template(root, self._agent_dir(), _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID),
+                                    self.run_dir / name)
+                self._templates[root] = template
+            return template
+
     def start(self, spec: SandboxSpec) -> JailSandbox:
         capabilities = self.capabilities()
         if not capabilities.usable:
             raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(capabilities.missing))
         root = self.mounts.mount(spec.rootfs, spec.rootfs_sha256)
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
-        run_dir = self.run_dir / f"jail-{sandbox_id}"
         cgroup = HostCgroup.create(sandbox_id, spec.memory_mb * 1024 * 1024, spec.processes)
-        seccomp_fd = -1
         try:
-            run_dir.mkdir(parents=True)
-            userns_fd = _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID)
-            seccomp_fd = _seccomp.program_fd()
-            argv = _bwrap_argv(root, self._agent_dir(), spec.disk_mb * 1024 * 1024, userns_fd, seccomp_fd)
-            with (run_dir / "stderr.log").open("wb") as stderr:
-                process = subprocess.Popen(
-                    cgroup.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                    start_new_session=True, pass_fds=(userns_fd, seccomp_fd),
-                )
-        except BaseException as exc:
+            template = self._template(root)
+            try:
+                channel = template.spawn(spec.disk_mb * 1024 * 1024, cgroup)
+            except SandboxError:  # it died since we last asked: one new template, one more try
+                template = self._template(root, replace=template)
+                channel = template.spawn(spec.disk_mb * 1024 * 1024, cgroup)
+        except BaseException:
             cgroup.remove()
-            shutil.rmtree(run_dir, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise SandboxError(f"cannot start bwrap: {exc.strerror or exc}") from exc
             raise
-        finally:
-            if seccomp_fd >= 0:
-                os.close(seccomp_fd)
-        sandbox = JailSandbox(sandbox_id, process, cgroup, run_dir)
+        sandbox = JailSandbox(sandbox_id, channel, cgroup, template)
         try:
             sandbox.wait_ready()
         except BaseException:
@@ -250,6 +211,10 @@ class JailBackend:
         raise InvalidRequest("the jail backend cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
 
     def close(self) -> None:
+        with self._templates_lock:
+            for template in self._templates.values():
+                template.close()
+            self._templates.clear()
         self.mounts.close()
 
     def sweep(self) -> list[str]:

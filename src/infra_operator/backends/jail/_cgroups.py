@@ -8,7 +8,6 @@ at start-up can tell the leftovers of a dead server from the groups of a live on
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import time
 from pathlib import Path
@@ -61,10 +60,18 @@ class HostCgroup:
         except OSError as exc:
             raise SandboxError(f"cannot create cgroup {name}: {exc.strerror or exc}") from exc
 
-    def wrap(self, argv: list[str]) -> list[str]:
-        """Prefix ``argv`` so it starts inside the group, before it can fork."""
-        joins = "; ".join(f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))}" for group in self.dirs)
-        return ["/bin/sh", "-c", f'{joins}; exec "$@"', "jail", *argv]
+    def open_procs(self) -> list[int]:
+        """Each group's ``cgroup.procs``, open for writing: a process given them joins the group
+        by writing ``0``, which the kernel allows on the strength of who opened the file (us)."""
+        fds: list[int] = []
+        try:
+            for group in self.dirs:
+                fds.append(os.open(group / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"cannot open {group}/cgroup.procs: {exc.strerror or exc}") from exc
+        return fds
 
     def oom_killed(self) -> bool:
         for group in self.dirs:

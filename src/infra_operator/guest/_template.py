@@ -1,0 +1,180 @@
+"""A jail template: a started agent that forks each new sandbox from itself.
+
+Starting a jail used to mean a new bwrap and a new interpreter importing the agent,
+about 25 ms of CPU, most of the cost of a short execution. The template pays that
+once per image: the host starts it in a jail of its own (same image, same user
+namespace, no network) that keeps its capabilities within that namespace, and
+then asks it for sandboxes over a unix socket. For each request it forks a child
+that, before it answers anyone:
+
+- leaves for fresh mount, PID, network, IPC, UTS and cgroup namespaces;
+- mounts fresh tmpfs on /work, /tmp and /dev/shm, sized by the request, a fresh
+  devpts and, as the new PID namespace's init, a fresh /proc;
+- joins the host cgroup the host made for it (through the ``cgroup.procs`` files
+  the host opened and sent along), so its limits hold before any user code runs;
+- drops every capability for good (bounding, ambient, permitted), sets
+  no_new_privs and loads the host's seccomp program, exactly what bwrap does for a
+  jail started on its own;
+- keeps only its own channel, the two pipe ends the host sent, and closes
+  everything else, the template's socket first of all.
+
+The template itself never runs user code and holds nothing a sandbox could use: it
+is not in any sandbox's PID namespace, its /dev is read-only and every writable
+place is mounted over in the child. Each sandbox is still used for one execution.
+
+When the host's end of the socket closes (the server exits, however it dies) the
+template exits, and with it, as its PID namespace's init, every sandbox it made.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+
+from ._signals import signal
+from .protocol import ProtocolError, decode_json, encode_json, send
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
+    from collections.abc import Callable
+
+# From linux/sched.h, linux/mount.h, linux/prctl.h, linux/capability.h, linux/seccomp.h.
+_CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+_CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_PR_SET_SECCOMP, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 22, 24, 38, 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SECCOMP_MODE_FILTER = 2
+_CAPABILITY_VERSION_3 = 0x20080522
+_SCRATCH = (("/work", "0777"), ("/tmp", "1777"), ("/dev/shm", "1777"))
+# What bwrap's --proc makes read-only: the kernel's knobs are not the sandbox's to turn.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+_MAX_REQUEST = 4096
+_MAX_FDS = 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
+    _check(
+        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                    options.encode() if options else None),
+        f"mount {target}",
+    )
+
+
+class _Confinement:
+    """What every sandbox is given up to: read once, when the template starts."""
+
+    def __init__(self, seccomp_program: bytes) -> None:
+        self._program = ctypes.create_string_buffer(seccomp_program, len(seccomp_program))
+        self._fprog = _SockFprog(len(seccomp_program) // 8, ctypes.addressof(self._program))
+        with open("/proc/sys/kernel/cap_last_cap") as last:
+            self._last_cap = int(last.read())
+
+    def apply(self) -> None:
+        for cap in range(self._last_cap + 1):
+            _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+        _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+        header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+        nothing = (_CapData * 2)()
+        _check(_libc.capset(ctypes.byref(header), ctypes.byref(nothing)), "drop capabilities")
+        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+        _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
+               "load the seccomp filter")
+
+
+def _fresh_mounts(scratch_bytes: int) -> None:
+    # Private first, so nothing mounted here reaches the template or a sibling.
+    _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
+    for path, mode in _SCRATCH:
+        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={scratch_bytes},mode={mode}")
+    _mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+
+
+def _become_sandbox(request: dict[str, object], fds: list[int], confinement: _Confinement) -> None:
+    """In the forked child: everything from the module's list, then the channel on fds 0 and 1."""
+    channel_in, channel_out, *cgroup_procs = fds
+    _check(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS),
+           "unshare namespaces")
+    _fresh_mounts(int(str(request["scratch_bytes"])))
+    if os.fork() != 0:
+        os._exit(0)  # the new PID namespace's init is our child; the template reaps us
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    for path in _PROC_READ_ONLY:
+        if os.path.exists(path):
+            _mount(path, path, None, _MS_BIND | _MS_REC)
+            _mount("none", path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    for fd in cgroup_procs:
+        os.write(fd, b"0")
+    _check(_libc.unshare(_CLONE_NEWCGROUP), "unshare the cgroup namespace")
+    os.setsid()
+    os.chdir("/work")
+    confinement.apply()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.dup2(channel_in, 0)
+    os.dup2(channel_out, 1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+
+
+def _spawn(request: dict[str, object], fds: list[int], confinement: _Confinement, run_agent: Callable[[], None]) -> None:
+    if os.fork() == 0:
+        try:
+            _become_sandbox(request, fds, confinement)
+        except BaseException as exc:
+            # The host is waiting for the agent's answer on this channel: tell it why there is none.
+            send(fds[1], {"ok": False, "error": f"cannot make the sandbox: {exc}"})
+            os._exit(1)
+        try:
+            run_agent()
+        finally:
+            os._exit(0)
+    for fd in fds:
+        os.close(fd)
+
+
+def serve(control: int, seccomp_fd: int, run_agent: Callable[[], None]) -> None:
+    """Answer the host's sandbox requests on ``control`` until it closes; ``run_agent``
+    is what each sandbox runs once it is confined, its channel on fds 0 and 1."""
+    with os.fdopen(seccomp_fd, "rb") as program:
+        confinement = _Confinement(program.read())
+    # The template is its PID namespace's init: orphaned sandboxes come to it, and are reaped at once.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    host = socket.socket(fileno=control)
+    host.send(encode_json({"ok": True, "pid": os.getpid()}))  # one record: the template is up
+    while True:
+        payload, fds, _, _ = socket.recv_fds(host, _MAX_REQUEST, _MAX_FDS)
+        if not payload:
+            return
+        try:
+            request = decode_json(payload)
+        except ProtocolError:
+            request = None
+        if not isinstance(request, dict) or len(fds) < 2:
+            for fd in fds:  # only the host writes here; a request it did not mean is dropped
+                os.close(fd)
+            continue
+        _spawn(request, fds, confinement, run_agent)
+

@@ -1,0 +1,147 @@
+"""Jail templates: sandboxes forked from one template share nothing a program could use,
+a dead template is replaced, and a template never outlives its server.
+
+Real servers and real jails throughout; the template's processes are found on the
+host by their command line (``--template``) under the server's process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server, require_images, start_server, stop_server
+from hostcheck import cmdline, descendants, parent
+
+WAIT_SECONDS = 30.0
+NAMESPACES = ("pid", "mnt", "net", "ipc", "uts", "cgroup", "user")
+
+# Prints its namespaces, then stays alive long enough that its sibling runs meanwhile.
+SHOW_NAMESPACES = f"""
+import json, os, time
+print(json.dumps({{name: os.readlink(f"/proc/self/ns/{{name}}") for name in {NAMESPACES!r}}}), flush=True)
+time.sleep(2)
+"""
+
+# One sandbox holds a pty open while the other looks at /dev/pts; both try to write /dev.
+SHOW_DEV = """
+import os, sys, time
+try:
+    open("/dev/planted", "w")
+    wrote = "wrote /dev"
+except OSError as exc:
+    wrote = exc.strerror
+if sys.argv[1] == "hold":
+    master, slave = os.openpty()
+    print(wrote, sorted(os.listdir("/dev/pts")), flush=True)
+    time.sleep(3)
+else:
+    time.sleep(1)
+    print(wrote, sorted(os.listdir("/dev/pts")), flush=True)
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    require_images("python")
+    running = start_server(tmp_path, "--backend", "jail")
+    yield running
+    stop_server(running)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def templates_of(server_pid: int) -> set[int]:
+    """The template agents of one server: the python whose parent is a bwrap (the sandboxes
+    it forked have the same command line, and the template for a parent)."""
+    return {
+        pid for pid in descendants(server_pid)
+        if cmdline(pid).startswith("/usr/bin/python3") and "--template" in cmdline(pid)
+        and cmdline(parent(pid) or 0).startswith("bwrap")
+    }
+
+
+def pool_ready(client: httpx.Client) -> int:
+    return sum(int(entry["ready"]) for entry in client.get("/health").json().get("pool", []))
+
+
+def execute(client: httpx.Client, code: str, *args: str) -> dict[str, object]:
+    response = client.post("/api/v1/execute", json={"language": "python", "code": code, "args": list(args)})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    assert body["exit_code"] == 0, body["stderr"]
+    return body
+
+
+def test_concurrent_sandboxes_share_no_namespace_with_each_other_or_their_template(server: Server) -> None:
+    with server.client() as client, ThreadPoolExecutor(2) as threads:
+        seen = [json.loads(str(body["stdout"])) for body in threads.map(lambda _: execute(client, SHOW_NAMESPACES), range(2))]
+    (template,) = templates_of(server.process.pid)
+    own = {name: os.readlink(f"/proc/{template}/ns/{name}") for name in NAMESPACES}
+    for name in NAMESPACES:
+        if name == "user":  # by design: one user namespace mapping only uid 65534 (see jail/_userns.py)
+            assert seen[0][name] == seen[1][name] == own[name]
+            continue
+        assert len({seen[0][name], seen[1][name], own[name]}) == 3, name
+
+
+def test_dev_is_read_only_and_each_sandbox_has_its_own_ptys(server: Server) -> None:
+    with server.client() as client, ThreadPoolExecutor(2) as threads:
+        holder = threads.submit(execute, client, SHOW_DEV, "hold")
+        time.sleep(0.5)
+        looker = threads.submit(execute, client, SHOW_DEV, "look")
+        held, looked = holder.result()["stdout"], looker.result()["stdout"]
+    assert held == "Read-only file system ['0', 'ptmx']\n"
+    assert looked == "Read-only file system ['ptmx']\n"
+
+
+def test_a_killed_template_is_replaced_and_its_sandboxes_die_with_it(server: Server) -> None:
+    with server.client() as client:
+        execute(client, "print(1)")
+        (first,) = templates_of(server.process.pid)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: first not in templates_of(server.process.pid), "the killed template to go")
+        assert execute(client, "print(2)")["stdout"] == "2\n"
+        (second,) = templates_of(server.process.pid)
+        assert second != first
+
+
+def test_a_killed_server_takes_its_templates_and_sandboxes_along(tmp_path: Path) -> None:
+    require_images("python")
+    pool = {"INFRA_OPERATOR_POOL__SIZE": "2", "INFRA_OPERATOR_POOL__MAX_SIZE": "2"}
+    server = start_server(tmp_path, "--backend", "jail", env=pool)
+    try:
+        with server.client() as client:
+            execute(client, "print(1)")
+            wait_for(lambda: pool_ready(client) >= 2, "the pool's sandboxes")
+        left = descendants(server.process.pid)
+        assert templates_of(server.process.pid)
+    finally:
+        server.process.kill()  # SIGKILL: no shutdown code runs
+        server.process.wait()
+    wait_for(lambda: not any(cmdline(pid) for pid in left), "the server's templates and sandboxes to exit")
+
+
+def test_stopping_the_server_stops_its_templates(tmp_path: Path) -> None:
+    require_images("python")
+    server = start_server(tmp_path, "--backend", "jail")
+    with server.client() as client:
+        execute(client, "print(1)")
+    templates = templates_of(server.process.pid)
+    assert templates
+    stop_server(server)
+    assert not any(cmdline(pid) for pid in templates)
