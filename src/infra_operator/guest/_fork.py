@@ -207,8 +207,8 @@ def _finish() -> None:
     import atexit
 
     atexit._run_exitfuncs()
-    import contextlib
-
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed or broken stream has nothing to flush
+        try:
             stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream has nothing to flush
+            pass
