@@ -7,6 +7,7 @@ host by their command line (``--template``) under the server's process tree.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +20,11 @@ import httpx
 import pytest
 from conftest import Server, require_images, start_server, stop_server
 from hostcheck import cmdline, descendants, parent
+
+from infra_operator.backends import Sandbox, SandboxSpec
+from infra_operator.backends.jail import JailBackend, _backend
+from infra_operator.config import Settings
+from infra_operator.services import Services
 
 WAIT_SECONDS = 30.0
 NAMESPACES = ("pid", "mnt", "net", "ipc", "uts", "cgroup", "user")
@@ -145,3 +151,53 @@ def test_stopping_the_server_stops_its_templates(tmp_path: Path) -> None:
     assert templates
     stop_server(server)
     assert not any(cmdline(pid) for pid in templates)
+
+
+# -- retiring: the backend in this process, so its templates are our descendants
+
+
+@pytest.fixture
+def jail(tmp_path: Path) -> Iterator[tuple[JailBackend, SandboxSpec]]:
+    require_images("python")
+    services = Services(Settings())
+    backend = services.backends.get("jail")
+    assert isinstance(backend, JailBackend)
+    yield backend, services.executor.default_spec(backend, "python")
+    backend.close()
+    assert templates_of(os.getpid()) == set(), "closing the backend left a template running"
+
+
+def answers(sandbox: Sandbox) -> bool:
+    return sandbox.call({"op": "ping"}, time.monotonic() + 10)["ok"] is True
+
+
+def test_a_rebuilt_image_gets_a_new_template_and_the_old_one_stops_with_its_last_sandbox(
+    jail: tuple[JailBackend, SandboxSpec],
+) -> None:
+    backend, spec = jail
+    old_sandbox = backend.start(spec)
+    (old,) = templates_of(os.getpid())
+    # Another checksum is another build as far as the backend can tell: a mount, and a template, of its own.
+    rebuilt = dataclasses.replace(spec, rootfs_sha256="f" * 64)
+    new_sandbox = backend.start(rebuilt)
+    assert templates_of(os.getpid()) - {old}
+    assert answers(old_sandbox) and answers(new_sandbox)  # retiring ended nothing in use
+    old_sandbox.destroy()
+    wait_for(lambda: old not in templates_of(os.getpid()), "the retired template to stop")
+    assert answers(new_sandbox)
+    new_sandbox.destroy()
+
+
+def test_a_template_hands_over_after_its_share_of_sandboxes(
+    jail: tuple[JailBackend, SandboxSpec], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend, spec = jail
+    monkeypatch.setattr(_backend, "TEMPLATE_SANDBOXES", 2)
+    seen = []
+    for _ in range(3):
+        with backend.start(spec) as sandbox:
+            assert answers(sandbox)
+            seen.append(templates_of(os.getpid()))
+    assert seen[0] == seen[1] and len(seen[0]) == 1
+    wait_for(lambda: len(templates_of(os.getpid())) == 1, "the first template to stop")
+    assert templates_of(os.getpid()) != seen[0]

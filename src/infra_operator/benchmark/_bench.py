@@ -218,6 +218,7 @@ def bench_language(
                 f"{language.name}: bare run printed {bare_output!r}, the sandbox {first.stdout!r}"
             )
 
+        target.wait_warm([language.name])
         samples: list[Any] = []
         bare_ms: list[float] = []
         per_round = max(1, config.requests // config.rounds)
@@ -262,6 +263,4 @@ def run_benchmark(
     config: BenchmarkConfig,
     progress: Progress = lambda line: None,
 ) -> list[LanguageResult]:
-    progress("waiting for the pool to fill")
-    target.wait_warm([language.name for language, _ in languages])
     return [bench_language(target, language, rootfs, config, progress) for language, rootfs in languages]

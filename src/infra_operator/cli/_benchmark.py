@@ -78,11 +78,18 @@ def benchmark(
         chosen = services.backends.choose(backend).name
         with progress_display("benchmark") as show:
             show(f"starting {'a server' if http else 'the executor'} on backend {chosen}")
-            # Keep ready exactly the languages measured, as a server that serves them would.
-            services.settings.pool.prewarm = names
+            # Keep ready exactly the languages measured, as a server that serves them would, when
+            # the pool's budget holds them all; else each is made ready by its own warm-up's demand.
+            pool = services.settings.pool
+            each_mb = pool.size * services.settings.limits.memory_mb.default
+            prewarm = names if len(names) * each_mb <= pool.memory_budget_mb else []
+            if not prewarm:
+                show(f"{len(names)} languages do not fit the pool's budget at once "
+                     f"({pool.memory_budget_mb} MiB): each gets ready sandboxes from its warm-up's demand")
+            pool.prewarm = prewarm
             target: Target = (
                 OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir),
-                                      "INFRA_OPERATOR_POOL__PREWARM": json.dumps(names)})
+                                      "INFRA_OPERATOR_POOL__PREWARM": json.dumps(prewarm)})
                 if http
                 else InProcess(services, chosen)
             )

@@ -36,6 +36,10 @@ from ._mounts import ImageMounts
 from ._template import SANDBOX_UID, Template
 
 READY_TIMEOUT_SECONDS = 10.0
+TEMPLATE_SANDBOXES = 500
+"""How many sandboxes one template makes before a fresh one takes over. Forks share
+what the template's interpreter chose once at start-up (Python's string-hash secret,
+its address-space layout), so no one value serves a server's whole life."""
 _counter = itertools.count()
 
 
@@ -75,6 +79,7 @@ class JailSandbox:
         os.close(self._write_fd)
         os.close(self._read_fd)
         self._cgroup.remove()
+        self._template.release()
 
     def __enter__(self) -> JailSandbox:
         return self
@@ -150,6 +155,7 @@ class JailBackend:
         self.mounts = ImageMounts(runtime_dir / "mounts")
         self._agent: Path | None = None
         self._templates: dict[Path, Template] = {}
+        """By image file: the template its next sandbox comes from."""
         self._templates_lock = threading.Lock()
 
     def _agent_dir(self) -> Path:
@@ -168,18 +174,21 @@ class JailBackend:
         return Capabilities(name=self.name, isolation=self.isolation, usable=usable, snapshots=False,
                             evidence=(evidence, f"limits through {cgroups}"), missing=missing)
 
-    def _template(self, root: Path, replace: Template | None = None) -> Template:
-        """The running template for the image mounted at ``root``: started on first use,
-        and again when it died or ``replace``, the one a caller found broken, is current."""
+    def _template(self, spec: SandboxSpec, root: Path, broken: Template | None = None) -> Template:
+        """The template for ``spec``'s image, mounted at ``root``. A new one replaces the
+        current one when that died, was ``broken`` for a caller, made its share of
+        sandboxes, or serves an older build of the image; the old one is retired."""
         with self._templates_lock:
-            template = self._templates.get(root)
-            if template is None or template is replace or not template.alive():
-                if template is not None:
-                    template.close()
-                name = f"jail-{os.getpid()}-template-{next(_counter)}"
-                template = Template(root, self._agent_dir(), _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID),
-                                    self.run_dir / name)
-                self._templates[root] = template
+            current = self._templates.get(spec.rootfs)
+            if (current is not None and current is not broken and current.usable() and current.root == root
+                    and current.made < TEMPLATE_SANDBOXES):
+                return current
+            if current is not None:
+                current.retire()
+            name = f"jail-{os.getpid()}-template-{next(_counter)}"
+            template = Template(root, self._agent_dir(), _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID),
+                                self.run_dir / name)
+            self._templates[spec.rootfs] = template
             return template
 
     def start(self, spec: SandboxSpec) -> JailSandbox:
@@ -190,11 +199,11 @@ class JailBackend:
         sandbox_id = f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
         cgroup = HostCgroup.create(sandbox_id, spec.memory_mb * 1024 * 1024, spec.processes)
         try:
-            template = self._template(root)
+            template = self._template(spec, root)
             try:
                 channel = template.spawn(spec.disk_mb * 1024 * 1024, cgroup)
-            except SandboxError:  # it died since we last asked: one new template, one more try
-                template = self._template(root, replace=template)
+            except SandboxError:  # it died or retired since we last asked: one new template, one more try
+                template = self._template(spec, root, broken=template)
                 channel = template.spawn(spec.disk_mb * 1024 * 1024, cgroup)
         except BaseException:
             cgroup.remove()
@@ -213,7 +222,7 @@ class JailBackend:
     def close(self) -> None:
         with self._templates_lock:
             for template in self._templates.values():
-                template.close()
+                template.close()  # and every sandbox it made: the server is going
             self._templates.clear()
         self.mounts.close()
 

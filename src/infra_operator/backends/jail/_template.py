@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from ...errors import SandboxError
-from ...guest.protocol import decode_json, encode_json
+from ...guest.protocol import ProtocolError, decode_json, encode_json
 from . import _seccomp
 from ._cgroups import HostCgroup
 
@@ -63,10 +63,18 @@ def _bwrap_argv(root: Path, agent: Path, userns_fd: int, seccomp_fd: int) -> lis
 
 
 class Template:
-    """A running template for one mounted image."""
+    """A running template for one mounted image.
+
+    It counts the sandboxes it made that are still in use: a template is retired (its
+    image was rebuilt, or it made its share of sandboxes) by taking no more requests and
+    stopping once the last of them is destroyed, since stopping it ends them all."""
 
     def __init__(self, root: Path, agent: Path, userns_fd: int, run_dir: Path) -> None:
+        self.root = root
         self.run_dir = run_dir
+        self.made = 0
+        self._in_use = 0
+        self._retired = False
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         seccomp_fd = _seccomp.program_fd()
@@ -95,24 +103,32 @@ class Template:
     def _wait_started(self) -> None:
         readable, _, _ = select.select([self._socket], [], [], START_TIMEOUT_SECONDS)
         record = self._socket.recv(4096) if readable else b""
-        hello = decode_json(record) if record else None
+        try:
+            hello = decode_json(record) if record else None
+        except ProtocolError:
+            hello = None
         if not isinstance(hello, dict) or not hello.get("ok"):
             self._process.kill()
             self._process.wait()
             raise SandboxError(f"the jail template did not start; bwrap said: {self.stderr_tail()}")
 
-    def alive(self) -> bool:
-        return self._process.poll() is None
+    def usable(self) -> bool:
+        return not self._retired and self._process.poll() is None
 
     def spawn(self, scratch_bytes: int, cgroup: HostCgroup) -> tuple[int, int]:
-        """A new sandbox in ``cgroup``: the fds we read its agent from and write it to."""
+        """A new sandbox in ``cgroup``: the fds we read its agent from and write it to.
+        Every sandbox it returns must be ``release``d once destroyed."""
         to_agent = os.pipe()
         from_agent = os.pipe()
         procs = cgroup.open_procs()
         try:
             request = encode_json({"scratch_bytes": scratch_bytes})
             with self._lock:
+                if self._retired:
+                    raise OSError("the template is retired")
                 socket.send_fds(self._socket, [request], [to_agent[0], from_agent[1], *procs])
+                self.made += 1
+                self._in_use += 1
         except OSError as exc:
             for fd in (*to_agent, *from_agent):
                 os.close(fd)
@@ -123,6 +139,20 @@ class Template:
         os.close(to_agent[0])
         os.close(from_agent[1])
         return from_agent[0], to_agent[1]
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_use -= 1
+            done = self._retired and self._in_use == 0
+        if done:
+            self.close()
+
+    def retire(self) -> None:
+        with self._lock:
+            already, self._retired = self._retired, True
+            done = not already and self._in_use == 0
+        if done:
+            self.close()
 
     def stderr_tail(self) -> str:
         try:
