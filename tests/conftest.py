@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,3 +198,16 @@ def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict
                 "memory": "memory" if "memory" in files else None, "mem_size": len(files.get("memory", b""))}
     (folder / "metadata.json").write_text(json.dumps(metadata))
     return folder
+
+
+WAIT_SECONDS = 60.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = WAIT_SECONDS) -> None:
+    """Poll ``condition`` until it holds; a bound on waiting, never a timing assertion."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")

@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, require_images, start_server, stop_server
+from conftest import Server, require_images, start_server, stop_server, wait_for
 from hostcheck import cmdline, descendants, parent
 
 from infra_operator.backends import Sandbox, SandboxSpec
@@ -26,7 +26,6 @@ from infra_operator.backends.jail import JailBackend, _backend
 from infra_operator.config import Settings
 from infra_operator.services import Services
 
-WAIT_SECONDS = 30.0
 NAMESPACES = ("pid", "mnt", "net", "ipc", "uts", "cgroup", "user")
 
 # Prints its namespaces, then stays alive long enough that its sibling runs meanwhile.
@@ -62,13 +61,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
     stop_server(running)
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def templates_of(server_pid: int) -> set[int]:

@@ -3,6 +3,7 @@ real bare baseline; small numbers of requests, and no assertion on any timing.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA_DIR, require_images
+
+from infra_operator.benchmark import BenchmarkConfig, InProcess, Sample, _bench, run_benchmark
+from infra_operator.config import Settings
+from infra_operator.errors import InvalidRequest
+from infra_operator.services import Services
 
 
 def benchmark(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,3 +91,45 @@ def test_bad_arguments_are_clear_errors(args: list[str], code: int, message: str
     assert done.returncode == code
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class BreaksOneLanguage:
+    """A test double around the real in-process target: every execution is real, except that
+    the chosen language's come back as a failed program."""
+
+    def __init__(self, real: InProcess, broken: str) -> None:
+        self.real, self.broken = real, broken
+
+    def execute(self, language: str, code: str) -> Sample:
+        sample = self.real.execute(language, code)
+        return dataclasses.replace(sample, exit_code=1) if language == self.broken else sample
+
+    def wait_warm(self, languages: list[str]) -> None:
+        self.real.wait_warm(languages)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_language_that_cannot_be_measured_does_not_stop_the_others() -> None:
+    require_images("python", "bash")
+    services = Services(Settings())
+    languages = [(services.catalog.get(name), services.rootfs.get(name)) for name in ("bash", "python")]
+    target = BreaksOneLanguage(InProcess(services, "jail"), broken="bash")
+    config = BenchmarkConfig(languages=["bash", "python"], requests=4, throughput_requests=2, concurrency=2)
+    try:
+        results, failures = run_benchmark(target, languages, config)
+    finally:
+        target.close()
+    assert [result.language for result in results] == ["python"]
+    assert failures == {"bash": "bash: the program failed in the sandbox (exit 1)"}
+
+
+def test_a_host_toolchain_that_prints_otherwise_gives_way_to_the_images() -> None:
+    require_images("python")
+    services = Services(Settings())
+    python = services.catalog.get("python")
+    # The host's python is the image's version, so the host is tried first, then the image's.
+    with pytest.raises(InvalidRequest) as caught:
+        _bench._bare_runner(python, services.rootfs.get("python"), "print(1)", expected="2\n", warmup=1)
+    assert caught.value.message == "python: the bare run printed host: '1\\n', chroot: '1\\n'; the sandbox '2\\n'"

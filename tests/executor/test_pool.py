@@ -12,11 +12,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_images
+from conftest import WAIT_SECONDS, require_images, wait_for
 from fakes import FakeBackend
 
 from infra_operator.backends import Backend, SandboxSpec
@@ -27,16 +27,8 @@ from infra_operator.services import Services
 CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in ("memory", "pids")] + [
     Path("/sys/fs/cgroup/infra-operator")
 ]
-WAIT_SECONDS = 60.0
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def ready(pool: Pool) -> int:

@@ -115,8 +115,8 @@ class LanguageResult:
 class BareRunner:
     """The helper process that runs one language's program bare (see ``_bare_helper``)."""
 
-    def __init__(self, language: Language, rootfs: RootfsInfo, code: str) -> None:
-        self.baseline = "host" if _host_has(language, rootfs.version) else "chroot"
+    def __init__(self, language: Language, rootfs: RootfsInfo, code: str, on_host: bool) -> None:
+        self.baseline = "host" if on_host else "chroot"
         steps = [list(language.compile)] if language.compile else []
         config = {
             "image": None if self.baseline == "host" else str(rootfs.path),
@@ -149,6 +149,21 @@ class BareRunner:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+def _bare_runner(language: Language, rootfs: RootfsInfo, code: str, expected: str, warmup: int) -> BareRunner:
+    """The host's toolchain when it is the image's version and prints what the sandbox
+    printed (a host gcc without the Objective-C compiler says it is the image's gcc too),
+    else the image's in a chroot; warmed up, as the sandbox was."""
+    outputs = []
+    for on_host in (True, False) if _host_has(language, rootfs.version) else (False,):
+        bare = BareRunner(language, rootfs, code, on_host)
+        _, _, output = bare.run(warmup, 1)
+        if output.strip() == expected.strip():
+            return bare
+        bare.close()
+        outputs.append(f"{bare.baseline}: {output!r}")
+    raise InvalidRequest(f"{language.name}: the bare run printed {', '.join(outputs)}; the sandbox {expected!r}")
 
 
 def _host_has(language: Language, version: str) -> bool:
@@ -199,25 +214,15 @@ def bench_language(
     target: Target, language: Language, rootfs: RootfsInfo, config: BenchmarkConfig, progress: Progress
 ) -> LanguageResult:
     code = config.code if config.code is not None else language.sample
-    bare = BareRunner(language, rootfs, code)
+    progress(f"{language.name}: warming up")
+    for _ in range(config.warmup):
+        first = target.execute(language.name, code)
+    if first.exit_code != 0:
+        raise InvalidRequest(f"{language.name}: the program failed in the sandbox (exit {first.exit_code})")
+    if config.code is None and first.stdout != language.expected:
+        raise InvalidRequest(f"{language.name}: the sample printed {first.stdout!r}, not {language.expected!r}")
+    bare = _bare_runner(language, rootfs, code, first.stdout, config.warmup)
     try:
-        progress(f"{language.name}: warming up (baseline: {bare.baseline})")
-        for _ in range(config.warmup):
-            first = target.execute(language.name, code)
-        if first.exit_code != 0:
-            raise InvalidRequest(
-                f"{language.name}: the program failed in the sandbox (exit {first.exit_code})"
-            )
-        _, _, bare_output = bare.run(config.warmup, 1)
-        if config.code is None and first.stdout != language.expected:
-            raise InvalidRequest(
-                f"{language.name}: the sample printed {first.stdout!r}, not {language.expected!r}"
-            )
-        if bare_output.strip() != first.stdout.strip():
-            raise InvalidRequest(
-                f"{language.name}: bare run printed {bare_output!r}, the sandbox {first.stdout!r}"
-            )
-
         target.wait_warm([language.name])
         samples: list[Any] = []
         bare_ms: list[float] = []
@@ -262,5 +267,16 @@ def run_benchmark(
     languages: list[tuple[Language, RootfsInfo]],
     config: BenchmarkConfig,
     progress: Progress = lambda line: None,
-) -> list[LanguageResult]:
-    return [bench_language(target, language, rootfs, config, progress) for language, rootfs in languages]
+) -> tuple[list[LanguageResult], dict[str, str]]:
+    """Each language's result, and why a language that could not be measured was not: one
+    language's failure (its program, its baseline) does not stop the others."""
+    results: list[LanguageResult] = []
+    failures: dict[str, str] = {}
+    for language, rootfs in languages:
+        try:
+            results.append(bench_language(target, language, rootfs, config, progress))
+        except OperatorError as exc:
+            prefix = f"{language.name}: "
+            failures[language.name] = exc.message if exc.message.startswith(prefix) else prefix + exc.message
+            progress(f"not measured: {failures[language.name]}")
+    return results, failures

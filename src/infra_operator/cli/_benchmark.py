@@ -94,7 +94,7 @@ def benchmark(
                 else InProcess(services, chosen)
             )
             try:
-                results = run_benchmark(target, languages, config, show)
+                results, failures = run_benchmark(target, languages, config, show)
             finally:
                 target.close()
         mode = "HTTP" if http else "in-process"
@@ -103,9 +103,14 @@ def benchmark(
             _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
         )
         chart = output.with_suffix(".png")
-        write_json(output, results, config, {"backend": chosen, "mode": mode})
-        draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
-        console.print(f"results: {output}  chart: {chart}", highlight=False)
+        write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+        if results:
+            draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
+        console.print(f"results: {output}" + (f"  chart: {chart}" if results else ""), highlight=False)
+        for why in failures.values():
+            console.print(f"[red]not measured[/]: {why}", highlight=False)
+        if failures:
+            raise typer.Exit(1)
 
 
 def _ms(value: float) -> str:
