@@ -24,6 +24,7 @@ from hostcheck import cmdline, descendants, parent
 from infra_operator.backends import Sandbox, SandboxSpec
 from infra_operator.backends.jail import JailBackend, _backend
 from infra_operator.config import Settings
+from infra_operator.errors import AgentError
 from infra_operator.services import Services
 
 NAMESPACES = ("pid", "mnt", "net", "ipc", "uts", "cgroup", "user")
@@ -193,3 +194,18 @@ def test_a_template_hands_over_after_its_share_of_sandboxes(
     assert seen[0] == seen[1] and len(seen[0]) == 1
     wait_for(lambda: len(templates_of(os.getpid())) == 1, "the first template to stop")
     assert templates_of(os.getpid()) != seen[0]
+
+
+def test_closing_the_backend_stops_retired_templates_and_their_sandboxes(
+    jail: tuple[JailBackend, SandboxSpec],
+) -> None:
+    backend, spec = jail
+    old_sandbox = backend.start(spec)
+    new_sandbox = backend.start(dataclasses.replace(spec, rootfs_sha256="f" * 64))
+    assert len(templates_of(os.getpid())) == 2
+    backend.close()
+    assert templates_of(os.getpid()) == set()
+    for sandbox in (old_sandbox, new_sandbox):
+        with pytest.raises(AgentError):
+            answers(sandbox)
+        sandbox.destroy()

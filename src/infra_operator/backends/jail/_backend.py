@@ -156,6 +156,8 @@ class JailBackend:
         self._agent: Path | None = None
         self._templates: dict[Path, Template] = {}
         """By image file: the template its next sandbox comes from."""
+        self._retired: list[Template] = []
+        """Templates that take no more requests, until their last sandbox is gone."""
         self._templates_lock = threading.Lock()
 
     def _agent_dir(self) -> Path:
@@ -185,6 +187,7 @@ class JailBackend:
                 return current
             if current is not None:
                 current.retire()
+                self._retired = [old for old in [*self._retired, current] if not old.closed]
             name = f"jail-{os.getpid()}-template-{next(_counter)}"
             template = Template(root, self._agent_dir(), _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID),
                                 self.run_dir / name)
@@ -221,9 +224,10 @@ class JailBackend:
 
     def close(self) -> None:
         with self._templates_lock:
-            for template in self._templates.values():
+            for template in [*self._templates.values(), *self._retired]:
                 template.close()  # and every sandbox it made: the server is going
             self._templates.clear()
+            self._retired.clear()
         self.mounts.close()
 
     def sweep(self) -> list[str]:

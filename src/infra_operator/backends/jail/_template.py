@@ -73,6 +73,7 @@ class Template:
         self.root = root
         self.run_dir = run_dir
         self.made = 0
+        self.closed = False
         self._in_use = 0
         self._retired = False
         self._lock = threading.Lock()
@@ -162,6 +163,7 @@ class Template:
 
     def close(self) -> None:
         """Stop the template and, with it, every sandbox it made."""
+        self.closed = True
         self._socket.close()  # the template exits when it reads the end of its socket
         try:
             self._process.wait(timeout=CLOSE_TIMEOUT_SECONDS)
