@@ -1,5 +1,6 @@
 """Runs a program bare, for the benchmark's baseline: no namespaces, no cgroup, no limits,
-no agent. Standard library only: it runs on Debian's /usr/bin/python3, not the venv.
+no agent; as the sandbox's uid. Standard library only: it runs on Debian's
+/usr/bin/python3, not the venv.
 
 Started once per language (under ``unshare --mount`` when it chroots, so its mounts
 are private and vanish with it), it reads one JSON request per line on stdin:
@@ -24,12 +25,14 @@ import threading
 import time
 from typing import Any
 
+SANDBOX_UID = 65534
+
 
 def _mount(image: str, root: str) -> None:
     subprocess.run(["mount", "-o", "loop,ro,noload", image, root], check=True)
     for place, how in (
-        ("tmp", ["-t", "tmpfs", "tmpfs"]),
-        ("work", ["-t", "tmpfs", "tmpfs"]),
+        ("tmp", ["-t", "tmpfs", "-o", "mode=1777", "tmpfs"]),
+        ("work", ["-t", "tmpfs", "-o", "mode=1777", "tmpfs"]),
         ("proc", ["-t", "proc", "proc"]),
         ("dev", ["--rbind", "/dev"]),
     ):
@@ -37,11 +40,11 @@ def _mount(image: str, root: str) -> None:
 
 
 class Worker:
-    def __init__(self, config: dict[str, Any], root: str, scratch: str, index: int) -> None:
-        self.root = root
-        # Paths as the program sees them (inside the chroot, or on the host).
-        self.work = os.path.join(scratch if root == "/" else "/work", f"w{index}")
-        self.tmp = os.path.join(scratch if root == "/" else "/tmp", f"t{index}")
+    """One client's runs, in folders of its own under ``work_root`` and ``tmp_root``."""
+
+    def __init__(self, config: dict[str, Any], work_root: str, tmp_root: str, index: int) -> None:
+        self.work = os.path.join(work_root, f"w{index}")
+        self.tmp = os.path.join(tmp_root, f"t{index}")
         self.env = {
             key: value.replace("/tmp", self.tmp, 1) if value.startswith("/tmp") else value
             for key, value in config["env"].items()
@@ -50,56 +53,64 @@ class Worker:
         self.steps: list[list[str]] = config["steps"]
         self.files: dict[str, str] = config["files"]
 
-    def _host(self, path: str) -> str:
-        return path if self.root == "/" else os.path.join(self.root, path.lstrip("/"))
-
-    def _preexec(self) -> None:
-        os.chroot(self.root)
-        os.chdir(self.work)
-
     def once(self) -> tuple[float, str]:
         for folder in (self.work, self.tmp):
-            os.makedirs(self._host(folder), exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
         for name, content in self.files.items():
-            with open(os.path.join(self._host(self.work), name), "w") as handle:
+            with open(os.path.join(self.work, name), "w") as handle:
                 handle.write(content)
         output = ""
         started = time.perf_counter()
         for argv in self.steps:
             # A session of its own, as each sandbox has: with the kernel's autogroup scheduling
             # the CPU is shared between sessions, and a shared one would starve the baseline.
-            if self.root == "/":
-                done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True,
-                                      start_new_session=True)
-            else:
-                done = subprocess.run(argv, env=self.env, capture_output=True, preexec_fn=self._preexec,
-                                      start_new_session=True)
+            done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True,
+                                  start_new_session=True)
             output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
             if done.returncode != 0:
                 break
         elapsed = (time.perf_counter() - started) * 1000
         for folder in (self.work, self.tmp):
-            shutil.rmtree(self._host(folder), ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
         return elapsed, output
 
 
 def serve(config: dict[str, Any], scratch: str) -> None:
-    root = "/"
+    """Answer as the sandbox's uid, and in the image's tree when there is one, from a child
+    that entered both once: each run is then a plain spawn (no per-run chroot or setuid,
+    which would cost the baseline a full fork instead of a vfork). Programs may behave
+    otherwise as root, too: Regina REXX will not look for a script in the current folder."""
+    root = None
     if config.get("image"):
         root = os.path.join(scratch, "root")
         os.mkdir(root)
         _mount(config["image"], root)
-    try:
-        _answer(config, root, scratch)
-    finally:
-        if root != "/":
-            subprocess.run(["umount", "-R", "-l", root], check=False)
+    os.chmod(scratch, 0o1777)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            if root is not None:
+                os.chroot(root)
+            os.setgroups([])
+            os.setgid(SANDBOX_UID)
+            os.setuid(SANDBOX_UID)
+            _answer(config, *(("/work", "/tmp") if root is not None else (scratch, scratch)))
+        except BaseException as exc:
+            print(f"bare helper: {exc}", file=sys.stderr)
+            code = 1
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.waitpid(pid, 0)
+    if root is not None:
+        subprocess.run(["umount", "-R", "-l", root], check=False)
 
 
-def _answer(config: dict[str, Any], root: str, scratch: str) -> None:
+def _answer(config: dict[str, Any], work_root: str, tmp_root: str) -> None:
     for line in sys.stdin:
         request = json.loads(line)
-        workers = [Worker(config, root, scratch, index) for index in range(request["concurrency"])]
+        workers = [Worker(config, work_root, tmp_root, index) for index in range(request["concurrency"])]
         started = time.perf_counter()
         times, outputs = _round(workers, request["requests"])
         wall = time.perf_counter() - started
