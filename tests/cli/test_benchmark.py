@@ -133,3 +133,15 @@ def test_a_host_toolchain_that_prints_otherwise_gives_way_to_the_images() -> Non
     with pytest.raises(InvalidRequest) as caught:
         _bench._bare_runner(python, services.rootfs.get("python"), "print(1)", expected="2\n", warmup=1)
     assert caught.value.message == "python: the bare run printed host: '1\\n', chroot: '1\\n'; the sandbox '2\\n'"
+
+
+def test_a_bare_program_that_makes_its_stdin_non_blocking_leaves_the_baseline_working() -> None:
+    require_images("python")
+    services = Services(Settings())
+    code = "import os\nos.set_blocking(0, False)\nprint('still here')\n"  # as Gambit's gsi does
+    bare = _bench.BareRunner(services.catalog.get("python"), services.rootfs.get("python"), code, on_host=True)
+    try:
+        outputs = [bare.run(1, 1)[2] for _ in range(3)]
+    finally:
+        bare.close()
+    assert outputs == ["still here\n"] * 3

@@ -64,8 +64,10 @@ class Worker:
         for argv in self.steps:
             # A session of its own, as each sandbox has: with the kernel's autogroup scheduling
             # the CPU is shared between sessions, and a shared one would starve the baseline.
-            done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True,
-                                  start_new_session=True)
+            # Empty stdin, as in a sandbox; never ours, which carries the requests (Gambit's gsi
+            # sets its stdin non-blocking, and the next read of a shared one would fail).
+            done = subprocess.run(argv, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, start_new_session=True)
             output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
             if done.returncode != 0:
                 break

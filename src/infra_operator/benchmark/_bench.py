@@ -147,7 +147,10 @@ class BareRunner:
 
     def close(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass  # the helper is gone already, and ``run`` said so
         self.process.wait(timeout=30)
 
 
