@@ -69,6 +69,9 @@ class FakeBackend:
             self.started.append(sandbox)
             return sandbox
 
+    def ready_memory_mb(self, spec: SandboxSpec) -> int:
+        return spec.memory_mb
+
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         raise InvalidRequest("the fake backend makes no snapshots")
 

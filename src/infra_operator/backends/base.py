@@ -111,6 +111,11 @@ class Backend(Protocol):
         """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``."""
         ...
 
+    def ready_memory_mb(self, spec: SandboxSpec) -> int:
+        """What one started sandbox of ``spec`` holds while it waits to be used: the pool
+        keeps ready sandboxes within a memory budget by this measure."""
+        ...
+
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         """Boot a sandbox to a ready agent and save it into ``directory`` (which exists and is empty).
 

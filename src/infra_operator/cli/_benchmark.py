@@ -81,8 +81,10 @@ def benchmark(
             # Keep ready exactly the languages measured, as a server that serves them would, when
             # the pool's budget holds them all; else each is made ready by its own warm-up's demand.
             pool = services.settings.pool
-            each_mb = pool.size * services.settings.limits.memory_mb.default
-            prewarm = names if len(names) * each_mb <= pool.memory_budget_mb else []
+            runs_on = services.backends.get(chosen)
+            specs = [services.executor.default_spec(runs_on, name) for name in names]
+            needed_mb = sum(pool.size * runs_on.ready_memory_mb(spec) for spec in specs)
+            prewarm = names if needed_mb <= pool.memory_budget_mb else []
             if not prewarm:
                 show(f"{len(names)} languages do not fit the pool's budget at once "
                      f"({pool.memory_budget_mb} MiB): each gets ready sandboxes from its warm-up's demand")

@@ -13,8 +13,8 @@ Rules:
   starting for that key, ``take`` waits for it rather than start another from scratch.
 - Sizes adapt: a miss raises the key's target (up to ``max_size``), a quiet period
   lowers it again, and a key not asked for in ``idle_seconds`` is emptied. Ready and
-  starting sandboxes together stay within ``memory_budget_mb``, each counted at its
-  spec's memory (the most it may hold).
+  starting sandboxes together stay within ``memory_budget_mb``, each counted at what its
+  backend says it holds while ready (a microVM its RAM, a jail about a megabyte).
 - Destroying happens in the background (``dispose``), off the request's path.
 - ``close`` stops refilling, waits for starts under way and destroys everything. Close
   only once taken sandboxes are done with: a backend may tie a sandbox's life to the
@@ -70,6 +70,8 @@ class _Entry:
     spec: SandboxSpec
     base: int
     """The size it returns to after a burst; 0 for keys created by demand alone."""
+    memory_mb: int
+    """What each of its sandboxes holds while ready (``Backend.ready_memory_mb``)."""
     target: int
     ready: deque[Sandbox] = field(default_factory=deque)
     starting: int = 0
@@ -227,7 +229,7 @@ class Pool:
                     "base": e.base,
                     "takes": e.takes,
                     "misses": e.misses,
-                    "memory_mb": e.spec.memory_mb,
+                    "memory_mb": e.memory_mb,
                 }
                 for e in self._entries.values()
             ]
@@ -239,7 +241,8 @@ class Pool:
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(
-                backend=backend, spec=spec, base=base, target=base, last_resize=self._clock()
+                backend=backend, spec=spec, base=base, memory_mb=backend.ready_memory_mb(spec),
+                target=base, last_resize=self._clock(),
             )
         return entry
 
@@ -258,7 +261,7 @@ class Pool:
             log.exception("pool: destroying sandbox %s failed", sandbox.id)
 
     def _memory_held(self) -> int:
-        return sum(entry.held * entry.spec.memory_mb for entry in self._entries.values())
+        return sum(entry.held * entry.memory_mb for entry in self._entries.values())
 
     def _manage(self) -> None:
         with self._lock:
@@ -286,7 +289,7 @@ class Pool:
         # Neediest first: the key with the largest share of its target missing.
         for entry in sorted(self._entries.values(), key=lambda e: e.held / e.target if e.target else 1.0):
             while entry.held < entry.target and now >= entry.retry_at and in_flight < self.settings.workers:
-                if self._memory_held() + entry.spec.memory_mb > budget:
+                if self._memory_held() + entry.memory_mb > budget:
                     if entry.held >= entry.base or not self._evict_surplus(entry):
                         break
                     continue

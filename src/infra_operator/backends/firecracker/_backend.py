@@ -246,6 +246,9 @@ class FirecrackerBackend:
             self._live.discard(vm.id)
             raise
 
+    def ready_memory_mb(self, spec: SandboxSpec) -> int:
+        return spec.memory_mb  # the guest's RAM, all of it the VM's own
+
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         sandbox = self.start(replace(spec, snapshot=None))
         try:

@@ -40,6 +40,10 @@ TEMPLATE_SANDBOXES = 500
 """How many sandboxes one template makes before a fresh one takes over. Forks share
 what the template's interpreter chose once at start-up (Python's string-hash secret,
 its address-space layout), so no one value serves a server's whole life."""
+READY_MEMORY_MB = 1
+"""A ready jail is a fork of its template waiting on a pipe: its cgroup is charged about
+512 KiB, the rest it shares with the template (one interpreter per image, not counted
+per sandbox). Its memory limit is what the program may take once it runs, not what it holds."""
 _counter = itertools.count()
 
 
@@ -218,6 +222,9 @@ class JailBackend:
             sandbox.destroy()
             raise
         return sandbox
+
+    def ready_memory_mb(self, spec: SandboxSpec) -> int:
+        return READY_MEMORY_MB
 
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         raise InvalidRequest("the jail backend cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")

@@ -328,6 +328,9 @@ class QemuBackend:
         return sandbox
 
     # -- snapshots ----------------------------------------------------------------
+    def ready_memory_mb(self, spec: SandboxSpec) -> int:
+        return spec.memory_mb  # the guest's RAM, all of it the VM's own
+
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         plain = dataclasses.replace(spec, snapshot=None)
         machine = self._machine(plain)
