@@ -273,6 +273,9 @@ def run_benchmark(
 ) -> tuple[list[LanguageResult], dict[str, str]]:
     """Each language's result, and why a language that could not be measured was not: one
     language's failure (its program, its baseline) does not stop the others."""
+    progress("waiting for the pool to fill")
+    # All of it before the first measurement: filling the others' pools meanwhile would load the machine.
+    target.wait_warm([language.name for language, _ in languages])
     results: list[LanguageResult] = []
     failures: dict[str, str] = {}
     for language, rootfs in languages:
