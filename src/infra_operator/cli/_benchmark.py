@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +91,8 @@ def benchmark(
                 show(f"{len(names)} languages do not fit the pool's budget at once "
                      f"({pool.memory_budget_mb} MiB): each gets ready sandboxes from its warm-up's demand")
             pool.prewarm = prewarm
+            # Stopped with SIGTERM (kill, a CI timeout), still stop the server it started.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
             target: Target = (
                 OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir),
                                       "INFRA_OPERATOR_POOL__PREWARM": json.dumps(prewarm)})
