@@ -64,14 +64,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 
-def templates_of(server_pid: int) -> set[int]:
-    """The template agents of one server: the python whose parent is a bwrap (the sandboxes
-    it forked have the same command line, and the template for a parent)."""
-    return {
-        pid for pid in descendants(server_pid)
-        if cmdline(pid).startswith("/usr/bin/python3") and "--template" in cmdline(pid)
-        and cmdline(parent(pid) or 0).startswith("bwrap")
-    }
+def templates_of(starter: int) -> set[int]:
+    """The template agents a process started itself (not those of a server it started): each
+    the python child of a bwrap that is the process's own child. The sandboxes a template
+    forks have its command line too, but the template for a parent."""
+    found = descendants(starter)
+    bwraps = {pid for pid in found if parent(pid) == starter and cmdline(pid).startswith("bwrap")}
+    return {pid for pid in found if parent(pid) in bwraps and "--template" in cmdline(pid)}
 
 
 def pool_ready(client: httpx.Client) -> int:
@@ -149,14 +148,32 @@ def test_stopping_the_server_stops_its_templates(tmp_path: Path) -> None:
 # -- retiring: the backend in this process, so its templates are our descendants
 
 
+class Started:
+    """The backend under test, with every sandbox it started destroyed at the end, whatever
+    the test did, so a failure here leaves nothing for the next test to trip on."""
+
+    def __init__(self, backend: JailBackend) -> None:
+        self.backend = backend
+        self.sandboxes: list[Sandbox] = []
+
+    def start(self, spec: SandboxSpec) -> Sandbox:
+        self.sandboxes.append(self.backend.start(spec))
+        return self.sandboxes[-1]
+
+
 @pytest.fixture
-def jail(tmp_path: Path) -> Iterator[tuple[JailBackend, SandboxSpec]]:
+def jail() -> Iterator[tuple[Started, SandboxSpec]]:
     require_images("python")
     services = Services(Settings())
     backend = services.backends.get("jail")
     assert isinstance(backend, JailBackend)
-    yield backend, services.executor.default_spec(backend, "python")
-    backend.close()
+    started = Started(backend)
+    try:
+        yield started, services.executor.default_spec(backend, "python")
+    finally:
+        for sandbox in started.sandboxes:
+            sandbox.destroy()
+        backend.close()
     assert templates_of(os.getpid()) == set(), "closing the backend left a template running"
 
 
@@ -165,14 +182,14 @@ def answers(sandbox: Sandbox) -> bool:
 
 
 def test_a_rebuilt_image_gets_a_new_template_and_the_old_one_stops_with_its_last_sandbox(
-    jail: tuple[JailBackend, SandboxSpec],
+    jail: tuple[Started, SandboxSpec],
 ) -> None:
-    backend, spec = jail
-    old_sandbox = backend.start(spec)
+    started, spec = jail
+    old_sandbox = started.start(spec)
     (old,) = templates_of(os.getpid())
     # Another checksum is another build as far as the backend can tell: a mount, and a template, of its own.
     rebuilt = dataclasses.replace(spec, rootfs_sha256="f" * 64)
-    new_sandbox = backend.start(rebuilt)
+    new_sandbox = started.start(rebuilt)
     assert templates_of(os.getpid()) - {old}
     assert answers(old_sandbox) and answers(new_sandbox)  # retiring ended nothing in use
     old_sandbox.destroy()
@@ -182,13 +199,13 @@ def test_a_rebuilt_image_gets_a_new_template_and_the_old_one_stops_with_its_last
 
 
 def test_a_template_hands_over_after_its_share_of_sandboxes(
-    jail: tuple[JailBackend, SandboxSpec], monkeypatch: pytest.MonkeyPatch,
+    jail: tuple[Started, SandboxSpec], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    backend, spec = jail
+    started, spec = jail
     monkeypatch.setattr(_backend, "TEMPLATE_SANDBOXES", 2)
     seen = []
     for _ in range(3):
-        with backend.start(spec) as sandbox:
+        with started.start(spec) as sandbox:
             assert answers(sandbox)
             seen.append(templates_of(os.getpid()))
     assert seen[0] == seen[1] and len(seen[0]) == 1
@@ -197,13 +214,13 @@ def test_a_template_hands_over_after_its_share_of_sandboxes(
 
 
 def test_closing_the_backend_stops_retired_templates_and_their_sandboxes(
-    jail: tuple[JailBackend, SandboxSpec],
+    jail: tuple[Started, SandboxSpec],
 ) -> None:
-    backend, spec = jail
-    old_sandbox = backend.start(spec)
-    new_sandbox = backend.start(dataclasses.replace(spec, rootfs_sha256="f" * 64))
+    started, spec = jail
+    old_sandbox = started.start(spec)
+    new_sandbox = started.start(dataclasses.replace(spec, rootfs_sha256="f" * 64))
     assert len(templates_of(os.getpid())) == 2
-    backend.close()
+    started.backend.close()
     assert templates_of(os.getpid()) == set()
     for sandbox in (old_sandbox, new_sandbox):
         with pytest.raises(AgentError):

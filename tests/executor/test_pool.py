@@ -71,6 +71,7 @@ def jail() -> Iterator[tuple[Backend, SandboxSpec]]:
     if not backend.capabilities().usable:
         pytest.skip("the jail backend cannot run here: " + "; ".join(backend.capabilities().missing))
     yield backend, services.executor.default_spec(backend, "python")
+    services.close()
     assert our_cgroups() == [], "a sandbox's cgroup outlived the test"
     assert our_sandbox_processes() == [], "a sandbox's process outlived the test"
 
