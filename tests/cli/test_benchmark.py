@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR, require_images
 
-from infra_operator.benchmark import BenchmarkConfig, InProcess, Sample, _bench, run_benchmark
+from infra_operator.benchmark import BenchmarkConfig, InProcess, Sample, _bare_helper, _bench, run_benchmark
 from infra_operator.config import Settings
 from infra_operator.errors import InvalidRequest
 from infra_operator.services import Services
@@ -145,3 +145,16 @@ def test_a_bare_program_that_makes_its_stdin_non_blocking_leaves_the_baseline_wo
     finally:
         bare.close()
     assert outputs == ["still here\n"] * 3
+
+
+def test_each_bare_worker_keeps_its_caches_in_its_own_tmp_folder() -> None:
+    # A cache under /tmp, in the environment or on the command line, would otherwise outlive
+    # the run and make every bare run after the first a warm one.
+    config = {
+        "env": {"GOCACHE": "/tmp/go-cache", "LANG": "C.UTF-8"},
+        "steps": [["nim", "c", "--nimcache:/tmp/nimcache", "main.nim"], ["/var/tmp/keep", "/tmpfoo"]],
+        "files": {},
+    }
+    worker = _bare_helper.Worker(config, "/work", "/tmp", 3)
+    assert worker.env["GOCACHE"] == "/tmp/t3/go-cache" and worker.env["LANG"] == "C.UTF-8"
+    assert worker.steps == [["nim", "c", "--nimcache:/tmp/t3/nimcache", "main.nim"], ["/var/tmp/keep", "/tmpfoo"]]

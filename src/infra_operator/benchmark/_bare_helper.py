@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import time
 from typing import Any
 
 SANDBOX_UID = 65534
+_TMP_PATH = re.compile(r"(?<![\w/.])/tmp(?=/|$)")
 
 
 def _mount(image: str, root: str) -> None:
@@ -45,13 +47,15 @@ class Worker:
     def __init__(self, config: dict[str, Any], work_root: str, tmp_root: str, index: int) -> None:
         self.work = os.path.join(work_root, f"w{index}")
         self.tmp = os.path.join(tmp_root, f"t{index}")
-        self.env = {
-            key: value.replace("/tmp", self.tmp, 1) if value.startswith("/tmp") else value
-            for key, value in config["env"].items()
-        }
+        # Wherever the language puts a cache under /tmp (GOCACHE, nim's --nimcache:/tmp/...),
+        # this worker's own tmp folder instead, emptied after each run as a sandbox's /tmp is.
+        self.env = {key: self._own_tmp(value) for key, value in config["env"].items()}
         self.env.update({"HOME": self.tmp, "TMPDIR": self.tmp})
-        self.steps: list[list[str]] = config["steps"]
+        self.steps: list[list[str]] = [[self._own_tmp(arg) for arg in argv] for argv in config["steps"]]
         self.files: dict[str, str] = config["files"]
+
+    def _own_tmp(self, text: str) -> str:
+        return _TMP_PATH.sub(self.tmp, text)
 
     def once(self) -> tuple[float, str]:
         for folder in (self.work, self.tmp):
