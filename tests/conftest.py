@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 import pytest
+
+from infra_operator.backends import Sandbox, SandboxSpec
 
 DATA_DIR = Path(os.environ.get("INFRA_OPERATOR_DATA_DIR", "/var/lib/infra-operator"))
 SEED_LANGUAGES = ("python", "nodejs", "go", "rust")
@@ -211,3 +213,29 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = WAIT_SEC
             return
         time.sleep(0.02)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+SandboxT = TypeVar("SandboxT", bound=Sandbox, covariant=True)
+
+
+class Starts(Protocol[SandboxT]):
+    def start(self, spec: SandboxSpec) -> SandboxT: ...
+
+
+class Sandboxes(Generic[SandboxT]):
+    """Starts sandboxes through one backend and keeps them, so that a fixture can destroy
+    every one after its test, whatever the test did: a failure then leaves nothing behind
+    for the next test to trip on."""
+
+    def __init__(self, backend: Starts[SandboxT]) -> None:
+        self.backend = backend
+        self.made: list[SandboxT] = []
+
+    def start(self, spec: SandboxSpec) -> SandboxT:
+        sandbox = self.backend.start(spec)
+        self.made.append(sandbox)
+        return sandbox
+
+    def destroy_all(self) -> None:
+        for sandbox in self.made:
+            sandbox.destroy()

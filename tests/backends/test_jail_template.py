@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, require_images, start_server, stop_server, wait_for
+from conftest import Sandboxes, Server, require_images, start_server, stop_server, wait_for
 from hostcheck import cmdline, descendants, parent
 
 from infra_operator.backends import Sandbox, SandboxSpec
-from infra_operator.backends.jail import JailBackend, _backend
+from infra_operator.backends.jail import JailBackend, JailSandbox, _backend
 from infra_operator.config import Settings
 from infra_operator.errors import AgentError
 from infra_operator.services import Services
@@ -148,31 +148,17 @@ def test_stopping_the_server_stops_its_templates(tmp_path: Path) -> None:
 # -- retiring: the backend in this process, so its templates are our descendants
 
 
-class Started:
-    """The backend under test, with every sandbox it started destroyed at the end, whatever
-    the test did, so a failure here leaves nothing for the next test to trip on."""
-
-    def __init__(self, backend: JailBackend) -> None:
-        self.backend = backend
-        self.sandboxes: list[Sandbox] = []
-
-    def start(self, spec: SandboxSpec) -> Sandbox:
-        self.sandboxes.append(self.backend.start(spec))
-        return self.sandboxes[-1]
-
-
 @pytest.fixture
-def jail() -> Iterator[tuple[Started, SandboxSpec]]:
+def jail() -> Iterator[tuple[Sandboxes[JailSandbox], SandboxSpec]]:
     require_images("python")
     services = Services(Settings())
     backend = services.backends.get("jail")
     assert isinstance(backend, JailBackend)
-    started = Started(backend)
+    started = Sandboxes(backend)
     try:
         yield started, services.executor.default_spec(backend, "python")
     finally:
-        for sandbox in started.sandboxes:
-            sandbox.destroy()
+        started.destroy_all()
         backend.close()
     assert templates_of(os.getpid()) == set(), "closing the backend left a template running"
 
@@ -182,7 +168,7 @@ def answers(sandbox: Sandbox) -> bool:
 
 
 def test_a_rebuilt_image_gets_a_new_template_and_the_old_one_stops_with_its_last_sandbox(
-    jail: tuple[Started, SandboxSpec],
+    jail: tuple[Sandboxes[JailSandbox], SandboxSpec],
 ) -> None:
     started, spec = jail
     old_sandbox = started.start(spec)
@@ -199,7 +185,7 @@ def test_a_rebuilt_image_gets_a_new_template_and_the_old_one_stops_with_its_last
 
 
 def test_a_template_hands_over_after_its_share_of_sandboxes(
-    jail: tuple[Started, SandboxSpec], monkeypatch: pytest.MonkeyPatch,
+    jail: tuple[Sandboxes[JailSandbox], SandboxSpec], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started, spec = jail
     monkeypatch.setattr(_backend, "TEMPLATE_SANDBOXES", 2)
@@ -214,7 +200,7 @@ def test_a_template_hands_over_after_its_share_of_sandboxes(
 
 
 def test_closing_the_backend_stops_retired_templates_and_their_sandboxes(
-    jail: tuple[Started, SandboxSpec],
+    jail: tuple[Sandboxes[JailSandbox], SandboxSpec],
 ) -> None:
     started, spec = jail
     old_sandbox = started.start(spec)

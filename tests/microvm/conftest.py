@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Sandboxes
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
@@ -134,30 +135,18 @@ def restore_spec(settings: Settings, spec: SandboxSpec, snapshot: SnapshotInfo) 
     return dataclasses.replace(spec, snapshot=files)
 
 
-class Sandboxes:
-    def __init__(self, backend: QemuBackend) -> None:
-        self.backend = backend
-        self.made: list[QemuSandbox] = []
-
-    def start(self, spec: SandboxSpec) -> QemuSandbox:
-        sandbox = self.backend.start(spec)
-        self.made.append(sandbox)
-        return sandbox
-
-
 def qemu_alive(sandbox: QemuSandbox) -> bool:
     return sandbox.process.poll() is None
 
 
 @pytest.fixture
-def sandboxes(backend: QemuBackend, settings: Settings) -> Iterator[Sandboxes]:
+def sandboxes(backend: QemuBackend, settings: Settings) -> Iterator[Sandboxes[QemuSandbox]]:
     """Destroys every sandbox after the test and checks nothing is left behind."""
     factory = Sandboxes(backend)
     try:
         yield factory
     finally:
-        for sandbox in factory.made:
-            sandbox.destroy()
+        factory.destroy_all()
     for sandbox in factory.made:
         assert not qemu_alive(sandbox), f"QEMU {sandbox.process.pid} survived destroy()"
     leftovers = list(settings.run_dir.glob("qemu-*")) if settings.run_dir.exists() else []

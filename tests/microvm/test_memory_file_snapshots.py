@@ -10,15 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Sandboxes
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, SnapshotFiles
-from infra_operator.backends.qemu import QemuBackend
+from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
 from infra_operator.images import SnapshotInfo, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
-from .conftest import Sandboxes, run_python
+from .conftest import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +40,12 @@ def file_snapshot(file_settings: Settings, file_backend: QemuBackend, spec: Sand
 
 
 @pytest.fixture
-def file_sandboxes(file_backend: QemuBackend, file_settings: Settings) -> Iterator[Sandboxes]:
+def file_sandboxes(file_backend: QemuBackend, file_settings: Settings) -> Iterator[Sandboxes[QemuSandbox]]:
     factory = Sandboxes(file_backend)
     try:
         yield factory
     finally:
-        for sandbox in factory.made:
-            sandbox.destroy()
+        factory.destroy_all()
     assert list(file_settings.run_dir.glob("qemu-*")) == []
 
 

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Sandboxes
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, SnapshotFiles, State
-from infra_operator.backends.qemu import QemuBackend, _probe
+from infra_operator.backends.qemu import QemuBackend, QemuSandbox, _probe
 from infra_operator.config import Settings
 from infra_operator.errors import AgentError, BootFailed, SnapshotNotFound
 
-from .conftest import Sandboxes, execute_message, qemu_alive, run_python
+from .conftest import execute_message, qemu_alive, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_capabilities_name_what_is_missing(settings: Settings) -> None:
     assert any("kernel" in line for line in caps.missing)
 
 
-def test_cold_boot_runs_python_as_nobody(sandboxes: Sandboxes, spec: SandboxSpec, settings: Settings) -> None:
+def test_cold_boot_runs_python_as_nobody(sandboxes: Sandboxes[QemuSandbox], spec: SandboxSpec, settings: Settings) -> None:
     started = time.monotonic()
     sandbox = sandboxes.start(spec)
     print(f"cold boot to ready agent: {time.monotonic() - started:.2f} s")
@@ -58,7 +59,7 @@ def test_cold_boot_runs_python_as_nobody(sandboxes: Sandboxes, spec: SandboxSpec
 
 
 def test_boot_failure_is_reported_and_cleaned(
-    sandboxes: Sandboxes, spec: SandboxSpec, tmp_path: Path, settings: Settings
+    sandboxes: Sandboxes[QemuSandbox], spec: SandboxSpec, tmp_path: Path, settings: Settings
 ) -> None:
     broken = tmp_path / "not-ext4.img"
     broken.write_bytes(b"\0" * (1 << 20))
@@ -67,7 +68,7 @@ def test_boot_failure_is_reported_and_cleaned(
     assert list(settings.run_dir.glob("qemu-*")) == []
 
 
-def test_restore_from_snapshot_runs_python(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
+def test_restore_from_snapshot_runs_python(sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec) -> None:
     started = time.monotonic()
     sandbox = sandboxes.start(restore_spec)
     restored = time.monotonic() - started
@@ -79,7 +80,7 @@ def test_restore_from_snapshot_runs_python(sandboxes: Sandboxes, restore_spec: S
 
 
 def test_files_of_one_execution_are_absent_in_the_next_vm(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec
 ) -> None:
     first = sandboxes.start(restore_spec)
     code = (
@@ -96,7 +97,7 @@ def test_files_of_one_execution_are_absent_in_the_next_vm(
 
 
 def test_clones_of_one_snapshot_differ_in_entropy_and_have_a_current_clock(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec
 ) -> None:
     one = sandboxes.start(restore_spec)
     two = sandboxes.start(restore_spec)
@@ -112,7 +113,7 @@ def test_clones_of_one_snapshot_differ_in_entropy_and_have_a_current_clock(
 
 
 def test_killing_qemu_during_an_execution_raises_agent_error(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec, settings: Settings
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec, settings: Settings
 ) -> None:
     sandbox = sandboxes.start(restore_spec)
     pid = sandbox.process.pid
@@ -132,7 +133,7 @@ def test_killing_qemu_during_an_execution_raises_agent_error(
 
 
 def test_sweep_kills_vms_of_a_dead_server(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec, backend: QemuBackend
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec, backend: QemuBackend
 ) -> None:
     alive = sandboxes.start(restore_spec)
     orphan = sandboxes.start(restore_spec)
@@ -147,7 +148,7 @@ def test_sweep_kills_vms_of_a_dead_server(
 
 
 def test_memory_limit_is_enforced_in_the_guest_cgroup(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec
 ) -> None:
     sandbox = sandboxes.start(restore_spec)
     message = execute_message("x = bytearray(150 * 2**20); print('survived')")
@@ -157,7 +158,7 @@ def test_memory_limit_is_enforced_in_the_guest_cgroup(
     assert result["oom_killed"], result
 
 
-def test_restores_in_parallel_threads(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
+def test_restores_in_parallel_threads(sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec) -> None:
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         started = list(pool.map(lambda _: sandboxes.start(restore_spec), range(3)))
         results = list(pool.map(lambda sandbox: run_python(sandbox, "print('hi')"), started))
@@ -165,7 +166,7 @@ def test_restores_in_parallel_threads(sandboxes: Sandboxes, restore_spec: Sandbo
     assert len({sandbox.id for sandbox in started}) == 3
 
 
-def test_guest_time_runs_at_the_host_rate(sandboxes: Sandboxes, restore_spec: SandboxSpec) -> None:
+def test_guest_time_runs_at_the_host_rate(sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec) -> None:
     sandbox = sandboxes.start(restore_spec)
     started = time.monotonic()
     result = run_python(
@@ -183,7 +184,7 @@ def test_probe_boot_reaches_userspace(backend: QemuBackend, kernel: KernelFiles)
 
 
 def test_restore_from_a_missing_snapshot_file(
-    sandboxes: Sandboxes, restore_spec: SandboxSpec, tmp_path: Path, settings: Settings
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec, tmp_path: Path, settings: Settings
 ) -> None:
     gone = SnapshotFiles(directory=tmp_path, vmstate=tmp_path / "vmstate", memory=None)
     with pytest.raises(SnapshotNotFound):
