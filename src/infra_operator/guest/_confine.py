@@ -25,8 +25,28 @@ _CGROUP_ROOT = "/sys/fs/cgroup"
 _RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
 _RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
 _PR_SET_DUMPABLE = 4
-_MS_NOSUID, _MS_NODEV, _MS_REMOUNT = 2, 4, 32
+# From linux/mount.h.
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 _counter = itertools.count()
+
+libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
+
+
+def check(result: int, what: str) -> None:
+    """A libc call's 0 as success; anything else as ``OSError`` saying ``what`` failed and why."""
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, options: str | None = None,
+          what: str | None = None) -> None:
+    check(
+        libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   options.encode() if options else None),
+        what or f"mount {target}",
+    )
 
 
 class Cgroup:
@@ -129,7 +149,6 @@ def _reap() -> None:
 
 def harden_agent() -> None:
     """Keep sandboxed code, which may share our uid in a jail, out of the agent."""
-    libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -142,7 +161,7 @@ def oom_first() -> None:
     small processes runs out, the agent may be the biggest one, and killing it loses
     the answer. Raising one's own score needs no privilege, only a /proc entry we own,
     which a process the agent made undumpable does not have until it execs."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     try:
         with open("/proc/self/oom_score_adj", "w") as score:
             score.write("1000")
@@ -156,12 +175,9 @@ def bound_scratch(paths: tuple[str, ...], size_bytes: int) -> None:
     and init; a jail's folders are made per sandbox, to size, by the host."""
     if os.getpid() != 1 or os.getuid() != 0:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
     for path in paths:
-        options = f"size={size_bytes}".encode()
-        if libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, options) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"cannot bound {path} to {size_bytes} bytes: {os.strerror(errno)}")
+        mount("tmpfs", path, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, f"size={size_bytes}",
+              what=f"cannot bound {path} to {size_bytes} bytes")
 
 
 def reset_signals() -> None:

@@ -32,6 +32,19 @@ import ctypes
 import os
 import socket
 
+from ._confine import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    check,
+    libc,
+    mount,
+)
 from ._signals import signal
 from .protocol import ProtocolError, decode_json, encode_json, send
 
@@ -39,11 +52,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from collections.abc import Callable
 
-# From linux/sched.h, linux/mount.h, linux/prctl.h, linux/capability.h, linux/seccomp.h.
+# From linux/sched.h, linux/prctl.h, linux/capability.h, linux/seccomp.h.
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
-_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 _PR_SET_SECCOMP, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 22, 24, 38, 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SECCOMP_MODE_FILTER = 2
@@ -53,9 +64,6 @@ _SCRATCH = (("/work", "0777"), ("/tmp", "1777"), ("/dev/shm", "1777"))
 _PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 _MAX_REQUEST = 4096
 _MAX_FDS = 8
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
@@ -69,20 +77,6 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
-    _check(
-        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                    options.encode() if options else None),
-        f"mount {target}",
-    )
-
-
 class _Confinement:
     """What every sandbox is given up to: read once, when the template starts."""
 
@@ -94,40 +88,40 @@ class _Confinement:
 
     def apply(self) -> None:
         for cap in range(self._last_cap + 1):
-            _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
-        _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+            check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+        check(libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
         header = _CapHeader(_CAPABILITY_VERSION_3, 0)
         nothing = (_CapData * 2)()
-        _check(_libc.capset(ctypes.byref(header), ctypes.byref(nothing)), "drop capabilities")
-        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
-        _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
+        check(libc.capset(ctypes.byref(header), ctypes.byref(nothing)), "drop capabilities")
+        check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+        check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
                "load the seccomp filter")
 
 
 def _fresh_mounts(scratch_bytes: int) -> None:
     # Private first, so nothing mounted here reaches the template or a sibling.
-    _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
     for path, mode in _SCRATCH:
-        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={scratch_bytes},mode={mode}")
-    _mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode={mode}")
+    mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
 
 
 def _become_sandbox(request: dict[str, object], fds: list[int], confinement: _Confinement) -> None:
     """In the forked child: everything from the module's list, then the channel on fds 0 and 1."""
     channel_in, channel_out, *cgroup_procs = fds
-    _check(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS),
+    check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS),
            "unshare namespaces")
     _fresh_mounts(int(str(request["scratch_bytes"])))
     if os.fork() != 0:
         os._exit(0)  # the new PID namespace's init is our child; the template reaps us
-    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for path in _PROC_READ_ONLY:
         if os.path.exists(path):
-            _mount(path, path, None, _MS_BIND | _MS_REC)
-            _mount("none", path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+            mount(path, path, None, MS_BIND | MS_REC)
+            mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for fd in cgroup_procs:
         os.write(fd, b"0")
-    _check(_libc.unshare(_CLONE_NEWCGROUP), "unshare the cgroup namespace")
+    check(libc.unshare(_CLONE_NEWCGROUP), "unshare the cgroup namespace")
     os.setsid()
     os.chdir("/work")
     confinement.apply()
