@@ -3,13 +3,11 @@ in /health, and emptied on shutdown so nothing of the server keeps running."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import require_images, start_server, stop_server
+from conftest import require_images, start_server, stop_server, wait_for
 
 CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in ("memory", "pids")] + [
     Path("/sys/fs/cgroup/infra-operator")
@@ -37,21 +35,12 @@ def pool_of(client: httpx.Client, language: str) -> dict[str, Any]:
     return entries[0]
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 def test_the_server_prewarms_serves_from_the_pool_and_leaves_nothing(tmp_path: Path) -> None:
     require_images("python")
     server = start_server(tmp_path, env={"INFRA_OPERATOR_POOL__SIZE": "2", "INFRA_OPERATOR_POOL__MAX_SIZE": "8"})
     try:
         with server.client() as client:
-            wait_until(lambda: pool_of(client, "python")["ready"] == 2, "the python pool to fill")
+            wait_for(lambda: pool_of(client, "python")["ready"] == 2, "the python pool to fill")
             response = client.post("/api/v1/execute", json={"language": "python", "code": "print(6*7)"})
             assert response.status_code == 200, response.text
             assert response.json()["stdout"] == "42\n"

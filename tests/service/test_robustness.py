@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, require_images, start_server, stop_server
+from conftest import Server, require_images, start_server, stop_server, wait_for
 from hostcheck import cgroups_of, descendants, run_folders_of
 
 SLEEP = "import time\nprint('start', flush=True)\ntime.sleep({seconds})\nprint('end')\n"
@@ -49,14 +48,6 @@ def _in_background(
     thread = threading.Thread(target=target)
     thread.start()
     return thread, out
-
-
-def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class TestBodyLimit:
@@ -171,7 +162,7 @@ def test_sigterm_during_an_execution_finishes_it_and_leaves_nothing(spawn: Calla
             f"{server.url}/api/v1/execute", timeout=60, json={"language": "python", "code": code}
         )
     )
-    _wait_for(lambda: cgroups_of(pid), 30, "the execution to start")
+    wait_for(lambda: cgroups_of(pid), "the execution to start", seconds=30)
     server.process.send_signal(signal.SIGTERM)
     thread.join(timeout=60)
     assert isinstance(out[0], httpx.Response), out
@@ -194,14 +185,14 @@ def test_start_up_sweep_clears_what_a_killed_server_left(spawn: Callable[..., Se
             json={"language": "python", "code": code, "timeout": 90},
         )
     )
-    _wait_for(lambda: cgroups_of(pid) and run_folders_of(pid), 30, "the execution to start")
+    wait_for(lambda: cgroups_of(pid) and run_folders_of(pid), "the execution to start", seconds=30)
     sandbox_processes = descendants(pid)
-    assert sandbox_processes, "the execution's bwrap was not found"
+    assert sandbox_processes, "the execution's sandbox was not found"
     os.kill(pid, signal.SIGKILL)
     crashed.process.wait()
     thread.join(timeout=30)
-    # bwrap runs with --die-with-parent: the sandbox goes with its server.
-    _wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in sandbox_processes), 15, "bwrap to die")
+    # The jail template exits when its server's end of the socket closes, its sandboxes with it.
+    wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in sandbox_processes), "the sandbox to die", seconds=15)
     left = _leftovers(pid)
     assert left["cgroups"] and left["run folders"], (
         f"nothing left to sweep, so the test proves nothing: {left}"
