@@ -1,5 +1,5 @@
 """The jail's seccomp filter: each denied call fails inside a real jail (through the
-API), ordinary programs still run, and the program bwrap loads is well formed."""
+API), ordinary programs still run, and the program every jail loads is well formed."""
 
 from __future__ import annotations
 

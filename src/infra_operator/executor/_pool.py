@@ -18,7 +18,7 @@ Rules:
 - Destroying happens in the background (``dispose``), off the request's path.
 - ``close`` stops refilling, waits for starts under way and destroys everything. Close
   only once taken sandboxes are done with: a backend may tie a sandbox's life to the
-  thread that started it (bwrap's ``--die-with-parent``), and the pool's threads end.
+  thread that started it, and the pool's threads end.
 
 The pool knows only ``backends.base``: the jail today, microVMs restored from a
 snapshot tomorrow.

@@ -1,5 +1,5 @@
-"""The seccomp filter every jail runs under, as the classic BPF program bwrap's
-``--seccomp FD`` loads (a packed array of ``struct sock_filter``).
+"""The seccomp filter every jail runs under, as a classic BPF program: a packed array of
+``struct sock_filter``, the form bwrap's ``--seccomp FD`` takes and the jail template loads.
 
 Written by hand rather than through libseccomp so the backend needs nothing the
 host's Python lacks. x86_64 only: any other architecture (the i386 ``int 0x80``
@@ -147,8 +147,8 @@ def _assemble(ops: list[_Op]) -> bytes:
 
 @cache
 def program() -> bytes:
-    """The filter as bytes, ready to be written to the fd bwrap reads it from; the same for
-    every jail, so assembled once."""
+    """The filter as bytes, ready to be written to the fd a jail template (or the capability
+    probe's bwrap) reads it from; the same for every jail, so assembled once."""
     ops = [
         _load(_ARCH),
         _Op(_BPF_JEQ_K, AUDIT_ARCH_X86_64, false="deny"),
