@@ -76,6 +76,46 @@ def test_no_upward_imports(module_path: Path) -> None:
     assert not upward, f"{module_path.relative_to(PACKAGE)} imports {sorted(upward)}, above {part}"
 
 
+def _imported_modules(module_path: Path) -> set[tuple[str, ...]]:
+    """What ``module_path`` imports from the package, as paths of names below it
+    (``("executor", "_executor")``); for ``from X import y`` both X and X.y, since y may
+    be a module."""
+    own = module_path.relative_to(PACKAGE).parent.parts
+    found: set[tuple[str, ...]] = set()
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(tuple(alias.name.split(".")[1:]) for alias in node.names
+                         if alias.name.startswith("infra_operator."))
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        names = node.module.split(".") if node.module else []
+        if node.level:
+            target = (*own[: len(own) - (node.level - 1)], *names)
+        elif names[:1] == ["infra_operator"]:
+            target = tuple(names[1:])
+        else:
+            continue
+        found.add(target)
+        found.update((*target, alias.name) for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module_path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_private_module_of_another_package(module_path: Path) -> None:
+    """A private module (``_name``) serves its own package and the packages inside it;
+    everyone else goes through the package's declared surface."""
+    importer = module_path.relative_to(PACKAGE).parent.parts
+    for target in _imported_modules(module_path):
+        for depth, name in enumerate(target):
+            if name.startswith("_") and not name.startswith("__"):
+                owner = target[:depth]
+                assert importer[: len(owner)] == owner, (
+                    f"{module_path.relative_to(PACKAGE)} imports {'.'.join(target)}, private to "
+                    f"{'.'.join(('infra_operator', *owner))}")
+                break
+
+
 def test_guest_uses_only_the_standard_library() -> None:
     import sys
 

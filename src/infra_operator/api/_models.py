@@ -6,11 +6,14 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-BackendChoice = Literal["auto", "jail", "qemu", "firecracker"]
+from ..backends.base import Accelerator, Isolation
+from ..config import BackendName
+from ..executor import SandboxStart
+from ..jobs import JobState
 
 
 class _Request(BaseModel):
@@ -43,7 +46,7 @@ class ExecuteRequest(_Request):
     stdin: Text = Field(default="", description="given to the program on standard input")
     args: list[Argument] = Field(
         default_factory=list, max_length=64, description="extra command-line arguments")
-    backend: BackendChoice | None = Field(default=None, description="which isolation backend; default the server's")
+    backend: BackendName | None = Field(default=None, description="which isolation backend; default the server's")
     memory_mb: int | None = None
     cpu_seconds: int | None = None
     processes: int | None = None
@@ -68,7 +71,7 @@ class ExecuteResponse(BaseModel):
     output_limit_exceeded: bool = False
     compile_output: str | None = None
     compile_exit_code: int | None = None
-    sandbox_start: Literal["pool", "snapshot", "boot"] = Field(
+    sandbox_start: SandboxStart = Field(
         description="how the sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold")
     load_time_ms: float
     exec_time_ms: float
@@ -92,6 +95,36 @@ class LanguagesResponse(BaseModel):
     count: int
 
 
+class JobView(BaseModel):
+    """A background job (an image build, a snapshot, a transfer) and how far it got."""
+
+    id: str
+    kind: str
+    subject: str = Field(description="the language it works on")
+    state: JobState
+    started_at: float
+    finished_at: float | None
+    error: str | None
+    progress: str = Field(description="its last progress line")
+    log: list[str]
+
+
+class RootfsState(BaseModel):
+    exists: bool
+    path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    built_at: float | None = None
+    build_seconds: float | None = None
+    build: JobView | None = Field(description="the latest build job, if one ran since the server started")
+
+
+class SnapshotState(BaseModel):
+    exists: bool
+    backends: list[str] = Field(description="the backends this language has a snapshot for")
+    build: JobView | None = Field(description="the latest snapshot job, if one ran since the server started")
+
+
 class LanguageDetails(BaseModel):
     name: str
     extension: str
@@ -103,8 +136,8 @@ class LanguageDetails(BaseModel):
     run_command: list[str]
     source_file: str
     packages: list[str]
-    rootfs: dict[str, Any]
-    snapshot: dict[str, Any]
+    rootfs: RootfsState
+    snapshot: SnapshotState
     sample: str
     expected_output: str
 
@@ -120,7 +153,7 @@ class RootfsEntry(BaseModel):
 
 class RootfsListResponse(BaseModel):
     rootfs: list[RootfsEntry]
-    builds: list[dict[str, Any]] = []
+    builds: list[JobView] = []
 
 
 class RootfsCreateRequest(_Request):
@@ -131,7 +164,7 @@ class RootfsCreateRequest(_Request):
 class StartedResponse(BaseModel):
     message: str
     language: str
-    job: dict[str, Any]
+    job: JobView
 
 
 class SnapshotEntry(BaseModel):
@@ -147,14 +180,14 @@ class SnapshotEntry(BaseModel):
 
 class SnapshotListResponse(BaseModel):
     snapshots: list[SnapshotEntry]
-    jobs: list[dict[str, Any]] = []
+    jobs: list[JobView] = []
 
 
 class SnapshotCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
     mem_mb: int = Field(default=256, ge=64, le=8192)
     vcpus: int = Field(default=1, ge=1, le=8)
-    backend: BackendChoice | None = None
+    backend: BackendName | None = None
 
 
 class TransferRequest(_Request):
@@ -169,10 +202,43 @@ class SnapshotTransferRequest(TransferRequest):
         default=None, description="whose snapshot; default: the only one there is")
 
 
+class BackendView(BaseModel):
+    """What a backend can do on this host, and the evidence for each answer."""
+
+    name: str
+    usable: bool
+    isolation: Isolation
+    accelerator: Accelerator | None
+    snapshots: bool
+    evidence: list[str]
+    missing: list[str] = Field(description="what to install or change for it to work here")
+
+
+class LoadView(BaseModel):
+    running: int
+    waiting: int
+    max_running: int
+    max_waiting: int
+
+
+class PoolEntryView(BaseModel):
+    """Ready sandboxes of one kind (backend, image, limits)."""
+
+    backend: str
+    key: str
+    ready: int
+    starting: int
+    target: int
+    base: int = Field(description="how many are kept ready without demand")
+    takes: int
+    misses: int
+    memory_mb: int = Field(description="what the ready ones hold, by the backend's measure")
+
+
 class HealthResponse(BaseModel):
     status: str
     version: str
     backend: str | None
-    backends: list[dict[str, Any]]
-    load: dict[str, int]
-    pool: list[dict[str, Any]] = []
+    backends: list[BackendView]
+    load: LoadView
+    pool: list[PoolEntryView] = []

@@ -13,23 +13,29 @@ from .. import __version__
 from ..errors import NotFound, OperatorError
 from ..executor import ExecutionRequest
 from ..images import describe, progress_lines
-from ..jobs import Progress
+from ..jobs import Job, Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
 from ._models import (
+    BackendView,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
     HealthResponse,
+    JobView,
     LanguageDetails,
     LanguagesResponse,
     LanguageSummary,
+    LoadView,
+    PoolEntryView,
     RootfsCreateRequest,
     RootfsEntry,
     RootfsListResponse,
+    RootfsState,
     SnapshotCreateRequest,
     SnapshotEntry,
     SnapshotListResponse,
+    SnapshotState,
     SnapshotTransferRequest,
     StartedResponse,
     TransferRequest,
@@ -56,13 +62,17 @@ def health(services: ServicesDep) -> HealthResponse:
     except OperatorError:
         active = None
     backends = [
-        {"name": c.name, "usable": c.usable, "isolation": c.isolation, "accelerator": c.accelerator,
-         "snapshots": c.snapshots, "evidence": list(c.evidence), "missing": list(c.missing)}
+        BackendView(name=c.name, usable=c.usable, isolation=c.isolation, accelerator=c.accelerator,
+                    snapshots=c.snapshots, evidence=list(c.evidence), missing=list(c.missing))
         for c in services.backends.capabilities()
     ]
     return HealthResponse(status="healthy" if active else "degraded", version=__version__, backend=active,
-                          backends=backends, load=services.executor.admission.stats(),
-                          pool=services.pool.stats())
+                          backends=backends, load=LoadView(**services.executor.admission.stats()),
+                          pool=[PoolEntryView(**entry) for entry in services.pool.stats()])
+
+
+def _job_view(job: Job | None) -> JobView | None:
+    return JobView(**job.to_json()) if job is not None else None
 
 
 def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
@@ -82,7 +92,6 @@ def list_languages(services: ServicesDep) -> LanguagesResponse:
 def language_details(name: str, services: ServicesDep) -> LanguageDetails:
     language = services.catalog.get(name)
     rootfs = services.rootfs.find(language.name)
-    build = services.jobs.latest("rootfs", language.name)
     snapshots = [s for s in services.list_snapshots() if s.language == language.name]
     return LanguageDetails(
         name=language.name,
@@ -95,17 +104,20 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
         run_command=list(language.run),
         source_file=language.source,
         packages=list(language.packages),
-        rootfs={
-            "exists": rootfs is not None,
-            **({"path": str(rootfs.path), "size": rootfs.size, "sha256": rootfs.sha256,
-                "built_at": rootfs.built_at, "build_seconds": rootfs.build_seconds} if rootfs else {}),
-            "build": build.to_json() if build else None,
-        },
-        snapshot={
-            "exists": bool(snapshots),
-            "backends": [s.backend for s in snapshots],
-            "build": (job.to_json() if (job := services.jobs.latest("snapshot", language.name)) else None),
-        },
+        rootfs=RootfsState(
+            exists=rootfs is not None,
+            path=str(rootfs.path) if rootfs else None,
+            size=rootfs.size if rootfs else None,
+            sha256=rootfs.sha256 if rootfs else None,
+            built_at=rootfs.built_at if rootfs else None,
+            build_seconds=rootfs.build_seconds if rootfs else None,
+            build=_job_view(services.jobs.latest("rootfs", language.name)),
+        ),
+        snapshot=SnapshotState(
+            exists=bool(snapshots),
+            backends=[s.backend for s in snapshots],
+            build=_job_view(services.jobs.latest("snapshot", language.name)),
+        ),
         sample=language.sample,
         expected_output=language.expected,
     )
@@ -131,7 +143,7 @@ def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = 
         return RootfsListResponse(rootfs=[RootfsEntry(**e) for e in services.remote(bucket).list_rootfs()])
     entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), sha256=i.sha256, version=i.version,
                            built_at=i.built_at) for i in services.rootfs.list()]
-    builds = [job.to_json() for job in services.jobs.list() if job.kind == "rootfs"]
+    builds = [JobView(**job.to_json()) for job in services.jobs.list() if job.kind == "rootfs"]
     return RootfsListResponse(rootfs=entries, builds=builds)
 
 
@@ -150,7 +162,7 @@ def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket
         remote_entries = services.remote(bucket).list_snapshots()
         return SnapshotListResponse(snapshots=[SnapshotEntry(**describe(e)) for e in remote_entries])
     entries = [SnapshotEntry(**describe(dataclasses.asdict(s))) for s in services.list_snapshots()]
-    jobs = [job.to_json() for job in services.jobs.list() if job.kind == "snapshot"]
+    jobs = [JobView(**job.to_json()) for job in services.jobs.list() if job.kind == "snapshot"]
     return SnapshotListResponse(snapshots=entries, jobs=jobs)
 
 

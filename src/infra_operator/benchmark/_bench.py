@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, OperatorError
-from ..executor._executor import BASE_ENV
+from ..executor import BASE_ENV
 
 if TYPE_CHECKING:
     from ..images import RootfsInfo

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from ._admission import Admission
-from ._executor import ExecutionRequest, ExecutionResult, Executor
+from ._executor import BASE_ENV, ExecutionRequest, ExecutionResult, Executor, SandboxStart
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
 
 __all__ = [
+    "BASE_ENV",
     "Admission",
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
     "Pool",
     "ResolvedLimits",
+    "SandboxStart",
     "resolve",
     "spec_key",
 ]

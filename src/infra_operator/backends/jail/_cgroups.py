@@ -19,7 +19,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "infra-operator"
 
 
-def _unified() -> bool:
+def unified() -> bool:
     return (CGROUP_ROOT / "cgroup.controllers").exists()
 
 
@@ -34,7 +34,7 @@ class HostCgroup:
     @classmethod
     def create(cls, name: str, memory_bytes: int, processes: int) -> HostCgroup:
         try:
-            if _unified():
+            if unified():
                 parent = CGROUP_ROOT / GROUP_PARENT
                 parent.mkdir(exist_ok=True)
                 _write(CGROUP_ROOT / "cgroup.subtree_control", "+memory +pids")
@@ -122,7 +122,7 @@ class HostCgroup:
 
 def sweep() -> list[str]:
     """Remove the groups of servers that are no longer running."""
-    parents = [CGROUP_ROOT / GROUP_PARENT] if _unified() else [
+    parents = [CGROUP_ROOT / GROUP_PARENT] if unified() else [
         CGROUP_ROOT / "memory" / GROUP_PARENT, CGROUP_ROOT / "pids" / GROUP_PARENT]
     removed = []
     for parent in parents:
