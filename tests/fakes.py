@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import threading
 from pathlib import Path
-from typing import Any
 
-from infra_operator.backends import Capabilities, SandboxSpec, SnapshotFiles, State
+from infra_operator.backends import Capabilities, HostOutcome, SandboxSpec, SnapshotFiles, State
 from infra_operator.backends.base import Isolation
 from infra_operator.errors import AgentError, InvalidRequest, SandboxError
+from infra_operator.guest.messages import PingReply, Request
 
 
 class FakeSandbox:
@@ -25,16 +25,16 @@ class FakeSandbox:
         self.calls = 0
         self.destroyed = 0
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def call(self, message: Request, deadline: float) -> PingReply:
         if self.state is not State.READY:
             raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
         if self.dead:
             raise AgentError(f"sandbox {self.id}: the sandbox went away during the call")
         self.calls += 1
-        return {"ok": True}
+        return {"ok": True, "op": "ping", "pid": 0, "uid": 0}
 
-    def outcome(self) -> dict[str, Any]:
-        return {"oom_killed": False}
+    def outcome(self) -> HostOutcome:
+        return HostOutcome()
 
     def destroy(self) -> None:
         self.destroyed += 1
@@ -57,6 +57,9 @@ class FakeBackend:
 
     def capabilities(self) -> Capabilities:
         return Capabilities(name=self.name, isolation=self.isolation, usable=True, evidence=("a test double",))
+
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
+        return spec
 
     def start(self, spec: SandboxSpec) -> FakeSandbox:
         self.gate.wait()

@@ -34,7 +34,7 @@ class Services:
 
     @cached_property
     def backends(self) -> BackendSet:
-        return BackendSet(self.settings, factories(images.load_kernel))
+        return BackendSet(self.settings, factories(images.guest_images))
 
     @cached_property
     def pool(self) -> Pool:
@@ -101,8 +101,8 @@ class Services:
     def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
         self.check_can_snapshot(backend, language)
         rootfs = self.rootfs.get(language)
-        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, memory_mb=mem_mb, vcpus=vcpus,
-                           kernel=images.require_kernel(self.settings), labels={"language": language})
+        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, image=language, memory_mb=mem_mb,
+                           vcpus=vcpus, kernel=images.require_kernel(self.settings), labels={"language": language})
         return images.create_snapshot(self.settings, backend, language, spec, progress)
 
     def remote(self, bucket: str | None = None) -> RemoteStore:

@@ -36,11 +36,12 @@ from infra_operator.backends.firecracker import FirecrackerBackend  # noqa: E402
 from infra_operator.backends.firecracker._api import FirecrackerApi  # noqa: E402
 from infra_operator.config import Settings  # noqa: E402
 from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
+from infra_operator.guest.messages import ExecuteRequest, StepLimits  # noqa: E402
 from infra_operator.guest.protocol import b64decode, b64encode  # noqa: E402
 
 # The interpreter the agent runs programs with (as uid 65534): the system's, not a pyenv shim.
 GUEST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-LIMITS = {
+LIMITS: StepLimits = {
     "wall_seconds": 10,
     "cpu_seconds": 10,
     "memory_bytes": 256 * 1024 * 1024,
@@ -305,7 +306,7 @@ def test_process_dying_is_boot_failed(rig: Rig) -> None:
 def test_host_deadline_bounds_a_call(rig: Rig) -> None:
     sandbox = rig.backend.start(rig.spec)
     try:
-        message = {
+        message: ExecuteRequest = {
             "op": "execute",
             "files": {"main.py": b64encode(b"import time; time.sleep(30)")},
             "compile": None,
@@ -313,6 +314,8 @@ def test_host_deadline_bounds_a_call(rig: Rig) -> None:
             "env": {},
             "stdin": "",
             "limits": {**LIMITS, "wall_seconds": 60},
+            "entropy": b64encode(os.urandom(64)),
+            "clock": time.time(),
         }
         started = time.monotonic()
         with pytest.raises(AgentTimeout):

@@ -21,16 +21,17 @@ from typing import Any
 import pytest
 from conftest import Sandboxes
 
-from infra_operator.backends.base import KernelFiles, SandboxSpec
+from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
+from infra_operator.guest.messages import ExecuteRequest, StepLimits, StepResult
 from infra_operator.images import SnapshotInfo, build_kernel, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
 CACHE = Path(os.environ.get("INFRA_OPERATOR_TEST_CACHE", "/var/tmp/infra-operator-tests"))
 ROOTFS_DIRS = ("work", "tmp", "opt/infra-operator", "proc", "sys", "dev")
 
-LIMITS = {
+LIMITS: StepLimits = {
     "wall_seconds": 20,
     "cpu_seconds": 20,
     "memory_bytes": 128 << 20,
@@ -47,24 +48,32 @@ def need(tool: str) -> None:
         pytest.skip(f"{tool} is not installed")
 
 
-def execute_message(code: str, name: str = "main.py") -> dict[str, Any]:
+def execute_message(code: str, name: str = "main.py") -> ExecuteRequest:
     """An execute request as the executor sends it: fresh entropy and the host's clock."""
     return {
         "op": "execute",
         "files": {name: base64.b64encode(code.encode()).decode()},
+        "compile": None,
         "run": ["/usr/bin/python3", name],
         "env": {},
+        "stdin": "",
         "limits": LIMITS,
         "entropy": base64.b64encode(os.urandom(64)).decode(),
         "clock": time.time(),
     }
 
 
+def run_step(sandbox: QemuSandbox, message: ExecuteRequest, timeout: float = 60.0) -> StepResult:
+    """The run step's result of one execute call."""
+    reply = sandbox.call(message, time.monotonic() + timeout)
+    assert reply["op"] == "execute" and reply["run"] is not None, reply
+    return reply["run"]
+
+
 def run_python(
     sandbox: QemuSandbox, code: str, timeout: float = 60.0, name: str = "main.py"
 ) -> dict[str, Any]:
-    reply = sandbox.call(execute_message(code, name), time.monotonic() + timeout)
-    result: dict[str, Any] = reply["run"]
+    result: dict[str, Any] = dict(run_step(sandbox, execute_message(code, name), timeout))
     result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
     result["stderr_text"] = base64.b64decode(result["stderr"]).decode()
     return result
@@ -107,7 +116,7 @@ def rootfs() -> tuple[Path, str]:
 @pytest.fixture(scope="session")
 def backend(settings: Settings, kernel: KernelFiles) -> QemuBackend:
     need("qemu-system-x86_64")
-    return QemuBackend(settings, kernel)
+    return QemuBackend(settings, GuestImages.fixed(kernel))
 
 
 @pytest.fixture(scope="session")

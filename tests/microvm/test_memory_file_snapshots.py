@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Sandboxes
 
-from infra_operator.backends.base import KernelFiles, SandboxSpec, SnapshotFiles
+from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec, SnapshotFiles
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
@@ -31,7 +31,7 @@ def file_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def file_backend(file_settings: Settings, kernel: KernelFiles, backend: QemuBackend) -> QemuBackend:
-    return QemuBackend(file_settings, kernel, snapshot_memory="file")
+    return QemuBackend(file_settings, GuestImages.fixed(kernel), snapshot_memory="file")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from infra_operator.backends.qemu import QemuBackend, QemuSandbox, _probe
 from infra_operator.config import Settings
 from infra_operator.errors import AgentError, BootFailed, SnapshotNotFound
 
-from .conftest import execute_message, qemu_alive, run_python
+from .conftest import execute_message, qemu_alive, run_python, run_step
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_capabilities_report_evidence(backend: QemuBackend) -> None:
 
 
 def test_capabilities_name_what_is_missing(settings: Settings) -> None:
-    caps = QemuBackend(settings, None, binary="qemu-system-nonexistent").capabilities()
+    caps = QemuBackend(settings, binary="qemu-system-nonexistent").capabilities()
     assert not caps.usable
     assert any("qemu-system-x86" in line for line in caps.missing)
     assert any("kernel" in line for line in caps.missing)
@@ -153,7 +153,7 @@ def test_memory_limit_is_enforced_in_the_guest_cgroup(
     sandbox = sandboxes.start(restore_spec)
     message = execute_message("x = bytearray(150 * 2**20); print('survived')")
     message["limits"] = {**message["limits"], "memory_bytes": 48 << 20}
-    result = sandbox.call(message, time.monotonic() + 60)["run"]
+    result = run_step(sandbox, message)
     assert result["exit_code"] != 0 or result["signal"] is not None, result
     assert result["oom_killed"], result
 

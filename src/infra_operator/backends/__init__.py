@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from ._registry import AUTO_ORDER, BackendSet, factories
-from .base import Backend, Capabilities, KernelFiles, Sandbox, SandboxSpec, SnapshotFiles, State
+from .base import (
+    Backend,
+    Capabilities,
+    GuestImages,
+    HostOutcome,
+    KernelFiles,
+    Sandbox,
+    SandboxSpec,
+    SnapshotFiles,
+    State,
+)
 
 __all__ = [
     "AUTO_ORDER",
     "Backend",
     "BackendSet",
     "Capabilities",
+    "GuestImages",
+    "HostOutcome",
     "KernelFiles",
     "Sandbox",
     "SandboxSpec",

@@ -12,20 +12,20 @@ from functools import cached_property
 
 from ..config import Settings
 from ..errors import BackendUnavailable, InvalidRequest
-from .base import Backend, Capabilities, KernelFiles
+from .base import Backend, Capabilities, GuestImages
 from .firecracker import FirecrackerBackend
 from .jail import JailBackend
 from .qemu import QemuBackend
 
 BackendFactory = Callable[[Settings], Backend]
-KernelSource = Callable[[Settings], KernelFiles | None]
 
-def factories(kernel: KernelSource) -> dict[str, BackendFactory]:
-    """Every backend this build knows; ``kernel`` finds the guest kernel the microVMs boot."""
+
+def factories(guest_images: Callable[[Settings], GuestImages]) -> dict[str, BackendFactory]:
+    """Every backend this build knows; ``guest_images`` finds what the microVMs boot."""
     return {
         "jail": lambda settings: JailBackend(settings.run_dir, settings.runtime_dir),
-        "qemu": lambda settings: QemuBackend(settings, kernel(settings)),
-        "firecracker": FirecrackerBackend,
+        "qemu": lambda settings: QemuBackend(settings, guest_images(settings)),
+        "firecracker": lambda settings: FirecrackerBackend(settings, guest_images(settings)),
     }
 
 

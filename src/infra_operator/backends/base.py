@@ -10,9 +10,13 @@ and their exceptions to themselves: what leaves them is an ``errors.OperatorErro
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..guest.messages import Reply, Request
 
 Isolation = Literal["vm", "namespace"]
 Accelerator = Literal["kvm", "tcg"]
@@ -52,12 +56,35 @@ class SnapshotFiles:
     memory: Path | None
 
 
+def _no_snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
+    return None
+
+
+@dataclass(frozen=True)
+class GuestImages:
+    """Where a microVM backend finds what it boots: the current guest kernel, and the
+    snapshot of an image for this backend made from that rootfs and kernel. The image
+    store's lookups, handed in by whoever builds the backends (backends do not import
+    ``images``); asked at each start, so a rebuilt kernel takes effect at once."""
+
+    kernel: Callable[[], KernelFiles | None]
+    snapshot: Callable[[str, str, str, str], SnapshotFiles | None] = _no_snapshot
+    """``(backend, image, rootfs_sha256, kernel_sha256)`` to the snapshot, or None."""
+
+    @classmethod
+    def fixed(cls, kernel: KernelFiles | None) -> GuestImages:
+        """One kernel and no snapshots: for a backend driven by hand."""
+        return cls(kernel=lambda: kernel)
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """Everything a backend needs to start one sandbox; nothing about languages."""
 
     rootfs: Path
     rootfs_sha256: str
+    image: str | None = None
+    """The image's name in the store (a language): a microVM backend finds its snapshot by it."""
     memory_mb: int = 256
     vcpus: int = 1
     processes: int = 128
@@ -76,23 +103,31 @@ class State(enum.Enum):
     DESTROYED = "destroyed"
 
 
+@dataclass(frozen=True)
+class HostOutcome:
+    """What the host saw of a sandbox's last call that its agent cannot report."""
+
+    oom_killed: bool = False
+    """The sandbox's host cgroup ran out of memory: the agent itself may have been killed."""
+
+
 class Sandbox(Protocol):
     """One started sandbox with its agent waiting. Used for one execution, then destroyed."""
 
     id: str
     state: State
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Send one request to the agent and return its reply; ``deadline`` is monotonic time.
+    def call(self, message: Request, deadline: float) -> Reply:
+        """Send one request to the agent and return its reply, which names the request's
+        ``op``; ``deadline`` is monotonic time.
 
         Raises ``errors.AgentTimeout`` when the deadline passes and ``errors.AgentError``
-        when the sandbox dies or answers nonsense.
+        when the sandbox dies, answers nonsense or refuses the request.
         """
         ...
 
-    def outcome(self) -> dict[str, Any]:
-        """What the host saw of the last call that the agent cannot report (an OOM kill in a
-        host cgroup, for example); keys as in the agent's step result."""
+    def outcome(self) -> HostOutcome:
+        """What the host saw of the last call (an OOM kill in a host cgroup, for example)."""
         ...
 
     def destroy(self) -> None:
@@ -106,6 +141,13 @@ class Backend(Protocol):
     """Static per backend: the executor reads it on every request without probing the host."""
 
     def capabilities(self) -> Capabilities: ...
+
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
+        """``spec`` completed with what this backend needs to start it: for a microVM its
+        guest kernel, its snapshot if one matches, and the VM's RAM (the request's memory
+        limit then applies inside the guest). Raises ``errors.BackendUnavailable`` when
+        something it needs is not built."""
+        ...
 
     def start(self, spec: SandboxSpec) -> Sandbox:
         """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``."""

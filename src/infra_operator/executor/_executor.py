@@ -13,10 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends import SandboxSpec
+from ..backends import HostOutcome, SandboxSpec
 from ..errors import AgentError, AgentTimeout
 from ..guest import b64decode, b64encode
-from ..images import find_snapshot, require_kernel
 from . import _limits
 from ._admission import Admission
 from ._pool import Pool
@@ -24,11 +23,14 @@ from ._pool import Pool
 if TYPE_CHECKING:
     from ..backends import Backend, BackendSet, Sandbox
     from ..config import Settings
+    from ..guest.messages import ExecuteReply, ExecuteRequest
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
 
 SandboxStart = Literal["pool", "snapshot", "boot"]
+"""How a sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold."""
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+"""The environment every program starts with, under its language's own variables."""
 # Beyond the program's own time limit, how long the host waits for the agent's answer
 # before it kills the sandbox: the agent enforces the limit itself, this is the backstop.
 HOST_GRACE_SECONDS = 5.0
@@ -101,24 +103,18 @@ class Executor:
 
     def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
                  limits: _limits.ResolvedLimits) -> SandboxSpec:
-        spec = SandboxSpec(
+        return backend.prepare(SandboxSpec(
             rootfs=rootfs.path,
             rootfs_sha256=rootfs.sha256,
+            image=language.name,
             memory_mb=limits.memory_mb,
             vcpus=self.settings.vm_vcpus,
             processes=limits.processes,
             disk_mb=limits.file_mb,
             labels={"language": language.name},
-        )
-        if backend.isolation != "vm":
-            return spec
-        # A microVM's RAM is the server's setting (or its snapshot's); the request's memory
-        # limit is applied inside the guest by the agent's cgroup.
-        kernel = require_kernel(self.settings)
-        snapshot = find_snapshot(self.settings, backend.name, language.name, rootfs.sha256, kernel.sha256)
-        return dataclasses.replace(spec, memory_mb=self.settings.vm_memory_mb, kernel=kernel, snapshot=snapshot)
+        ))
 
-    def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> dict[str, Any]:
+    def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> ExecuteRequest:
         return {
             "op": "execute",
             "files": {language.source: b64encode(request.code.encode("utf-8"))},
@@ -158,28 +154,28 @@ class Executor:
                               (loaded - started) * 1000, (finished - loaded) * 1000)
         return dataclasses.replace(result, sandbox_start=how)
 
-    def _run(self, sandbox: Sandbox, message: dict[str, Any],
-             limits: _limits.ResolvedLimits) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def _run(self, sandbox: Sandbox, message: ExecuteRequest,
+             limits: _limits.ResolvedLimits) -> tuple[ExecuteReply | None, HostOutcome]:
         deadline = time.monotonic() + limits.timeout_seconds + HOST_GRACE_SECONDS
         try:
             reply = sandbox.call(message, deadline)
         except AgentTimeout:
-            return None, {"oom_killed": False}  # the program held the sandbox past every limit
+            return None, HostOutcome()  # the program held the sandbox past every limit
         except AgentError:
             outcome = sandbox.outcome()
-            if outcome.get("oom_killed"):
+            if outcome.oom_killed:
                 return None, outcome  # the program ran the sandbox out of memory, agent and all
             raise
+        assert reply["op"] == "execute"  # Sandbox.call answers the request's op or raises
         return reply, sandbox.outcome()
 
-    def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: dict[str, Any] | None,
-                outcome: dict[str, Any], load_ms: float, exec_ms: float) -> ExecutionResult:
+    def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: ExecuteReply | None,
+                outcome: HostOutcome, load_ms: float, exec_ms: float) -> ExecutionResult:
         common: dict[str, Any] = {"language": language.name, "version": rootfs.version, "backend": backend,
                   "load_ms": load_ms, "exec_ms": exec_ms}
         if reply is None:
-            oom = bool(outcome.get("oom_killed"))
-            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL", timed_out=not oom,
-                                   oom_killed=oom, **common)
+            return ExecutionResult(stdout="", stderr="", exit_code=137, signal="SIGKILL",
+                                   timed_out=not outcome.oom_killed, oom_killed=outcome.oom_killed, **common)
         compiled, ran = reply.get("compile"), reply.get("run")
         compile_fields: dict[str, Any] = {}
         if compiled is not None:
@@ -195,7 +191,7 @@ class Executor:
             exit_code=step["exit_code"],
             signal=step["signal"],
             timed_out=step["timed_out"],
-            oom_killed=step["oom_killed"] or bool(outcome.get("oom_killed")),
+            oom_killed=step["oom_killed"] or outcome.oom_killed,
             stdout_truncated=step["stdout_truncated"],
             stderr_truncated=step["stderr_truncated"],
             output_limit_exceeded=step["output_limit_exceeded"],

@@ -4,10 +4,13 @@ server's allowed ranges, and turned into what the agent and the sandbox apply.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import LimitRange, Limits
 from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ..guest.messages import StepLimits
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class ResolvedLimits:
     output_kb: int
     file_mb: int
 
-    def for_agent(self) -> dict[str, Any]:
+    def for_agent(self) -> StepLimits:
         return {
             "wall_seconds": self.timeout_seconds,
             "cpu_seconds": self.cpu_seconds,

@@ -13,7 +13,7 @@ from .protocol import b64encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
-    from typing import Any
+    from .messages import StepLimits, StepResult
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -41,7 +41,7 @@ class Limits:
         self.file_bytes = file_bytes
 
     @classmethod
-    def from_message(cls, message: dict[str, Any]) -> Limits:
+    def from_message(cls, message: StepLimits) -> Limits:
         return cls(
             wall_seconds=float(message["wall_seconds"]),
             cpu_seconds=int(message["cpu_seconds"]),
@@ -93,7 +93,7 @@ def run_step(
     stdin: bytes,
     limits: Limits,
     deadline: float,
-) -> dict[str, Any]:
+) -> StepResult:
     cgroup = _confine.Cgroup.create(limits)
     started = time.monotonic()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -108,9 +108,7 @@ def run_step(
     code = process.returncode
     signal_number = -code if code < 0 else None
     exit_code = 128 + signal_number if signal_number is not None else code
-    result = _result(exit_code, signal_number, timed_out, oom, stdout, stderr, started, usage_before)
-    result["output_limit_exceeded"] = flooded
-    return result
+    return _result(exit_code, signal_number, timed_out, oom, flooded, stdout, stderr, started, usage_before)
 
 
 class _ExitWatch:
@@ -208,11 +206,12 @@ def _result(
     signal_number: int | None,
     timed_out: bool,
     oom_killed: bool,
+    flooded: bool,
     stdout: _Stream,
     stderr: _Stream,
     started: float,
     usage_before: resource.struct_rusage,
-) -> dict[str, Any]:
+) -> StepResult:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
     return {
@@ -224,7 +223,7 @@ def _result(
         "stderr": b64encode(bytes(stderr.kept)),
         "stdout_truncated": stdout.truncated,
         "stderr_truncated": stderr.truncated,
-        "output_limit_exceeded": False,
+        "output_limit_exceeded": flooded,
         "wall_ms": round((time.monotonic() - started) * 1000, 3),
         "cpu_ms": round(cpu * 1000, 3),
     }

@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from collections.abc import Callable
     from typing import Any
 
-    Handler = Callable[[dict[str, Any]], dict[str, Any]]
+    from .messages import ErrorReply, ExecuteReply, ExecuteRequest, PingReply
+
+    Handler = Callable[[dict[str, Any]], PingReply | ExecuteReply | ErrorReply]
 
 WORK_DIR = "/work"
 USAGE = """usage: infra.operator guest [--channel stdio|virtio:NAME|vsock:PORT] [--work-dir DIR]
@@ -42,7 +44,7 @@ def _write_files(work_dir: str, files: dict[str, str]) -> None:
             handle.write(b64decode(content))
 
 
-def execute(message: dict[str, Any], work_dir: str = WORK_DIR) -> dict[str, Any]:
+def execute(message: ExecuteRequest, work_dir: str = WORK_DIR) -> ExecuteReply:
     started = time.monotonic()
     _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
     limits = Limits.from_message(message["limits"])
@@ -51,22 +53,25 @@ def execute(message: dict[str, Any], work_dir: str = WORK_DIR) -> dict[str, Any]
     _write_files(work_dir, message.get("files", {}))
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
     compiled = None
-    if message.get("compile"):
-        compiled = run_step(list(message["compile"]), work_dir, env, b"", limits, deadline)
+    compile_argv = message.get("compile")
+    if compile_argv:
+        compiled = run_step(list(compile_argv), work_dir, env, b"", limits, deadline)
         if compiled["exit_code"] != 0 or compiled["timed_out"]:
-            return {"ok": True, "compile": compiled, "run": None}
+            return {"ok": True, "op": "execute", "compile": compiled, "run": None}
     stdin = b64decode(message.get("stdin", ""))
     ran = run_step(list(message["run"]), work_dir, env, stdin, limits, deadline)
-    return {"ok": True, "compile": compiled, "run": ran}
+    return {"ok": True, "op": "execute", "compile": compiled, "run": ran}
 
 
-def handle(message: dict[str, Any], work_dir: str = WORK_DIR) -> dict[str, Any]:
+def handle(message: dict[str, Any], work_dir: str = WORK_DIR) -> PingReply | ExecuteReply | ErrorReply:
+    """Answer one request; a malformed one (a key missing, a value of the wrong type) is
+    an ``ErrorReply``, never the agent's end."""
     op = message.get("op")
     try:
         if op == "ping":
-            return {"ok": True, "pid": os.getpid(), "uid": os.getuid()}
+            return {"ok": True, "op": "ping", "pid": os.getpid(), "uid": os.getuid()}
         if op == "execute":
-            return execute(message, work_dir)
+            return execute(message, work_dir)  # type: ignore[arg-type]  # its shape is checked as it is read
         return {"ok": False, "error": f"unknown op {op!r}"}
     except (KeyError, TypeError, ValueError, OSError) as exc:
         return {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _json
 import binascii
+import math
 import os
 import select
 import struct
@@ -25,6 +26,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (and base64, which pulls in re) cost the agent's start-up at run time
+    from collections.abc import Mapping
     from typing import Any
 
 AGENT_VSOCK_PORT = 1024
@@ -73,7 +75,7 @@ _encode = _json.make_encoder(
     None, _unencodable, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
 
 
-def encode_json(message: dict[str, Any]) -> bytes:
+def encode_json(message: Mapping[str, object]) -> bytes:
     return "".join(_encode(message, 0)).encode("utf-8")
 
 
@@ -105,13 +107,15 @@ def _wait(fd: int, for_write: bool, deadline: float | None) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise ChannelTimeout("deadline passed")
-    readers, writers = ([], [fd]) if for_write else ([fd], [])
-    ready = select.select(readers, writers, [], remaining)
-    if not any(ready):
+    # poll, not select: select cannot watch a descriptor numbered 1024 or above, and a
+    # host holding many sandboxes' channels has those.
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if for_write else select.POLLIN)
+    if not poller.poll(max(1, math.ceil(remaining * 1000))):
         raise ChannelTimeout("deadline passed")
 
 
-def send(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
+def send(fd: int, message: Mapping[str, object], deadline: float | None = None) -> None:
     payload = encode_json(message)
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")

@@ -10,7 +10,15 @@ from ._progress import ByteProgress, progress_lines
 from ._rootfs_builder import Progress, build_rootfs, is_stale
 from ._rootfs_store import RootfsInfo, RootfsStore
 from .kernel import build_kernel, kernel_is_stale, load_kernel, require_kernel
-from .snapshots import SnapshotInfo, create_snapshot, describe, find_snapshot, list_snapshots, remove_snapshot
+from .snapshots import (
+    SnapshotInfo,
+    create_snapshot,
+    describe,
+    find_snapshot,
+    guest_images,
+    list_snapshots,
+    remove_snapshot,
+)
 
 if TYPE_CHECKING:
     from ._remote import RemoteStore, Transfer
@@ -38,6 +46,7 @@ __all__ = [
     "create_snapshot",
     "describe",
     "find_snapshot",
+    "guest_images",
     "is_stale",
     "kernel_is_stale",
     "list_snapshots",

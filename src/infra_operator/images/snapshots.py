@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Backend, SandboxSpec, SnapshotFiles
+from ..backends.base import Backend, GuestImages, SandboxSpec, SnapshotFiles
 from ..errors import InvalidRequest
 from ._files import read_json, sweep_partials, write_json_atomically
+from .kernel import load_kernel
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -201,3 +202,12 @@ def remove_snapshot(settings: Settings, backend_name: str, language: str) -> boo
         return False
     shutil.rmtree(directory)
     return True
+
+
+def guest_images(settings: Settings) -> GuestImages:
+    """The microVM backends' view of this store: the current kernel build and the snapshots
+    that match it (see ``backends.GuestImages``)."""
+    def snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
+        return find_snapshot(settings, backend, image, rootfs_sha256, kernel_sha256)
+
+    return GuestImages(kernel=lambda: load_kernel(settings), snapshot=snapshot)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import (
     AgentError,
@@ -27,16 +27,19 @@ from ...errors import (
     SnapshotNotFound,
 )
 from ...guest.protocol import AGENT_VSOCK_PORT
-from .. import _channel
-from ..base import Capabilities, Isolation, SandboxSpec, SnapshotFiles, State
+from .. import _channel, _microvm
+from ..base import Capabilities, GuestImages, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _host, _vsock
 from ._api import FirecrackerApi, Refused
 from ._vm import API_SOCKET, PID_FILE, RUN_PREFIX, VSOCK_SOCKET, Launcher, MicroVm, jail_cgroups
 
 if TYPE_CHECKING:
     from ...config import Settings
+    from ...guest.messages import Reply, Request
 
 log = logging.getLogger(__name__)
+
+_NO_IMAGES = GuestImages.fixed(None)
 
 GUEST_CID = 3  # the lowest a guest may have: 0-2 are reserved for the hypervisor and host
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
@@ -73,7 +76,7 @@ class FirecrackerSandbox:
     def api(self) -> FirecrackerApi:
         return self._api
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def call(self, message: Request, deadline: float) -> Reply:
         if self.state is State.DESTROYED or self._channel is None:
             raise AgentError(f"sandbox {self.id} is {self.state.value}: no agent to call")
         fd = self._channel.fileno()
@@ -94,8 +97,8 @@ class FirecrackerSandbox:
             if self.state is State.RUNNING:
                 self.state = State.READY
 
-    def outcome(self) -> dict[str, Any]:
-        return {}  # the guest's own cgroup sees every kill; the host adds nothing
+    def outcome(self) -> HostOutcome:
+        return HostOutcome()  # the guest's own cgroup sees every kill; the host adds nothing
 
     def close_channel(self) -> None:
         if self._channel is not None:
@@ -124,16 +127,19 @@ class FirecrackerBackend:
     def __init__(
         self,
         settings: Settings,
+        images: GuestImages = _NO_IMAGES,
         *,
         boot_timeout: float = 20.0,
         api_timeout: float = 10.0,
         check_kvm: bool = True,
     ) -> None:
-        """``api_timeout`` bounds the process's start until its API answers; ``boot_timeout``
+        """``images`` finds the guest kernel and snapshots for ``prepare``; a spec started
+        directly brings its own. ``api_timeout`` bounds the process's start until its API answers; ``boot_timeout``
         then bounds the guest's boot (or restore) until its agent answers a ping.
         ``check_kvm=False`` skips the hardware probe before each start: for a Firecracker
         test double, which needs no KVM. A real Firecracker without KVM still fails, later."""
         self.settings = settings
+        self.images = images
         self.boot_timeout = boot_timeout
         self.api_timeout = api_timeout
         self.check_kvm = check_kvm
@@ -206,6 +212,9 @@ class FirecrackerBackend:
             if failed:
                 raise BackendUnavailable(f"KVM is not usable here: {'; '.join(failed)}")
         return Launcher(firecracker=binary, jailer=jailer)
+
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
 
     def start(self, spec: SandboxSpec) -> FirecrackerSandbox:
         launcher = self._launcher()

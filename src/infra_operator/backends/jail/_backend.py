@@ -23,17 +23,20 @@ import threading
 import uuid
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ... import guest
 from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
 from .. import _channel
 from .._leftovers import stale_run_folders
-from ..base import Capabilities, Isolation, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
 from ._template import SANDBOX_UID, Template
+
+if TYPE_CHECKING:
+    from ...guest.messages import Reply, Request
 
 READY_TIMEOUT_SECONDS = 10.0
 TEMPLATE_SANDBOXES = 500
@@ -62,7 +65,7 @@ class JailSandbox:
             raise SandboxError(f"{exc.message}; the template said: {self._template.stderr_tail()}") from exc
         self.state = State.READY
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def call(self, message: Request, deadline: float) -> Reply:
         if self.state is not State.READY:
             raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
         self.state = State.RUNNING
@@ -72,8 +75,8 @@ class JailSandbox:
             if self.state is State.RUNNING:
                 self.state = State.READY
 
-    def outcome(self) -> dict[str, Any]:
-        return {"oom_killed": self._cgroup.oom_killed()}
+    def outcome(self) -> HostOutcome:
+        return HostOutcome(oom_killed=self._cgroup.oom_killed())
 
     def destroy(self) -> None:
         if self.state is State.DESTROYED:
@@ -173,7 +176,7 @@ class JailBackend:
 
     def capabilities(self) -> Capabilities:
         works, evidence = _probe()
-        cgroups = "cgroup v2" if _cgroups._unified() else "cgroup v1"
+        cgroups = "cgroup v2" if _cgroups.unified() else "cgroup v1"
         usable = works and os.geteuid() == 0
         why = ("run as root",) if works else (f"apt-get install bubblewrap ({evidence})",)
         missing = () if usable else why
@@ -197,6 +200,9 @@ class JailBackend:
                                 self.run_dir / name)
             self._templates[spec.rootfs] = template
             return template
+
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
+        return spec  # a jail needs nothing beyond the rootfs
 
     def start(self, spec: SandboxSpec) -> JailSandbox:
         capabilities = self.capabilities()

@@ -1,9 +1,9 @@
 """QEMU microVMs (``-M microvm``), the only part of the package that speaks QMP.
 
-    kernel = images.load_kernel(settings) or images.build_kernel(settings, print)
-    backend = QemuBackend(settings, kernel)          # snapshot_memory="stream" | "file"
+    backend = QemuBackend(settings, images.guest_images(settings))  # snapshot_memory="stream" | "file"
     backend.capabilities()                           # accelerator kvm/tcg by evidence
     backend.sweep()                                  # at server start: crash leftovers
+    spec = backend.prepare(spec)                     # the kernel, the image's snapshot, the VM's RAM
     sandbox = backend.start(spec)                    # cold boot, or restore if spec.snapshot
     sandbox.call({"op": "execute", ..., "entropy": b64, "clock": time.time()}, deadline)
     sandbox.destroy()

@@ -26,15 +26,18 @@ from ...errors import (
     SandboxError,
     SnapshotNotFound,
 )
-from .. import _channel
-from ..base import Accelerator, Capabilities, Isolation, KernelFiles, SandboxSpec, SnapshotFiles, State
+from .. import _channel, _microvm
+from ..base import Accelerator, Capabilities, GuestImages, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
 from . import _command, _probe, _process
 from ._qmp import Monitor
 
 if TYPE_CHECKING:
     from ...config import Settings
+    from ...guest.messages import Reply, Request
 
 log = logging.getLogger(__name__)
+
+_NO_IMAGES = GuestImages.fixed(None)
 
 SnapshotMemory = Literal["stream", "file"]
 
@@ -136,7 +139,7 @@ class QemuSandbox:
             raise BootFailed(message) from exc
         self.state = State.READY
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def call(self, message: Request, deadline: float) -> Reply:
         if self.state is not State.READY or self._agent is None:
             raise AgentError(f"sandbox {self.id} is {self.state.value}, not ready for a call")
         fd = self._agent.fileno()
@@ -156,8 +159,8 @@ class QemuSandbox:
             if self.state is State.RUNNING:
                 self.state = State.READY
 
-    def outcome(self) -> dict[str, Any]:
-        return {}  # inside a VM the agent sees everything; the host adds nothing
+    def outcome(self) -> HostOutcome:
+        return HostOutcome()  # inside a VM the agent sees everything; the host adds nothing
 
     def destroy(self) -> None:
         if self.state is State.DESTROYED:
@@ -184,8 +187,8 @@ class QemuSandbox:
 class QemuBackend:
     """QEMU ``-M microvm``: KVM where usable by evidence, TCG elsewhere.
 
-    ``kernel`` is the default guest kernel (``images.kernel.load_kernel``); a spec's own
-    ``kernel`` wins. Every method is synchronous: call it from a worker thread.
+    ``images`` finds the guest kernel and snapshots (``prepare`` puts them in a spec); a
+    spec's own ``kernel`` wins. Every method is synchronous: call it from a worker thread.
 
     ``snapshot_memory``: "stream" saves guest RAM inside the migration stream (one
     file; each restore copies it into private memory). "file" boots the VM to be saved
@@ -199,7 +202,7 @@ class QemuBackend:
     def __init__(
         self,
         settings: Settings,
-        kernel: KernelFiles | None = None,
+        images: GuestImages = _NO_IMAGES,
         *,
         binary: str = "qemu-system-x86_64",
         boot_timeout: float = 90.0,
@@ -207,7 +210,7 @@ class QemuBackend:
         snapshot_memory: SnapshotMemory = "stream",
     ) -> None:
         self.settings = settings
-        self.kernel = kernel
+        self.images = images
         self.binary = binary
         self.boot_timeout = boot_timeout
         self.restore_timeout = restore_timeout
@@ -220,7 +223,7 @@ class QemuBackend:
     def _accelerator(self) -> _probe.Evidence:
         if self._evidence is None:
             binary = _probe.find_qemu(self.binary) or self.binary
-            self._evidence = _probe.accelerator(binary, self.kernel)
+            self._evidence = _probe.accelerator(binary, self.images.kernel())
         return self._evidence
 
     def capabilities(self) -> Capabilities:
@@ -231,10 +234,11 @@ class QemuBackend:
             missing.append(f"{self.binary} (apt-get install qemu-system-x86)")
         else:
             evidence.append(f"{binary} found")
-        if self.kernel is None:
-            missing.append("a guest kernel and initramfs (build them with images.kernel.build_kernel)")
+        kernel = self.images.kernel()
+        if kernel is None:
+            missing.append("a guest kernel and initramfs (build them with `infra.operator kernel build`)")
         else:
-            evidence.append(f"guest kernel {self.kernel.bzimage.parent.name}")
+            evidence.append(f"guest kernel {kernel.bzimage.parent.name}")
         accelerator: Accelerator | None = None
         if binary is not None:
             found = self._accelerator()
@@ -251,6 +255,9 @@ class QemuBackend:
         )
 
     # -- starting -----------------------------------------------------------------
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
+
     def _machine(
         self,
         spec: SandboxSpec,
@@ -258,7 +265,7 @@ class QemuBackend:
         vcpus: int | None = None,
         saved: dict[str, Any] | None = None,
     ) -> _command.Machine:
-        kernel = spec.kernel or self.kernel
+        kernel = spec.kernel or self.images.kernel()
         if kernel is None:
             raise BackendUnavailable("qemu: no guest kernel; build one with images.kernel.build_kernel")
         if _probe.find_qemu(self.binary) is None:
