@@ -98,3 +98,22 @@ def test_each_execution_gets_a_fresh_sandbox(client: httpx.Client) -> None:
     run(client, "python", "open('/work/marker', 'w').write('x'); open('/tmp/marker', 'w').write('x')")
     body = run(client, "python", "import os\nprint(os.path.exists('/work/marker'), os.path.exists('/tmp/marker'))")
     assert body["stdout"] == "False False\n"
+
+
+def test_cpu_time_and_peak_memory_are_the_programs_own(client: httpx.Client) -> None:
+    spin = "import time\nwhile time.process_time() < 0.3: pass\nprint('spun')"
+    spun = run(client, "python", spin)
+    hold = run(client, "python", "x = bytearray(120 * 2**20)\nx[::4096] = b'1' * len(x[::4096])\nprint('held')")
+    idle = run(client, "python", "print(1)")
+    assert (spun["stdout"], hold["stdout"]) == ("spun\n", "held\n")
+    assert isinstance(spun["cpu_time_ms"], float) and isinstance(idle["cpu_time_ms"], float)
+    assert spun["cpu_time_ms"] >= 300 > idle["cpu_time_ms"]
+    assert isinstance(hold["memory_kb"], int) and isinstance(idle["memory_kb"], int)
+    assert hold["memory_kb"] >= 120 * 1024 > idle["memory_kb"] > 0
+
+
+def test_a_compiled_program_reports_its_run_not_its_compiler(client: httpx.Client) -> None:
+    body = run(client, "go", "package main\nimport \"fmt\"\nfunc main() { fmt.Println(len(make([]byte, 1))) }")
+    assert body["stdout"] == "1\n"
+    # go build peaks near 48 MiB here, the program it builds near 9 MiB.
+    assert isinstance(body["memory_kb"], int) and 0 < body["memory_kb"] < 32 * 1024

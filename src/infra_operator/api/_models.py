@@ -75,6 +75,10 @@ class ExecuteResponse(BaseModel):
         description="how the sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold")
     load_time_ms: float
     exec_time_ms: float
+    cpu_time_ms: float | None = Field(
+        description="CPU time of the program, user and system (of the compiler when compiling failed); "
+                    "null when the sandbox died with the program and nothing could be measured")
+    memory_kb: int | None = Field(description="the program's peak resident memory; null as for cpu_time_ms")
 
 
 class ErrorResponse(BaseModel):

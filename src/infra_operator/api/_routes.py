@@ -132,7 +132,6 @@ def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
     result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
     fields = dataclasses.asdict(result)
     load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
-    del fields["details"]
     return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
                            load_time_ms=round(load_ms, 3), exec_time_ms=round(exec_ms, 3))
 

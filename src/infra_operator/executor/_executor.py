@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..backends import HostOutcome, SandboxSpec
@@ -71,7 +71,11 @@ class ExecutionResult:
     compile_exit_code: int | None = None
     sandbox_start: SandboxStart = "boot"
     """How the sandbox was had: ``pool`` (started ahead), ``snapshot`` (restored) or ``boot`` (cold)."""
-    details: dict[str, Any] = field(default_factory=dict)
+    cpu_time_ms: float | None = None
+    """User and system CPU time of the program (of the compiler when the compile failed);
+    None when the sandbox died with it and nothing could be measured."""
+    memory_kb: int | None = None
+    """The program's peak resident memory; None as for ``cpu_time_ms``."""
 
 
 def _text(data: str) -> str:
@@ -195,8 +199,8 @@ class Executor:
             stdout_truncated=step["stdout_truncated"],
             stderr_truncated=step["stderr_truncated"],
             output_limit_exceeded=step["output_limit_exceeded"],
-            details={"phase": "run" if ran is not None else "compile", "wall_ms": step["wall_ms"],
-                     "cpu_ms": step["cpu_ms"]},
+            cpu_time_ms=step["cpu_ms"],
+            memory_kb=step["memory_kb"],
             **compile_fields,
             **common,
         )

@@ -108,26 +108,31 @@ def run_step(
     code = process.returncode
     signal_number = -code if code < 0 else None
     exit_code = 128 + signal_number if signal_number is not None else code
-    return _result(exit_code, signal_number, timed_out, oom, flooded, stdout, stderr, started, usage_before)
+    assert exit_watch.usage is not None  # wait() reaped it
+    peak_kb = exit_watch.usage.ru_maxrss  # Linux counts it in KiB
+    return _result(exit_code, signal_number, timed_out, oom, flooded, stdout, stderr, started, usage_before, peak_kb)
 
 
 class _ExitWatch:
-    """Reaps the main process exactly once (``Popen.poll`` would reap it behind our back)."""
+    """Reaps the main process exactly once (``Popen.poll`` would reap it behind our back),
+    keeping its own resource usage: that of this step alone, where the agent's
+    RUSAGE_CHILDREN adds up every step it ran."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.code: int | None = None
+        self.usage: resource.struct_rusage | None = None
 
     def exited(self) -> bool:
         if self.code is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
-                self.code = os.waitstatus_to_exitcode(status)
+                self.code, self.usage = os.waitstatus_to_exitcode(status), usage
         return self.code is not None
 
     def wait(self) -> int:
         if self.code is None:
-            _, status = os.waitpid(self.pid, 0)
+            _, status, self.usage = os.wait4(self.pid, 0)
             self.code = os.waitstatus_to_exitcode(status)
         return self.code
 
@@ -211,6 +216,7 @@ def _result(
     stderr: _Stream,
     started: float,
     usage_before: resource.struct_rusage,
+    peak_kb: int,
 ) -> StepResult:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
@@ -226,4 +232,5 @@ def _result(
         "output_limit_exceeded": flooded,
         "wall_ms": round((time.monotonic() - started) * 1000, 3),
         "cpu_ms": round(cpu * 1000, 3),
+        "memory_kb": peak_kb,
     }

@@ -72,6 +72,10 @@ class StepResult(TypedDict):
     """The program printed so far past its cap that it was killed for it."""
     wall_ms: float
     cpu_ms: float
+    """User and system CPU time of the program and every process it left that was reaped."""
+    memory_kb: int
+    """The peak resident memory of the program's largest process (its own or a waited-for
+    child's), as the kernel counted it at its exit."""
 
 
 class PingReply(TypedDict):
