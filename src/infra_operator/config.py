@@ -66,6 +66,15 @@ class PoolSettings(BaseModel):
         return self.sizes.get(language, self.size)
 
 
+class SessionSettings(BaseModel):
+    """Sandboxes kept across calls (see ``executor.SessionManager``)."""
+
+    max_open: int = Field(default=100, ge=0)
+    """Open sessions the server holds at once; one more is a 429."""
+    idle_timeout_seconds: LimitRange = LimitRange(default=300, maximum=86400)
+    """A session not called this long is destroyed; a request may ask for any value in the range."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
 
@@ -77,6 +86,7 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
+    sessions: SessionSettings = SessionSettings()
     api_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = 2 * 1024 * 1024
     max_concurrency: int = 8
