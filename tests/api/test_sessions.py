@@ -293,3 +293,28 @@ def test_execute_files_that_leave_the_working_folder_are_400(client: httpx.Clien
 def test_execute_needs_code_or_files(client: httpx.Client) -> None:
     response = client.post("/api/v1/execute", json={"language": "python"})
     assert response.status_code == 400 and "code" in response.json()["error"]
+
+
+@pytest.mark.parametrize(("language", "define", "use", "expected"), [
+    ("nodejs", "let x = 41; const f = (n) => n * 2; var y = 1", "console.log(x + 1, f(y))", "42 2\n"),
+    ("bash", "x=41; f() { echo \"f:$1\"; }", "echo $((x + 1)); f y", "42\nf:y\n"),
+])
+def test_nodejs_and_bash_cells_keep_their_names(client: httpx.Client, language: str, define: str, use: str,
+                                                 expected: str) -> None:
+    require_images(language)
+    with session(client, language) as sid:
+        assert cell(client, sid, define)["exit_code"] == 0
+        used = cell(client, sid, use)
+        assert (used["stdout"], used["exit_code"], used["reset"]) == (expected, 0, False)
+
+
+def test_a_nodejs_cell_past_its_timeout_keeps_the_names(client: httpx.Client) -> None:
+    require_images("nodejs")
+    with session(client, "nodejs") as sid:
+        cell(client, sid, "var kept = 'yes'")
+        stopped = cell(client, sid, "while (true) {}", timeout=1)
+        assert stopped["timed_out"] is True and stopped["reset"] is False and "SIGINT" in stopped["stderr"]
+        assert cell(client, sid, "kept")["results"][0]["text"] == "'yes'"
+        ended = cell(client, sid, "process.exit(5)")
+        assert (ended["exit_code"], ended["reset"]) == (5, True)
+        assert cell(client, sid, "typeof kept")["results"][0]["text"] == "'undefined'"
