@@ -17,6 +17,7 @@ it afresh; its files stay, as every session's do.
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import time
 
@@ -137,11 +138,20 @@ class _Kernel:
         self.usage: object = None
 
     def ask(self, code: str, stdin: bytes) -> None:
+        self._forget_stale_answers()
         if self.kind == "bash":
             cell = code.encode("utf-8")
             os.write(self.requests, b"%d\n%s%d\n%s" % (len(cell), cell, len(stdin), stdin))
         else:
             send(self.requests, {"code": code, "stdin": b64encode(stdin)})
+
+    def _forget_stale_answers(self) -> None:
+        """Drop what a process of an earlier cell (killed since) wrote where answers come."""
+        poller = select.poll()
+        poller.register(self.replies, select.POLLIN)
+        while poller.poll(0):
+            if not os.read(self.replies, 65536):
+                return
 
     def answer(self) -> tuple[int, list[RichResult]]:
         """The kernel's answer to the cell asked; ``ProtocolError`` when it makes no sense."""

@@ -49,6 +49,7 @@ def main(requests_fd: int, replies_fd: int, env: dict[str, str]) -> NoReturn:
     sys.modules["__main__"] = main_module
     namespace = main_module.__dict__
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kernel = os.getpid()
     for number in range(1, 1 << 62):
         try:
             request = receive(requests_fd)
@@ -59,6 +60,8 @@ def main(requests_fd: int, replies_fd: int, env: dict[str, str]) -> NoReturn:
         linecache.cache[name] = (len(code), None, code.splitlines(True), name)  # tracebacks show the lines
         sys.stdin = io.TextIOWrapper(io.BytesIO(b64decode(str(request.get("stdin", "")))), encoding="utf-8")
         status, value = _run(ast, code, name, namespace)
+        if os.getpid() != kernel:
+            os._exit(status)  # a fork the cell made came back here: only the kernel answers
         results: list[RichResult] = [{"type": "text", "text": value}] if value is not None else []
         results += _figures(io)
         for stream in (sys.stdout, sys.stderr):
