@@ -82,15 +82,16 @@ requests.on('end', () => process.exit(0));
 """
 
 # Bash: a cell is its length in bytes, a newline and the code, then the same for its
-# stdin; the kernel evals it in the shell itself and answers the status on fd 4. A
-# trapped SIGINT stops the command running and lets the shell go on.
+# stdin; the kernel evals it in the shell itself (no process substitution: a VM's /dev
+# has no /dev/fd) and answers the status on fd 4. A trapped SIGINT stops the command
+# running and lets the shell go on.
 _BASH_KERNEL = r"""
 trap ':' INT
 while IFS= read -r __cell_bytes <&3; do
   __cell=$(/usr/bin/head -c "$__cell_bytes" <&3)
   IFS= read -r __stdin_bytes <&3
   __stdin=$(/usr/bin/head -c "$__stdin_bytes" <&3)
-  eval "$__cell" < <(printf '%s' "$__stdin")
+  if [ "$__stdin_bytes" -gt 0 ]; then eval "$__cell" <<<"$__stdin"; else eval "$__cell" </dev/null; fi
   echo "$?" >&4
 done
 """
