@@ -224,24 +224,30 @@ class _Kernel:
                 pipe.close()
 
 
+def _victim(entry: str, keep: int, as_init: bool) -> bool:
+    """Whether process ``entry`` is one a cell left: as the sandbox's init (a jail's PID
+    namespace, a VM), any live process of the sandbox's user; else (an agent run on a host
+    for tests) only those still in the kernel's own session, never a stranger's."""
+    try:
+        with open(f"/proc/{entry}/status", "rb") as status:  # right even for an undumpable process
+            fields = dict(line.split(b":", 1) for line in status if b":" in line)
+    except OSError:
+        return False  # gone already
+    if fields.get(b"State", b"Z").strip().startswith(b"Z"):
+        return False
+    if as_init:
+        return int(fields.get(b"Uid", b"-1").split()[0]) == _runner.SANDBOX_UID
+    return int(fields.get(b"NSsid", b"-1").split()[0]) == keep
+
+
 def _kill_others(keep: int) -> None:
-    """Kill every process of the sandbox's user but the kernel (and the agent): what a cell
-    started in the background. Repeated until none is left, so a fork bomb cannot outrun it."""
+    """Kill every process a cell started in the background, the kernel (and the agent) aside.
+    Repeated until none is left, so a fork bomb cannot outrun it."""
     me = os.getpid()
+    as_init = me == 1
     for _ in range(100):
-        victims = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in (me, keep):
-                continue
-            try:
-                with open(f"/proc/{entry}/status", "rb") as status:
-                    fields = dict(line.split(b":", 1) for line in status if b":" in line)
-            except OSError:
-                continue  # gone already
-            if fields.get(b"State", b"").strip().startswith(b"Z"):
-                continue
-            if int(fields.get(b"Uid", b"-1").split()[0]) == _runner.SANDBOX_UID:
-                victims.append(int(entry))
+        victims = [int(entry) for entry in os.listdir("/proc")
+                   if entry.isdigit() and int(entry) not in (me, keep) and _victim(entry, keep, as_init)]
         if not victims:
             return
         for pid in victims:
