@@ -76,7 +76,8 @@ class JobSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__",
+                                      nested_model_default_partial_update=True)
 
     data_dir: Path = Path("/var/lib/infra-operator")
     runtime_dir: Path = Path("/run/infra-operator")
