@@ -46,17 +46,24 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
             yield f"{method.upper()} {path}", operation
 
 
-def fields(document: dict[str, Any], schema: dict[str, Any]) -> set[str]:
-    """Every property name in ``schema``, through references, unions, lists and nested models."""
+def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in schema:
-        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        found: dict[str, Any] = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        return found
+    return schema
+
+
+def fields(document: dict[str, Any], schema: dict[str, Any], nested: bool = True) -> set[str]:
+    """The property names of ``schema``, through references and unions; with ``nested``, also
+    those of the models in it (list items, objects in fields)."""
+    schema = resolve(document, schema)
     found: set[str] = set()
     for part in [*schema.get("anyOf", []), *schema.get("allOf", []), *schema.get("oneOf", [])]:
-        found |= fields(document, part)
-    if isinstance(schema.get("items"), dict):
+        found |= fields(document, part, nested)
+    if nested and isinstance(schema.get("items"), dict):
         found |= fields(document, schema["items"])
     for name, value in schema.get("properties", {}).items():
-        found |= {name} | fields(document, value)
+        found |= {name} | (fields(document, value) if nested else set())
     return found
 
 
@@ -68,18 +75,25 @@ def test_every_operation_has_a_section_and_every_section_an_operation(document: 
 
 
 def test_each_section_names_the_fields_and_statuses_of_its_operation(document: dict[str, Any]) -> None:
+    """Parameters, request fields and the answer's own fields in the operation's section; the
+    fields of models the answer holds (a job, a list's entries) anywhere on the page, as a
+    model shared by several answers is described once."""
     text = sections()
+    page = names(DOC.read_text())
     for name, operation in operations(document):
         section = text[name]
         wanted = {parameter["name"] for parameter in operation.get("parameters", [])}
+        held: set[str] = set()
         for content in operation.get("requestBody", {}).get("content", {}).values():
             wanted |= fields(document, content["schema"])
         for status, response in operation["responses"].items():
             if status.startswith("2"):
                 assert status in section, f"{name}: its success status {status}"
                 for content in response.get("content", {}).values():
-                    wanted |= fields(document, content["schema"])
+                    wanted |= fields(document, content["schema"], nested=False)
+                    held |= fields(document, content["schema"])
         assert sorted(wanted - names(section)) == [], f"{name}: fields its section does not name"
+        assert sorted(held - page) == [], f"{name}: fields of its answer the page does not name"
 
 
 def test_every_error_status_is_in_the_errors_table(document: dict[str, Any]) -> None:
