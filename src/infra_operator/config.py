@@ -66,8 +66,18 @@ class PoolSettings(BaseModel):
         return self.sizes.get(language, self.size)
 
 
+class JobSettings(BaseModel):
+    """Background jobs (image builds, snapshots, transfers; see ``jobs.JobBoard``). A running job
+    is never forgotten; a finished one is, after ``retention_seconds`` or once ``keep_finished``
+    newer ones have finished, whichever comes first."""
+
+    retention_seconds: float = Field(default=3600.0, gt=0)
+    keep_finished: int = Field(default=100, ge=1)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__",
+                                      nested_model_default_partial_update=True)
 
     data_dir: Path = Path("/var/lib/infra-operator")
     runtime_dir: Path = Path("/run/infra-operator")
@@ -77,6 +87,7 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
+    jobs: JobSettings = JobSettings()
     api_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = 2 * 1024 * 1024
     max_concurrency: int = 8

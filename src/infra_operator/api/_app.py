@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -31,6 +32,21 @@ def _announce(services: Services) -> None:
         log.error("infra.operator %s has no usable backend: %s", __version__, exc.message)
 
 
+class _App(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, without the 422 it lists for every operation with parameters: this
+        server answers a request that fails validation with 400 (see ``_errors``), never 422."""
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        schema = super().openapi()
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(unused, None)
+        return schema
+
+
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +61,7 @@ def create_app(services: Services) -> FastAPI:
         log.info("shutdown: %s", "in-flight executions finished" if drained else "gave up waiting for executions")
         await anyio.to_thread.run_sync(services.close)
 
-    app = FastAPI(
+    app = _App(
         title="infra.operator",
         version=__version__,
         description="Runs untrusted code in many languages, each execution in a fresh sandbox.",
