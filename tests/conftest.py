@@ -74,6 +74,13 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, host:
     raise RuntimeError(f"server did not answer /health: {server.log_text()[-2000:]}")
 
 
+def failing_builds(data_dir: Path) -> dict[str, str]:
+    """A server's settings for a data folder of its own whose rootfs builds fail at once (no
+    such Debian suite), sharing the package cache."""
+    return {"INFRA_OPERATOR_DATA_DIR": str(data_dir), "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
+            "INFRA_OPERATOR_DEBIAN_SUITE": "no-such-suite"}
+
+
 def stop_server(server: Server) -> None:
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)

@@ -89,6 +89,10 @@ def test_keys_from_a_file_guard_the_api_and_permit_any_address(tmp_path: Path, s
     assert httpx.get(languages, headers={"X-API-Key": "# issued to the build farm"}).status_code == 401
     assert httpx.get(languages, headers={"Authorization": "Bearer key-from-file"}).status_code == 200
     assert httpx.get(languages, headers={"X-API-Key": "second-key"}).status_code == 200
+    # Metrics show who uses the service how much: guarded like the API; /health stays open.
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    assert httpx.get(f"{server.url}/metrics", headers={"X-API-Key": "second-key"}).status_code == 200
+    assert httpx.get(f"{server.url}/health").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,15 @@ def _services(data_dir: DataDir, backend: str | None) -> Services:
         raise InvalidRequest("invalid settings: " + "; ".join(problems)) from exc
 
 
+def _log_requests_as_json() -> None:
+    """The request lines are JSON objects with their own time: printed bare, a log shipper parses them as they are."""
+    requests = logging.getLogger("infra_operator.requests")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    requests.addHandler(handler)
+    requests.propagate = False
+
+
 def api(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
     host: Annotated[str, typer.Option(help="address to listen on; other than loopback only with API keys")] = "127.0.0.1",
@@ -65,7 +74,10 @@ def api(
     from ..api import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_requests_as_json()
     with reporting_errors():
         services = _services(data_dir, backend)
         _check_exposure(host, services, allow_unauthenticated)
-    uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    # Each request's line comes from the app (api._request_log); uvicorn's access line would repeat it.
+    uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
+                access_log=False)
