@@ -126,8 +126,9 @@ class Metrics:
         """Around one execution: yields the function to hand its result to; counts a failure
         by what it raised, and leaves the labels in the request's scope for the request log."""
         def ran(result: ExecutionResult) -> None:
-            request.scope[EXECUTION_SCOPE_KEY] = (result.language, result.backend, outcome(result))
-            self.executions.labels(result.language, result.backend, outcome(result)).inc()
+            became = outcome(result)
+            request.scope[EXECUTION_SCOPE_KEY] = (result.language, result.backend, became)
+            self.executions.labels(result.language, result.backend, became).inc()
             self.load_seconds.labels(result.language, result.backend).observe(result.load_ms / 1000)
             self.exec_seconds.labels(result.language, result.backend).observe(result.exec_ms / 1000)
 
