@@ -4,15 +4,22 @@ prometheus-client's own parser) and one JSON log line per request, with its ``X-
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, failing_builds, require_images, start_server, stop_server, wait_for
+import uvicorn
+from conftest import Server, failing_builds, free_port, require_images, start_server, stop_server, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+
+from infra_operator.api import create_app
+from infra_operator.config import Settings
+from infra_operator.services import Services
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 PYTHON_JAIL = {"language": "python", "backend": "jail"}
@@ -185,3 +192,32 @@ def test_every_request_line_is_one_json_object(server: Server, client: httpx.Cli
     for line in request_lines(server):
         assert {"time", "request_id", "method", "path", "status", "duration_ms", "client"} <= set(line)
     assert "GET /health HTTP/1.1" not in server.log_text(), "uvicorn's access line would say it twice"
+
+
+def test_an_unexpected_error_is_logged_and_answered_with_its_request_id(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Starlette answers an unexpected error from its outermost middleware; the request log must
+    sit outside even that. No route of the real server fails on purpose, so this app gets one,
+    served over a real socket by uvicorn in a thread."""
+    app = create_app(Services(Settings(data_dir=tmp_path)))
+
+    def fails() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/fails", fails)
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="off", log_level="critical")
+    served = uvicorn.Server(config)
+    thread = threading.Thread(target=served.run)
+    thread.start()
+    try:
+        wait_for(lambda: served.started, "the in-thread server to start")
+        with caplog.at_level(logging.INFO, logger="infra_operator.requests"):
+            response = httpx.get(f"http://127.0.0.1:{config.port}/fails", headers={"X-Request-ID": "bug-1"})
+            wait_for(lambda: any("bug-1" in r.getMessage() for r in caplog.records), "the request's line")
+    finally:
+        served.should_exit = True
+        thread.join()
+    assert response.status_code == 500 and response.json() == {"error": "internal error: RuntimeError"}
+    assert response.headers["x-request-id"] == "bug-1"
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "infra_operator.requests"]
+    assert line["status"] == 500 and line["path"] == "/fails"
