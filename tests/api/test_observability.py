@@ -99,6 +99,18 @@ def test_an_execution_is_counted_by_language_backend_and_outcome(
     assert all(after[key] == before.get(key, 0.0) for key in others), "only the one outcome moved"
 
 
+@pytest.mark.parametrize(("accept", "format_"), [
+    ("application/openmetrics-text; version=1.0.0", "application/openmetrics-text"),
+    ("application/openmetrics-text; version=x", "text/plain"),  # malformed: the plain format, not a 500
+    ("*/*", "text/plain"),
+])
+def test_the_format_follows_the_accept_header(client: httpx.Client, accept: str, format_: str) -> None:
+    response = client.get("/metrics", headers={"Accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(format_)
+    assert "infra_operator_queue_waiting" in response.text
+
+
 def test_a_refused_request_is_no_execution(client: httpx.Client) -> None:
     before = scrape(client)
     assert client.post("/api/v1/execute", json={"language": "no-such-language", "code": "x"}).status_code == 404

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 from prometheus_client.registry import Collector
 
 from ..errors import OperatorError, Overloaded
@@ -150,7 +150,10 @@ class Metrics:
             self.end_to_end_seconds.labels(language, backend).observe(seconds)
 
     def render(self, accept: str) -> Response:
-        encode, content_type = choose_encoder(accept)
+        try:
+            encode, content_type = choose_encoder(accept)
+        except TypeError:  # prometheus-client compares a version that is not a number ("version=x") with ints
+            encode, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
         return Response(encode(self.registry), media_type=content_type)
 
 
