@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, error handlers, body limit, start-up and shutdown."""
+"""The FastAPI application: routes, error handlers, body limit, metrics, request log, start-up and shutdown."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from .. import __version__
 from ..errors import OperatorError
 from ..services import Services
 from . import _errors
 from ._body_limit import BodyLimit
+from ._metrics import Metrics
+from ._metrics import router as metrics_router
+from ._request_log import RequestLog
 from ._routes import api, public
 
 log = logging.getLogger("infra_operator")
@@ -33,6 +37,8 @@ def _announce(services: Services) -> None:
 
 
 class _App(FastAPI):
+    """FastAPI with this server's OpenAPI document and its request log outermost."""
+
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, without the 422 it lists for every operation with parameters: this
         server answers a request that fails validation with 400 (see ``_errors``), never 422."""
@@ -45,6 +51,12 @@ class _App(FastAPI):
         for unused in ("HTTPValidationError", "ValidationError"):
             schema["components"]["schemas"].pop(unused, None)
         return schema
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The request log goes around everything, Starlette's ServerErrorMiddleware included
+        (``add_middleware`` puts middleware inside it), so that the 500 it answers for an
+        unexpected error is logged with its status and carries the request id like any answer."""
+        return RequestLog(super().build_middleware_stack(), self.state.metrics)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -68,8 +80,10 @@ def create_app(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.metrics = Metrics(services)
     _errors.install(app)
     app.include_router(public)
     app.include_router(api)
+    app.include_router(metrics_router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
@@ -16,6 +16,7 @@ from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
+from ._metrics import metrics_of
 from ._models import (
     BackendView,
     ErrorResponse,
@@ -128,8 +129,10 @@ def _format_ms(milliseconds: float) -> str:
 
 
 @api.post("/execute", response_model=ExecuteResponse)
-def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
-    result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
+def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse:
+    with metrics_of(request).counting(request, body.language, body.backend) as ran:
+        result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
+        ran(result)
     fields = dataclasses.asdict(result)
     load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
     return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
