@@ -75,7 +75,7 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobBoard:
-        return JobBoard()
+        return JobBoard(self.settings.jobs)
 
     def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
         return images.build_rootfs(

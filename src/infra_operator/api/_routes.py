@@ -17,6 +17,7 @@ from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
 from ._deps import ServicesDep, require_api_key
+from ._metrics import metrics_of
 from ._models import (
     BackendView,
     ErrorResponse,
@@ -147,7 +148,10 @@ async def execute(body: ExecuteRequest, request: Request, services: ServicesDep)
                                     "files": tuple((file.path, file.data()) for file in body.files)})
 
     def work(listener: Listener | None) -> ExecuteResponse:
-        return ExecuteResponse(**answer_fields(services.executor.execute(execution, listener)))
+        with metrics_of(request).counting(request, body.language, body.backend) as ran:
+            result = services.executor.execute(execution, listener)
+            ran(result)
+        return ExecuteResponse(**answer_fields(result))
 
     if wants_events(request):
         return await stream(request, work)

@@ -21,7 +21,7 @@ import typer
 from ..backends import Listener
 from ..errors import OperatorError
 from ..executor import CellResult, NewSession
-from ._common import DataDir, Lang, console, make_services, reporting_errors
+from ._common import DataDir, Lang, console, make_services
 
 
 def _complete(language: str, lines: list[str]) -> bool:
@@ -102,8 +102,7 @@ def shell(
     """An interactive prompt over a session: each input runs as a cell, its output streaming."""
     services = make_services(data_dir)
     try:
-        with reporting_errors():
-            view = services.sessions.create(NewSession(language=lang, backend=backend), owner="")
+        view = services.sessions.create(NewSession(language=lang, backend=backend), owner="")
         console.print(f"{view.language} {view.version} on {view.backend}, session {view.id}; Ctrl-D to end",
                       style="dim", highlight=False, markup=False)
         while (code := _read_cell(view.language)) is not None:
