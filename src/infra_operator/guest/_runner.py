@@ -182,15 +182,18 @@ def _collect(
     # it left behind keeps the pipes open.
     exit_fd = os.pidfd_open(process.pid)
     selector.register(exit_fd, selectors.EVENT_READ)
+    # The host's channel is watched too, but the loop ends when the program's own are done.
+    watching = 0
     if watch is not None:
         selector.register(watch.read_fd, selectors.EVENT_READ)
+        watching = 1
     pending_stdin = memoryview(stdin)
     if process.stdin is not None:
         os.set_blocking(process.stdin.fileno(), False)
         selector.register(process.stdin.fileno(), selectors.EVENT_WRITE)
     timed_out = flooded = False
     exited_at: float | None = None
-    while selector.get_map():
+    while len(selector.get_map()) > watching:
         now = time.monotonic()
         if now >= deadline:
             timed_out = True
