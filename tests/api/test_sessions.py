@@ -318,3 +318,18 @@ def test_a_nodejs_cell_past_its_timeout_keeps_the_names(client: httpx.Client) ->
         ended = cell(client, sid, "process.exit(5)")
         assert (ended["exit_code"], ended["reset"]) == (5, True)
         assert cell(client, sid, "typeof kept")["results"][0]["text"] == "'undefined'"
+
+
+def test_deleting_a_session_while_its_cell_runs_interrupts_the_cell(client: httpx.Client) -> None:
+    sid = open_session(client)
+    url = f"/api/v1/sessions/{sid}/execute"
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(client.post(url, json={"code": "import time\ntime.sleep(120)",
+                                                                                  "timeout": 150})))
+    thread.start()
+    wait_for(lambda: client.post(url, json={"code": "1"}).status_code == 409, "the cell to be running")
+    assert client.delete(f"/api/v1/sessions/{sid}").status_code == 204
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the cell went on after its session was deleted"
+    assert answers[0].status_code == 200 and "KeyboardInterrupt" in answers[0].json()["stderr"]
+    assert client.get(f"/api/v1/sessions/{sid}").status_code == 404
