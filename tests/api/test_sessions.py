@@ -292,7 +292,11 @@ def test_execute_files_that_leave_the_working_folder_are_400(client: httpx.Clien
 
 def test_execute_needs_code_or_files(client: httpx.Client) -> None:
     response = client.post("/api/v1/execute", json={"language": "python"})
-    assert response.status_code == 400 and "code" in response.json()["error"]
+    assert response.json() == {"error": "code: give the program as code, or as the first of files"}
+    assert response.status_code == 400
+    clash = client.post("/api/v1/execute", json={"language": "python", "code": "1",
+                                                 "files": [{"path": "main.py", "content": "2"}]})
+    assert clash.status_code == 400 and clash.json()["error"].startswith("files: main.py is where code goes")
 
 
 @pytest.mark.parametrize(("language", "define", "use", "expected"), [
