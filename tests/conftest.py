@@ -101,6 +101,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         stop_server(running)
 
 
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts servers of the test's own, configured by ``INFRA_OPERATOR_*`` settings given as
+    keywords (``spawn(max_body_bytes="2048")``), and stops each after the test."""
+    started: list[Server] = []
+
+    def _spawn(**env: str) -> Server:
+        server = start_server(tmp_path, env={f"INFRA_OPERATOR_{k.upper()}": v for k, v in env.items()})
+        started.append(server)
+        return server
+
+    try:
+        yield _spawn
+    finally:
+        for server in started:
+            stop_server(server)
+
+
 @pytest.fixture(scope="session")
 def client(server: Server) -> Iterator[httpx.Client]:
     with server.client() as session:

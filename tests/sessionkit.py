@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from conftest import wait_for
 
 Body = dict[str, Any]
 SSE = {"accept": "text/event-stream"}
@@ -56,6 +57,23 @@ def events(client: httpx.Client, url: str, body: Body) -> list[tuple[str, Body, 
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         return list(read_events(response))
+
+
+def leave_mid_cell_then_check_names(client: httpx.Client, base_url: str, session_id: str) -> None:
+    """Define a name, start a long cell as a stream and leave once it printed; the session then
+    answers again (the cell was interrupted, not left to run out its 280 s) with the name kept."""
+    cell(client, session_id, "kept = 1", timeout=120)
+    url = f"{base_url}/api/v1/sessions/{session_id}/execute"
+    with httpx.stream("POST", url, json={"code": "import time\nprint('on', flush=True)\ntime.sleep(280)",
+                                         "timeout": 290}, headers=SSE, timeout=120) as response:
+        for _ in read_events(response):
+            break
+
+    def answered() -> bool:
+        after = client.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(kept)"})
+        return after.status_code == 200 and after.json()["stdout"] == "1\n"
+
+    wait_for(answered, "the session to answer with its names after its client left")
 
 
 def raw_request(base_url: str, method: str, path: str, body: bytes | None = None,

@@ -22,22 +22,6 @@ def _images() -> None:
     require_images("python")
 
 
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def _spawn(**env: str) -> Server:
-        server = start_server(tmp_path, env={f"INFRA_OPERATOR_{k.upper()}": v for k, v in env.items()})
-        started.append(server)
-        return server
-
-    try:
-        yield _spawn
-    finally:
-        for server in started:
-            stop_server(server)
-
-
 def test_a_session_is_created_listed_shown_and_deleted(client: httpx.Client) -> None:
     created = client.post("/api/v1/sessions", json={"language": "py", "idle_timeout": 120})
     assert created.status_code == 201, created.text

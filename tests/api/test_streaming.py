@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import Server, require_images, wait_for
-from sessionkit import SSE, events, read_events, session
+from sessionkit import SSE, events, leave_mid_cell_then_check_names, read_events, session
 
 # Prints, then waits long enough that an answer made only at the end would come much later.
 SLOW = "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\n"
@@ -72,15 +72,4 @@ def test_a_client_that_leaves_stops_the_program(server: Server, client: httpx.Cl
 def test_a_session_whose_client_leaves_interrupts_the_cell_and_keeps_the_names(client: httpx.Client,
                                                                                server: Server) -> None:
     with session(client) as sid:
-        client.post(f"/api/v1/sessions/{sid}/execute", json={"code": "kept = 1"})
-        url = f"{server.url}/api/v1/sessions/{sid}/execute"
-        with httpx.stream("POST", url, json={"code": "import time\nprint('on', flush=True)\ntime.sleep(280)",
-                                             "timeout": 290}, headers=SSE, timeout=60) as response:
-            for _ in read_events(response):
-                break
-
-        def answered() -> bool:
-            after = client.post(f"/api/v1/sessions/{sid}/execute", json={"code": "print(kept)"})
-            return after.status_code == 200 and after.json()["stdout"] == "1\n"
-
-        wait_for(answered, "the session to answer with its names after the interrupt")
+        leave_mid_cell_then_check_names(client, server.url, sid)

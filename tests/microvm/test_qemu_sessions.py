@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import Server, wait_for
-from sessionkit import SSE, cell, events, read_events, session
+from sessionkit import cell, events, leave_mid_cell_then_check_names, session
 
 from .conftest import own_vm_server
 
@@ -76,14 +76,4 @@ def test_streaming_and_files_on_execute_in_a_vm(vm_server: Server, vm: httpx.Cli
     first_at = next(at for name, data, at in received if name == "stdout" and "first" in str(data["data"]))
     assert received[-1][2] - first_at > 1.0, "the first line came only with the answer"
     with session(vm, backend="qemu") as sid:
-        cell(vm, sid, "kept = 1", timeout=120)
-        with httpx.stream("POST", f"{vm_server.url}/api/v1/sessions/{sid}/execute", headers=SSE, timeout=120,
-                          json={"code": "import time\nprint('on', flush=True)\ntime.sleep(250)", "timeout": 280}) as r:
-            for _ in read_events(r):
-                break
-
-        def answered() -> bool:
-            after = vm.post(f"/api/v1/sessions/{sid}/execute", json={"code": "print(kept)"})
-            return after.status_code == 200 and after.json()["stdout"] == "1\n"
-
-        wait_for(answered, "the VM session to answer with its names after its client left")
+        leave_mid_cell_then_check_names(vm, vm_server.url, sid)

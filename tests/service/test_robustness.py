@@ -12,26 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, require_images, start_server, stop_server, wait_for
+from conftest import Server, require_images, wait_for
 from hostcheck import cgroups_of, descendants, run_folders_of
 
 SLEEP = "import time\nprint('start', flush=True)\ntime.sleep({seconds})\nprint('end')\n"
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def _spawn(**env: str) -> Server:
-        server = start_server(tmp_path, env={f"INFRA_OPERATOR_{k.upper()}": v for k, v in env.items()})
-        started.append(server)
-        return server
-
-    try:
-        yield _spawn
-    finally:
-        for server in started:
-            stop_server(server)
 
 
 def _in_background(
