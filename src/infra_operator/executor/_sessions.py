@@ -259,8 +259,9 @@ class SessionManager:
         if not acquired:
             raise SessionBusy(f"session {session_id} is busy with another call: one call at a time")
         try:
-            if self._sessions.get(session_id) is not session:
-                raise NotFound(f"session not found: {session_id}")
+            with self._lock:  # the reaper takes a session out only while its lock is free, under this one
+                if self._sessions.get(session_id) is not session:
+                    raise NotFound(f"session not found: {session_id}")
             session.last_used = time.monotonic()
             yield session
         finally:
