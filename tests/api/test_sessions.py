@@ -321,3 +321,11 @@ def test_deleting_a_session_while_its_cell_runs_interrupts_the_cell(client: http
     assert not thread.is_alive(), "the cell went on after its session was deleted"
     assert answers[0].status_code == 200 and "KeyboardInterrupt" in answers[0].json()["stderr"]
     assert client.get(f"/api/v1/sessions/{sid}").status_code == 404
+
+
+@pytest.mark.parametrize("content", ["not base64!", "é", "QUJ"])
+def test_execute_files_that_are_not_base64_are_400(client: httpx.Client, content: str) -> None:
+    response = client.post("/api/v1/execute", json={"language": "python", "code": "1",
+                                                    "files": [{"path": "a.bin", "content": content,
+                                                               "encoding": "base64"}]})
+    assert response.status_code == 400 and response.json()["error"].startswith("files: a.bin: content is not base64")

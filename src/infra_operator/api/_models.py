@@ -7,7 +7,6 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -67,7 +66,7 @@ class FileIn(_Request):
             return self.content.encode("utf-8")
         try:
             return base64.b64decode(self.content, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or text that is not ASCII at all
             raise InvalidRequest(f"files: {self.path}: content is not base64: {exc}") from exc
 
 
