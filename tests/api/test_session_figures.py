@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,17 +46,30 @@ def _image_with_matplotlib() -> None:
 def plots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     require_images("python")
     _image_with_matplotlib()
+    # The shared guest kernel too, so a microVM can boot this image (it carries the agent).
+    shutil.rmtree(PLOT_DATA / "kernels", ignore_errors=True)
+    if (DATA_DIR / "kernels").is_dir():
+        linked = subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(PLOT_DATA / "kernels")])
+        if linked.returncode != 0:  # another filesystem: a copy will do
+            shutil.rmtree(PLOT_DATA / "kernels", ignore_errors=True)
+            shutil.copytree(DATA_DIR / "kernels", PLOT_DATA / "kernels", symlinks=True)
     server: Server = start_server(tmp_path_factory.mktemp("plots"), env={
         "INFRA_OPERATOR_DATA_DIR": str(PLOT_DATA), "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})
     try:
-        with server.client() as client:
+        with server.client(timeout=600) as client:
             yield client
     finally:
         stop_server(server)
 
 
-def test_each_figure_a_cell_draws_is_a_png_result(plots: httpx.Client) -> None:
-    with session(plots, memory_mb=1024) as sid:
+@pytest.mark.parametrize("backend", ["jail", "qemu"])
+def test_each_figure_a_cell_draws_is_a_png_result(plots: httpx.Client, backend: str) -> None:
+    found = next(entry for entry in plots.get("/health").json()["backends"] if entry["name"] == backend)
+    if not found["usable"] or (backend == "qemu" and not (PLOT_DATA / "kernels" / "kernel.json").exists()):
+        why = "; ".join(found["missing"]) or f"no guest kernel in {DATA_DIR}"
+        print(f"skipping {backend}: {why}")
+        pytest.skip(f"{backend} cannot run here: {why}")
+    with session(plots, memory_mb=1024, backend=backend) as sid:
         cell(plots, sid, "import matplotlib.pyplot as plt\nxs = list(range(10))", timeout=120)
         drawn = cell(plots, sid, "plt.plot(xs, [x * x for x in xs])\nplt.figure()\nplt.bar(xs, xs)\nplt.show()")
         assert drawn["exit_code"] == 0 and drawn["stderr"] == "", drawn["stderr"]

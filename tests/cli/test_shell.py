@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import DATA_DIR, require_images, wait_for
 
 
@@ -16,12 +18,17 @@ def shell(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
                           env=env, input=stdin, timeout=300)
 
 
-def test_a_python_shell_keeps_names_between_inputs_and_shows_values() -> None:
+@pytest.mark.parametrize("backend", ["jail", "qemu"])
+def test_a_python_shell_keeps_names_between_inputs_and_shows_values(backend: str) -> None:
     require_images("python")
-    result = shell("--lang", "python", stdin="x = 41\nprint(x + 1)\nfor i in range(2):\n    print(i)\n\nx\n1/0\n")
+    if backend == "qemu" and not (shutil.which("qemu-system-x86_64") and (DATA_DIR / "kernels" / "kernel.json").exists()):
+        print("skipping qemu: no qemu-system-x86_64 or no guest kernel")
+        pytest.skip("qemu-system-x86_64 or the guest kernel (`infra.operator kernel build`) is missing")
+    result = shell("--lang", "python", "--backend", backend,
+                   stdin="x = 41\nprint(x + 1)\nfor i in range(2):\n    print(i)\n\nx\n1/0\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "42\n0\n1\n41\n"
-    assert "ZeroDivisionError" in result.stderr and "[exit 1]" in result.stderr and "on jail" in result.stderr
+    assert "ZeroDivisionError" in result.stderr and "[exit 1]" in result.stderr and f"on {backend}" in result.stderr
 
 
 def test_a_bash_shell_over_a_named_backend() -> None:
