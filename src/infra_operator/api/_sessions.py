@@ -115,8 +115,10 @@ async def put_file(session_id: str, path: str, request: Request, services: Servi
 @sessions.get("/{session_id}/files/{path:path}", response_class=StreamingResponse,
               responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}})
 def get_file(session_id: str, path: str, services: ServicesDep, owner: OwnerDep) -> StreamingResponse:
-    size, pieces = services.sessions.get_file(session_id, owner, path)
-    return StreamingResponse(pieces, media_type="application/octet-stream", headers={"Content-Length": str(size)})
+    # No Content-Length: a program may change the file while it streams, and the answer then
+    # carries what was read rather than breaking off short of a promised length.
+    _, pieces = services.sessions.get_file(session_id, owner, path)
+    return StreamingResponse(pieces, media_type="application/octet-stream")
 
 
 @sessions.delete("/{session_id}/files/{path:path}", status_code=204)
