@@ -219,7 +219,11 @@ SandboxT = TypeVar("SandboxT", bound=Sandbox, covariant=True)
 
 
 class Starts(Protocol[SandboxT]):
+    """A backend as a test holds it: its own sandbox class, so tests reach that class's extras."""
+
     def start(self, spec: SandboxSpec) -> SandboxT: ...
+
+    def close(self) -> None: ...
 
 
 class Sandboxes(Generic[SandboxT]):

@@ -78,6 +78,9 @@ class FakeBackend:
     def sweep(self) -> list[str]:
         return []
 
+    def close(self) -> None:
+        """Nothing is held for the whole server; sandboxes left alive stay visible to ``alive``."""
+
     def alive(self) -> list[FakeSandbox]:
         """Sandboxes started and not destroyed."""
         with self._lock:

@@ -29,10 +29,12 @@ CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in (
 ]
 
 
-
-
 def ready(pool: Pool) -> int:
-    return sum(int(entry["ready"]) for entry in pool.stats())
+    return sum(ready_by_key(pool).values())
+
+
+def ready_by_key(pool: Pool) -> dict[str, int]:
+    return {str(entry["key"]): int(entry["ready"]) for entry in pool.stats()}
 
 
 def our_cgroups() -> list[Path]:
@@ -285,9 +287,8 @@ def test_a_pre_warmed_key_takes_budget_back_from_demand_elsewhere() -> None:
             taker.join(timeout=WAIT_SECONDS)
         wait_for(lambda: ready(pool) == 2, "busy's demand to fill the whole budget")
         pool.warm(backend, quiet, 1)  # a pre-warmed key, below its base, with no budget left
-        by_key = lambda: {e["key"]: e["ready"] for e in pool.stats()}  # noqa: E731
-        wait_for(lambda: by_key().get("language=quiet") == 1, "the pre-warmed key to get its sandbox")
-        assert by_key()["language=busy"] == 1, "one of busy's surplus sandboxes made room"
+        wait_for(lambda: ready_by_key(pool).get("language=quiet") == 1, "the pre-warmed key to get its sandbox")
+        assert ready_by_key(pool)["language=busy"] == 1, "one of busy's surplus sandboxes made room"
 
 
 def test_a_key_nobody_asks_for_idles_down() -> None:
