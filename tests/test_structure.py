@@ -11,6 +11,8 @@ import pytest
 
 import infra_operator
 
+pytestmark = pytest.mark.unit
+
 PACKAGE = Path(infra_operator.__file__).parent
 
 # What each part may import from the package. Anything not listed is an upward import.

@@ -38,6 +38,8 @@ from infra_operator.config import Settings  # noqa: E402
 from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
 from infra_operator.guest.protocol import b64decode, b64encode  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 # The interpreter the agent runs programs with (as uid 65534): the system's, not a pyenv shim.
 GUEST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 LIMITS = {
@@ -227,8 +229,15 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def fake_jailer(rig: Rig) -> Path:
+    """The jailer double; the driver prepares a jail's chroot for the jail's own uid, as root only."""
+    if os.geteuid() != 0:
+        pytest.skip("the driver hands a jailer's chroot to the jail's uid, which needs root")
+    return write_fake_jailer(rig.tmp / "bin")
+
+
 def test_through_the_jailer_every_path_is_inside_the_chroot(rig: Rig) -> None:
-    jailer = write_fake_jailer(rig.tmp / "bin")
+    jailer = fake_jailer(rig)
     settings = rig.settings.model_copy(update={"jailer_bin": jailer})
     backend = FirecrackerBackend(settings, boot_timeout=10.0, api_timeout=30.0, check_kvm=False)
     directory = rig.tmp / "snapshot"
@@ -393,7 +402,7 @@ def test_missing_binary_is_backend_unavailable(rig: Rig) -> None:
 def test_sweep_kills_leftovers_and_removes_folders(rig: Rig, jailed: bool) -> None:
     settings = rig.settings
     if jailed:
-        settings = settings.model_copy(update={"jailer_bin": write_fake_jailer(rig.tmp / "bin")})
+        settings = settings.model_copy(update={"jailer_bin": fake_jailer(rig)})
     sandbox = FirecrackerBackend(settings, api_timeout=30.0, check_kvm=False).start(rig.spec)
     pid = sandbox.vm.process.pid  # type: ignore[union-attr]
     # A new server process knows nothing of the old one's sandboxes.

@@ -20,6 +20,8 @@ from infra_operator.backends.firecracker import (
 )
 from infra_operator.errors import InvalidRequest
 
+pytestmark = pytest.mark.unit
+
 TAG = f"{FIRECRACKER_VERSION}-x86_64"
 
 
