@@ -13,8 +13,9 @@ if [ ! -x "$PREFIX/venv/bin/python" ]; then
   exit 1
 fi
 # Always test this checkout, whichever one the environment was installed from, with the
-# test tools (pinned like the rest; the service's install leaves them out). Quick when present.
-"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test]"
+# test tools and the benchmark's chart, whose test draws one (pinned like the rest; the
+# service's install leaves both out). Quick when they are there already.
+"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test,bench]"
 
 # Lint and types before anything slow: a finding fails the run in seconds.
 "$PREFIX/venv/bin/ruff" check
