@@ -29,6 +29,7 @@ import pytest
 # The double lives beside the test folders, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conftest import wait_for  # noqa: E402
 from firecracker_double import ApiSpec, read_records, write_fake_firecracker, write_fake_jailer  # noqa: E402
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, State  # noqa: E402
@@ -431,10 +432,8 @@ def double(rig: Rig) -> Iterator[httpx.Client]:
     socket_path = rig.tmp / "api.sock"
     process = subprocess.Popen([str(rig.settings.firecracker_bin), "--api-sock", str(socket_path)])
     try:
-        deadline = time.monotonic() + 10
-        while not socket_path.exists():
-            assert time.monotonic() < deadline and process.poll() is None, "the double did not start"
-            time.sleep(0.01)
+        wait_for(lambda: socket_path.exists() or process.poll() is not None, "the double's API socket", seconds=10)
+        assert process.poll() is None, "the double did not start"
         with httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://localhost"
         ) as c:
