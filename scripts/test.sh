@@ -29,7 +29,9 @@ trap 'rm -rf "$unit"' EXIT
 tar -cf - --exclude=.git --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.pytest_cache \
     --exclude=.hypothesis --exclude=results . | tar -xf - -C "$unit"
 chown -R nobody: "$unit"
-(cd "$unit" && runuser -u nobody -- env HOME="$unit" "$PREFIX/venv/bin/python" -m pytest -m unit -q)
+# PYTHONPATH too, for the commands the tests start: the environment's own path to the package
+# is this checkout's.
+(cd "$unit" && runuser -u nobody -- env HOME="$unit" PYTHONPATH="$unit/src" "$PREFIX/venv/bin/python" -m pytest -m unit -q)
 rm -rf "$unit"
 trap - EXIT
 
