@@ -11,7 +11,7 @@ from ._bench import (
     Stats,
     run_benchmark,
 )
-from ._report import draw_chart, write_json
+from ._report import chart_unavailable, draw_chart, write_json
 from ._targets import InProcess, OverHttp, Sample, Target
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Sample",
     "Stats",
     "Target",
+    "chart_unavailable",
     "draw_chart",
     "run_benchmark",
     "write_json",
