@@ -6,6 +6,7 @@ copied into every sandbox and runs on the image's own Python.
 
 from __future__ import annotations
 
+from ._seccomp import program as seccomp_program
 from ._source import PACKAGE_DIR, fingerprint, source_files
 from .protocol import (
     AGENT_VSOCK_PORT,
@@ -28,6 +29,7 @@ __all__ = [
     "b64encode",
     "fingerprint",
     "receive",
+    "seccomp_program",
     "send",
     "source_files",
 ]
