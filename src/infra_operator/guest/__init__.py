@@ -6,7 +6,6 @@ copied into every sandbox and runs on the image's own Python.
 
 from __future__ import annotations
 
-from ._seccomp import program as seccomp_program
 from ._source import PACKAGE_DIR, fingerprint, source_files
 from .protocol import (
     AGENT_VSOCK_PORT,
@@ -18,6 +17,15 @@ from .protocol import (
     receive,
     send,
 )
+
+
+def seccomp_program() -> bytes:
+    """The seccomp filter sandboxed programs run under, as ``guest/_seccomp.py`` assembles it.
+    Imported on first use: an agent in a jail never needs it, and starts faster without."""
+    from ._seccomp import program
+
+    return program()
+
 
 __all__ = [
     "PACKAGE_DIR",

@@ -192,13 +192,15 @@ def _agent_on_tmpfs() -> None:
     for directory, _, names in os.walk(here):
         for name in names:
             with open(os.path.join(directory, name), "rb") as handle:
-                files[os.path.relpath(os.path.join(directory, name), here)] = handle.read()
+                # With the times: a compiled module is used only while its source's mtime matches.
+                files[os.path.relpath(os.path.join(directory, name), here)] = (handle.read(), os.fstat(handle.fileno()))
     _unmount(here)
     mount("tmpfs", here, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-    for name, content in files.items():
+    for name, (content, stat) in files.items():
         os.makedirs(os.path.dirname(os.path.join(here, name)), mode=0o755, exist_ok=True)
         with open(os.path.join(here, name), "wb") as handle:
             handle.write(content)
+        os.utime(os.path.join(here, name), ns=(stat.st_atime_ns, stat.st_mtime_ns))
     mount("none", here, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
