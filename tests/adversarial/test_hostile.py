@@ -686,12 +686,12 @@ def ctx_run(client: httpx.Client, backend: str, code: str) -> str:
 
 
 START_UP_SECRETS = """
-import ctypes, struct
+import ctypes
 libc = ctypes.CDLL(None)
-auxv = dict(struct.iter_unpack("QQ", open("/proc/self/auxv", "rb").read()))
+libc.getauxval.restype = ctypes.c_ulong
 thread_pointer = ctypes.c_ulong()
 libc.syscall(158, 0x1003, ctypes.byref(thread_pointer))  # arch_prctl(ARCH_GET_FS)
-print(hash("infra-operator"), ctypes.string_at(auxv[25], 16).hex(),  # AT_RANDOM
+print(hash("infra-operator"), ctypes.string_at(libc.getauxval(25), 16).hex(),  # AT_RANDOM
       ctypes.string_at(thread_pointer.value + 0x28, 8).hex(),  # glibc's stack canary
       ctypes.string_at(thread_pointer.value + 0x30, 8).hex(),  # and pointer guard
       hex(ctypes.cast(libc.printf, ctypes.c_void_p).value or 0))  # where libc was mapped
