@@ -4,7 +4,8 @@ The template is a jail like the sandboxes it makes (the image read-only at /, th
 shared uid-65534 user namespace, no network, its own PIDs, IPC and UTS), but it keeps
 its capabilities within that namespace, so that it can give each sandbox fresh
 namespaces and mounts, and it runs no seccomp filter: it reads the filter from us
-and loads it into every sandbox. ``guest/_template.py`` has the sandbox's side.
+and loads it into every sandbox. ``guest/_template.py`` has the sandbox's side, and
+``_backend``'s docstring a map of every part of a jail's confinement.
 
 We talk to it over a unix seqpacket socket on its stdin: one record per sandbox,
 carrying the sandbox's two pipe ends and the ``cgroup.procs`` files of its host
