@@ -1,6 +1,7 @@
 """The jail's seccomp filter: each denied call fails inside a real jail (through the
-API), calls it does not know fail with ENOSYS, ordinary programs still run, and the
-program every jail loads is well formed, its numbers those of libseccomp's own table."""
+API), ordinary programs still run, and the program every jail loads is well formed, its
+numbers those of libseccomp's own table. Calls it does not know (ENOSYS) and the socket
+families it refuses are adversarial cases, on every backend: tests/adversarial."""
 
 from __future__ import annotations
 
@@ -69,27 +70,9 @@ print("getpid", "ok" if os.getpid() > 0 else "refused")
 """
 
 
-UNKNOWN = """
-import ctypes, errno
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-# open_tree_attr, listmount, statmount (newer than the filter's table), and a number no kernel has.
-for name, args in (("open_tree_attr", (467, -100, b"/", 1, 0, 0)), ("listmount", (458, 0, 0, 0, 0)),
-                   ("statmount", (457, 0, 0, 0, 0)), ("nr_1000", (1000,))):
-    result = libc.syscall(*[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
-    print(name, errno.errorcode.get(ctypes.get_errno(), "?") if result == -1 else f"returned {result}")
-"""
-
-
 @pytest.fixture(autouse=True)
 def _images() -> None:
     require_images("python")
-
-
-def test_calls_the_filter_does_not_know_fail_with_enosys(client: httpx.Client) -> None:
-    body = client.post("/api/v1/execute", json={"language": "python", "code": UNKNOWN, "backend": "jail"}).json()
-    assert body["stdout"].split("\n")[:-1] == [
-        "open_tree_attr ENOSYS", "listmount ENOSYS", "statmount ENOSYS", "nr_1000 ENOSYS"], body["stderr"]
 
 
 def test_each_denied_call_fails_with_eperm_inside_the_jail(client: httpx.Client) -> None:
