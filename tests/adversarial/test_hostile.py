@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -571,27 +572,33 @@ def test_nothing_remains_after_the_suite(backend: str, baseline: Footprint, serv
     assert not list((Path("/var/tmp")).glob("marker-*")), "a marker reached the host's /var/tmp"
 
 
+@contextmanager
+def in_background(client: httpx.Client, request: Body) -> Iterator[list[httpx.Response]]:
+    """``request`` posted to /api/v1/execute by another client, in a thread, while the block
+    runs; the list holds its answer once the block is over."""
+    with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
+        answer: list[httpx.Response] = []
+        worker = threading.Thread(target=lambda: answer.append(other.post("/api/v1/execute", json=request)))
+        worker.start()
+        try:
+            yield answer
+        finally:
+            worker.join()
+
+
 def test_host_sees_sandboxed_code_as_uid_65534(backend: str, client: httpx.Client) -> None:
     """The uid check is made from the host: a namespaced 65534 that is really host root is not contained."""
     if backend != "jail":
         pytest.skip(f"backend {backend}: sandboxed processes run inside a VM, not visible on the host")
     digits = str(secrets.randbelow(10**9))
     code = f"import subprocess\nsubprocess.run(['sleep', '3.{digits}'])\n"
-    with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
-        answer: list[httpx.Response] = []
-        worker = threading.Thread(
-            target=lambda: answer.append(
-                other.post("/api/v1/execute", json={"language": "python", "code": code, "backend": backend})
-            )
-        )
-        worker.start()
+    with in_background(client, {"language": "python", "code": code, "backend": backend}) as answer:
         deadline = time.monotonic() + 20
         pids: list[int] = []
         while not pids and time.monotonic() < deadline:
             pids = processes_with(f"sleep 3.{digits}")
             time.sleep(0.02)
         uids = {pid: host_uid(pid) for pid in pids}
-        worker.join()
     assert pids, "never saw the sandboxed process"
     assert set(uids.values()) == {65534}, f"host uids of the sandboxed process: {uids}"
     assert answer[0].status_code == 200
@@ -617,18 +624,11 @@ for d in ('/tmp', '/work', '/dev/shm'):
     seen += [d + '/' + name for name in os.listdir(d) if '{digits}' in name]
 print(seen)
 """
-    with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
-        answer: list[httpx.Response] = []
-        request = {"language": "python", "code": first, "backend": backend}
-        worker = threading.Thread(target=lambda: answer.append(other.post("/api/v1/execute", json=request)))
-        worker.start()
-        try:
-            time.sleep(1.5)  # let the first one start; its sleep lasts 4 s
-            body = client.post(
-                "/api/v1/execute", json={"language": "python", "code": looker, "backend": backend}
-            ).json()
-        finally:
-            worker.join()
+    with in_background(client, {"language": "python", "code": first, "backend": backend}) as answer:
+        time.sleep(1.5)  # let the first one start; its sleep lasts 4 s
+        body = client.post(
+            "/api/v1/execute", json={"language": "python", "code": looker, "backend": backend}
+        ).json()
     overlapped = answer[0].status_code == 200 and float(answer[0].json()["exec_time_ms"]) > 1500
     outcome = "" if body["stdout"] == "[]\n" else f"saw another execution: {body['stdout']!r}"
     ADVERSARIAL[backend]["concurrent_executions_cannot_see_each_other"] = outcome
@@ -658,19 +658,14 @@ def test_what_a_sandbox_holds_is_not_host_roots_nor_its_neighbours(backend: str,
     digits = str(secrets.randbelow(10**9))
     # The hoard outlives the program as a sleep: queues stay until unlinked, pending signals survive exec.
     hold = f"{HOARD}\nos.execvp('sleep', ['sleep', '30.{digits}'])\n"
-    with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
-        answer: list[httpx.Response] = []
-        request = {"language": "python", "code": hold, "backend": backend, "timeout": 40}
-        worker = threading.Thread(target=lambda: answer.append(other.post("/api/v1/execute", json=request)))
-        worker.start()
+    with in_background(client, {"language": "python", "code": hold, "backend": backend, "timeout": 40}) as answer:
         try:
             wait_for(lambda: processes_with(f"sleep 30.{digits}"), "the hoarding program to hold")
             host = subprocess.run([sys.executable, "-c", HOST_ROOT_PROBE], capture_output=True, text=True, timeout=30)
-            neighbour = ctx_run(client, backend, HOARD)
+            neighbour = stdout_of(client, backend, HOARD)
         finally:
             for pid in processes_with(f"sleep 30.{digits}"):
                 os.kill(pid, signal.SIGKILL)
-            worker.join()
     first = answer[0].json()["stdout"]
     outcome = "" if (host.stdout, neighbour) == ("mq_open ok\nsigqueue ok\n", first) else (
         f"while a sandbox held {first!r}: host root got {host.stdout!r} {host.stderr[-200:]!r}, "
@@ -680,7 +675,7 @@ def test_what_a_sandbox_holds_is_not_host_roots_nor_its_neighbours(backend: str,
     assert not outcome
 
 
-def ctx_run(client: httpx.Client, backend: str, code: str) -> str:
+def stdout_of(client: httpx.Client, backend: str, code: str) -> str:
     body = client.post("/api/v1/execute", json={"language": "python", "code": code, "backend": backend}).json()
     return str(body["stdout"])
 
@@ -701,7 +696,7 @@ print(hash("infra-operator"), ctypes.string_at(libc.getauxval(25), 16).hex(),  #
 def test_each_execution_gets_fresh_start_up_secrets(backend: str, client: httpx.Client) -> None:
     """Three Python executions (each in a fork of its sandbox's agent) see three different
     hash secrets, AT_RANDOM bytes, canaries, pointer guards and layouts."""
-    seen = [ctx_run(client, backend, START_UP_SECRETS).split() for _ in range(3)]
+    seen = [stdout_of(client, backend, START_UP_SECRETS).split() for _ in range(3)]
     assert all(len(values) == 5 for values in seen), seen
     names = ("hash secret", "AT_RANDOM", "stack canary", "pointer guard", "libc address")
     shared = [name for index, name in enumerate(names) if len({values[index] for values in seen}) < 3]
