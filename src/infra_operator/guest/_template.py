@@ -1,10 +1,11 @@
 """A jail template: a started agent that forks each new sandbox from itself.
 
-Starting a jail used to mean a new bwrap, about 25 ms of CPU, most of the cost of a
-short execution. The template pays that once per image: the host starts it in a jail
-of its own (same image, same user namespace, no network) that keeps its capabilities
-within that namespace, and then asks it for sandboxes over a unix socket. For each
-request it forks a child that, before it answers anyone:
+Starting a jail used to mean a new bwrap setting up namespaces and mounts from
+nothing, then an interpreter importing the agent. The template pays the bwrap once
+per image: the host starts it in a jail of its own (same image, same user namespace,
+no network) that keeps its capabilities within that namespace, and then asks it for
+sandboxes over a unix socket. For each request it forks a child that, before it
+answers anyone:
 
 - leaves for fresh mount, PID, network, IPC, UTS and cgroup namespaces;
 - unmounts the template's own /work, /tmp, /dev/shm and /dev/pts and mounts fresh
