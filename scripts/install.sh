@@ -39,7 +39,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv ca-certificates \
-  bubblewrap mmdebstrap e2fsprogs util-linux \
+  bubblewrap mmdebstrap e2fsprogs util-linux seccomp \
   qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev
 
 step "Python environment in $PREFIX/venv"

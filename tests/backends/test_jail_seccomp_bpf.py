@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from infra_operator.backends.jail import _seccomp
+from infra_operator.guest import _seccomp
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +94,28 @@ def test_other_abis_are_refused_outright() -> None:
     assert verdict(39, arch=I386) == EPERM
     assert verdict(X32_BIT | 39) == EPERM
     assert verdict(X32_BIT | 0) == EPERM
+
+
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_VSOCK = 1, 2, 10, 16, 17, 40
+EAFNOSUPPORT = 0x00050000 | errno.EAFNOSUPPORT
+NO_OP = 0x00050000  # SECCOMP_RET_ERRNO with errno 0: the call answers 0 and does nothing
+
+
+def test_a_number_the_filter_does_not_know_is_enosys() -> None:
+    for nr in (451, 457, 458, 467, 1000):  # cachestat, statmount, listmount, open_tree_attr, none yet
+        assert verdict(nr) == ENOSYS, nr
+
+
+@pytest.mark.parametrize("nr", [41, 53])  # socket, socketpair
+def test_sockets_of_the_families_programs_need_only(nr: int) -> None:
+    for family in (AF_UNIX, AF_INET, AF_INET6):
+        assert verdict(nr, family, 1, 0) == ALLOW, family
+    assert verdict(nr, AF_NETLINK, 3, 0) == ALLOW  # NETLINK_ROUTE, which getifaddrs uses
+    for family in (AF_VSOCK, AF_PACKET):
+        assert verdict(nr, family, 1, 0) == EAFNOSUPPORT, family
+    assert verdict(nr, AF_NETLINK, 3, 15) == EAFNOSUPPORT  # NETLINK_KOBJECT_UEVENT
+
+
+def test_locks_on_shared_files_lock_nothing_and_watches_are_refused() -> None:
+    assert verdict(73, 0, 2) == NO_OP  # flock(fd, LOCK_EX)
+    assert verdict(253) == EPERM and verdict(294) == EPERM and verdict(300) == EPERM  # inotify, fanotify

@@ -163,10 +163,10 @@ def test_closing_at_once_after_warming_leaves_nothing_running(jail: tuple[Backen
 def test_ready_jails_count_at_what_they_hold_not_at_their_limit(jail: tuple[Backend, SandboxSpec]) -> None:
     backend, spec = jail
     assert spec.memory_mb >= 256
-    # Counted at their 256+ MiB limit, not one would fit in 16 MiB; a waiting jail holds about one.
-    with Pool(PoolSettings(size=4, workers=2, memory_budget_mb=16)) as pool:
+    # Counted at their 256+ MiB limit, not one would fit in 24 MiB; a waiting jail holds about five.
+    with Pool(PoolSettings(size=4, workers=2, memory_budget_mb=24)) as pool:
         pool.warm(backend, spec, 4)
-        wait_for(lambda: ready(pool) == 4, "four ready jails within 16 MiB")
+        wait_for(lambda: ready(pool) == 4, "four ready jails within 24 MiB")
         assert [entry["memory_mb"] for entry in pool.stats()] == [backend.ready_memory_mb(spec)]
 
 
@@ -285,6 +285,9 @@ def test_repeated_misses_raise_the_target_of_a_key_made_by_demand() -> None:
         assert pool.stats()[0]["target"] == 0, "a single miss is no demand yet"
         assert pool.take(backend, spec) is None
         assert pool.stats()[0]["target"] == 1
+        # The start the second miss asked for is under way (held at the gate) before the third
+        # take, which waits for it rather than missing outright.
+        wait_for(lambda: pool.stats()[0]["starting"] == 1, "the start the target asked for")
         taker = threading.Thread(target=lambda: taken.append(pool.take(backend, spec)))
         taker.start()  # misses too, then waits for the start under way
         wait_for(lambda: pool.stats()[0]["misses"] == 3, "the third miss")

@@ -109,6 +109,8 @@ def _options(argv: list[str]) -> dict[str, str]:
 
 def _answer_host(channel: str, work_dir: str) -> None:
     _confine.harden_agent()
+    if os.getpid() == 1 and os.getuid() == 0:
+        _confine.mask_proc()  # a VM's init; a jail's /proc is masked by its template
     os.chdir(work_dir)
     for read_fd, write_fd in _channels.by_name(channel):
         try:
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     if options["--template"]:
         from . import _template  # only a jail template needs it
 
-        _template.serve(0, int(options["--template"]), functools.partial(_answer_host, "stdio", work_dir))
+        # Each sandbox execs this very agent afresh, on the channel it is handed as stdio.
+        _template.serve(0, int(options["--template"]), [sys.executable, "-B", "-m", "guest", "--work-dir", work_dir])
         return
     _answer_host(options["--channel"], work_dir)
 
