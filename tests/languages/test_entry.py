@@ -1,0 +1,99 @@
+"""How a program is named after what it declares (``[lang.entry]`` in the catalog): pure
+functions, no sandbox. Java's rules are the catalog's own, read from catalog.toml."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra_operator.languages import Catalog, Entry, Language
+from infra_operator.languages._entry import blank_c_like, top_level
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+@pytest.fixture(scope="module")
+def java(catalog: Catalog) -> Language:
+    return catalog.get("java")
+
+
+def _main(name: str, modifiers: str = "public") -> str:
+    return f"{modifiers} class {name} {{\n    public static void main(String[] args) {{ }}\n}}\n"
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    (_main("Main"), "Main"),
+    (_main("HelloWorld"), "HelloWorld"),
+    (_main("Solution", "public final"), "Solution"),
+    (_main("Shape", "public abstract sealed"), "Shape"),
+    ("public record Point(int x, int y) {\n    public static void main(String[] a) { }\n}\n", "Point"),
+    ("public interface Greeter {\n    static void main(String[] a) { }\n}\n", "Greeter"),
+    ("public enum Color { RED, GREEN; public static void main(String[] a) { } }", "Color"),
+    ("public class Box<T extends Comparable<T>> implements java.io.Serializable { }", "Box"),
+    # Not public: the class that declares main, wherever it stands.
+    ("class Helper { static int two() { return 2; } }\n" + _main("GFG", ""), "GFG"),
+    ("class Solution {\n  static public void main(String... args) { }\n}\n", "Solution"),
+    # The public class names the file even when another class holds main.
+    ("class Runner { public static void main(String[] a) { } }\npublic class Library { }\n", "Library"),
+    # Nothing declares main, or nothing at all: the default.
+    ("class Helper { void main() { } }", "Main"),
+    ("", "Main"),
+], ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None)
+def test_java_is_named_after_its_public_class_else_its_main_class(java: Language, code: str, name: str) -> None:
+    program = java.program(code)
+    assert program.source == f"{name}.java"
+    assert program.compile is not None and program.compile[-1].endswith(f" {name}.java")
+    assert program.run[-1] == name
+
+
+@pytest.mark.parametrize("code", [
+    "/* public class Old { } */\n" + _main("Real"),
+    "// public class Older\n" + _main("Real"),
+    "/** Javadoc naming {@code public class Doc} */\n" + _main("Real"),
+    'class Text { static String s = "public class Fake {"; }\n' + _main("Real"),
+    "class Quote { static char c = '{'; }\n" + _main("Real"),
+    'class Block { static String s = """\n    public class Fake {\n    """; }\n' + _main("Real"),
+])
+def test_comments_and_literals_name_nothing(java: Language, code: str) -> None:
+    assert java.program(code).source == "Real.java"
+
+
+def test_a_nested_public_class_is_not_the_files(java: Language) -> None:
+    code = ("class Outer {\n    public static class Inner { }\n    public static void main(String[] a) { }\n}\n")
+    assert java.program(code).source == "Outer.java"
+
+
+def test_a_name_that_could_not_be_a_file_falls_back_to_the_default() -> None:
+    entry = Entry.from_table({"default": "main", "rules": [{"declaration": r"-module\(([^)]*)\)"}]})
+    assert entry.name("-module(hello).") == "hello"
+    assert entry.name("-module('a b; rm -rf x').") == "main"
+
+
+def test_a_rule_may_give_a_fixed_value() -> None:
+    entry = Entry.from_table({"default": "js", "rules": [{"declaration": r"(?m)^import\b", "value": "mjs"}]})
+    assert (entry.name("import fs from 'fs';"), entry.name("const fs = require('fs');")) == ("mjs", "js")
+
+
+def test_an_unknown_syntax_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown entry syntax 'cobol'"):
+        Entry.from_table({"default": "Main", "syntax": "cobol"})
+
+
+def test_blanking_keeps_lines_and_offsets() -> None:
+    code = 'a /* x\ny */ "s{" // c\nb'
+    blanked = blank_c_like(code)
+    assert len(blanked) == len(code) and blanked.count("\n") == code.count("\n")
+    assert blanked.split() == ["a", "b"]
+
+
+def test_top_level_keeps_only_the_outermost_text() -> None:
+    assert top_level("class A { int x; { nested } } class B {}").split() == ["class", "A", "{", "}", "class", "B", "{}"]
+
+
+def test_a_language_without_entry_keeps_its_file(catalog: Catalog) -> None:
+    python = catalog.get("python")
+    assert python.entry is None
+    program = python.program("public class HelloWorld {}")
+    assert (program.source, program.compile, program.run) == (python.source, python.compile, python.run)
