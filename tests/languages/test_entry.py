@@ -71,9 +71,23 @@ def test_a_name_that_could_not_be_a_file_falls_back_to_the_default() -> None:
     assert entry.name("-module('a b; rm -rf x').") == "main"
 
 
-def test_a_rule_may_give_a_fixed_value() -> None:
-    entry = Entry.from_table({"default": "js", "rules": [{"declaration": r"(?m)^import\b", "value": "mjs"}]})
-    assert (entry.name("import fs from 'fs';"), entry.name("const fs = require('fs');")) == ("mjs", "js")
+@pytest.mark.parametrize(("code", "source"), [
+    ('import fs from "fs";\nconsole.log(1);', "main.mjs"),
+    ('import { readFileSync } from "fs";', "main.mjs"),
+    ("import * as os from 'os';", "main.mjs"),
+    ('import "./setup.js";', "main.mjs"),
+    ("console.log(import.meta.url);\nimport.meta;", "main.mjs"),
+    ("export default function main() {}", "main.mjs"),
+    ("export const x = 1;", "main.mjs"),
+    ('const fs = require("fs");', "main.js"),
+    ('import("os").then(console.log);', "main.js"),
+    ('// import fs from "fs";\nconsole.log("import x from y");', "main.js"),
+    ("const s = `\nimport fs from 'fs';\n`;", "main.js"),
+    ("function f() {\n  const important = 1;\n}", "main.js"),
+])
+def test_nodejs_runs_an_es_module_as_mjs(catalog: Catalog, code: str, source: str) -> None:
+    program = catalog.get("nodejs").program(code)
+    assert (program.source, program.run[-1]) == (source, source)
 
 
 def test_an_unknown_syntax_is_refused() -> None:

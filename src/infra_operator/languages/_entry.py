@@ -29,7 +29,7 @@ _C_TOKENS = re.compile(r'''
   | `(?:\\.|[^`\\])*`
 ''', re.S | re.X)
 _NAME = re.compile(r"\w+")
-"""What a found name may be: it goes into file names and shell commands."""
+"""What a name found in the code may be: it goes into file names and shell commands."""
 
 
 def blank_c_like(code: str) -> str:
@@ -87,9 +87,10 @@ class Rule:
                 body = _body(text, match.end())
                 if body is None or not self.body.search(top_level(body)):
                     continue
-            name = self.value if self.value is not None else match.group(1)
-            if _NAME.fullmatch(name):
-                return name
+            if self.value is not None:
+                return self.value
+            if _NAME.fullmatch(match.group(1)):
+                return match.group(1)
         return None
 
 
