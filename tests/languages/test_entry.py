@@ -111,3 +111,20 @@ def test_a_language_without_entry_keeps_its_file(catalog: Catalog) -> None:
     assert python.entry is None
     program = python.program("public class HelloWorld {}")
     assert (program.source, program.compile, program.run) == (python.source, python.compile, python.run)
+
+
+@pytest.mark.parametrize(("language", "code", "name"), [
+    ("erlang", "-module(hello).\n-export([main/0]).\nmain() -> ok.\n", "hello"),
+    ("erlang", "%% -module(old).\nmain(_) -> ok.\n", "main"),
+    ("erlang", "#!/usr/bin/env escript\nmain(_) -> io:format(\"-module(x).~n\").\n", "main"),
+    ("scala", "object HelloWorld extends App { println(1) }", "HelloWorld"),
+    ("scala", "object Hi extends scala.App {\n}\n", "Hi"),
+    ("scala", "case class P(x: Int)\nobject Util { def twice(n: Int) = 2 * n }\n"
+              "object Solution {\n  def main(args: Array[String]): Unit = ()\n}\n", "Solution"),
+    ("scala", "// object Old extends App\nobject New {\n  def main(a: Array[String]) = ()\n}\n", "New"),
+    ("scala", "class Main2 { def main(a: Array[String]) = () }", "Main"),
+], ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None)
+def test_other_languages_name_their_program(catalog: Catalog, language: str, code: str, name: str) -> None:
+    entry = catalog.get(language).entry
+    assert entry is not None
+    assert entry.name(code) == name
