@@ -123,6 +123,10 @@ def test_a_language_without_entry_keeps_its_file(catalog: Catalog) -> None:
               "object Solution {\n  def main(args: Array[String]): Unit = ()\n}\n", "Solution"),
     ("scala", "// object Old extends App\nobject New {\n  def main(a: Array[String]) = ()\n}\n", "New"),
     ("scala", "class Main2 { def main(a: Array[String]) = () }", "Main"),
+    ("haxe", "class Helper { static function twice(n:Int) return n * 2; }\n"
+             "class HelloWorld {\n  public static function main():Void { }\n}\n", "HelloWorld"),
+    ("haxe", "class Test {\n  static public function main() { trace('class Fake {'); }\n}\n", "Test"),
+    ("haxe", "class Helper { function main() { } }", "Main"),
 ], ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None)
 def test_other_languages_name_their_program(catalog: Catalog, language: str, code: str, name: str) -> None:
     entry = catalog.get(language).entry
