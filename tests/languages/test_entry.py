@@ -127,6 +127,11 @@ def test_a_language_without_entry_keeps_its_file(catalog: Catalog) -> None:
              "class HelloWorld {\n  public static function main():Void { }\n}\n", "HelloWorld"),
     ("haxe", "class Test {\n  static public function main() { trace('class Fake {'); }\n}\n", "Test"),
     ("haxe", "class Helper { function main() { } }", "Main"),
+    ("racket", "#lang racket\n(displayln 1)\n", "-u"),
+    ("racket", "; a comment\n\n#lang racket/base\n", "-u"),
+    ("racket", "#!/usr/bin/env racket\n#lang racket\n", "-u"),
+    ("racket", "(display \"x\")\n; #lang racket\n", "-f"),
+    ("racket", "(define (f) 1)\n", "-f"),
 ], ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None)
 def test_other_languages_name_their_program(catalog: Catalog, language: str, code: str, name: str) -> None:
     entry = catalog.get(language).entry
