@@ -132,6 +132,11 @@ def test_a_language_without_entry_keeps_its_file(catalog: Catalog) -> None:
     ("racket", "#!/usr/bin/env racket\n#lang racket\n", "-u"),
     ("racket", "(display \"x\")\n; #lang racket\n", "-f"),
     ("racket", "(define (f) 1)\n", "-f"),
+    ("haskell", "main = print 1\n", "Main"),
+    ("haskell", "module Main where\nmain = print 1\n", "Main"),
+    ("haskell", "{-# LANGUAGE LambdaCase #-}\nmodule HelloWorld (main) where\n", "HelloWorld"),
+    ("haskell", "module Data.Solution where\n", "Data.Solution"),
+    ("haskell", "-- module Old where\nmain = pure ()\n", "Main"),
 ], ids=lambda value: value if isinstance(value, str) and value.isidentifier() else None)
 def test_other_languages_name_their_program(catalog: Catalog, language: str, code: str, name: str) -> None:
     entry = catalog.get(language).entry

@@ -28,7 +28,7 @@ _C_TOKENS = re.compile(r'''
   | '(?:\\.|[^'\\\n])*'
   | `(?:\\.|[^`\\])*`
 ''', re.S | re.X)
-_NAME = re.compile(r"\w+")
+_NAME = re.compile(r"\w[\w.]*")
 """What a name found in the code may be: it goes into file names and shell commands."""
 
 
