@@ -84,6 +84,9 @@ def test_a_name_that_could_not_be_a_file_falls_back_to_the_default() -> None:
     ('// import fs from "fs";\nconsole.log("import x from y");', "main.js"),
     ("const s = `\nimport fs from 'fs';\n`;", "main.js"),
     ("function f() {\n  const important = 1;\n}", "main.js"),
+    ("importantThing();\nimports.push(1);", "main.js"),
+    ("exports.answer = 42;\nmodule.exports = {};", "main.js"),
+    ('import{readFileSync}from"fs";', "main.mjs"),
 ])
 def test_nodejs_runs_an_es_module_as_mjs(catalog: Catalog, code: str, source: str) -> None:
     program = catalog.get("nodejs").program(code)
