@@ -175,3 +175,15 @@ def test_each_bare_worker_keeps_its_caches_in_its_own_tmp_folder() -> None:
     worker = _bare_helper.Worker(config, "/work", "/tmp", 3)
     assert worker.env["GOCACHE"] == "/tmp/t3/go-cache" and worker.env["LANG"] == "C.UTF-8"
     assert worker.steps == [["nim", "c", "--nimcache:/tmp/t3/nimcache", "main.nim"], ["/var/tmp/keep", "/tmpfoo"]]
+
+
+def test_the_bare_baseline_names_the_program_as_the_sandbox_does() -> None:
+    require_images("nodejs")
+    services = Services(Settings())
+    code = 'import { platform } from "os";\nconsole.log(typeof platform);\n'  # an ES module: main.mjs
+    bare = _bench.BareRunner(services.catalog.get("nodejs"), services.rootfs.get("nodejs"), code, on_host=False)
+    try:
+        output = bare.run(1, 1)[2]
+    finally:
+        bare.close()
+    assert output == "function\n"

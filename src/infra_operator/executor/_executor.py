@@ -119,11 +119,12 @@ class Executor:
         ))
 
     def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> ExecuteRequest:
+        program = language.program(request.code)  # the file's name may follow what the code declares
         return {
             "op": "execute",
-            "files": {language.source: b64encode(request.code.encode("utf-8"))},
-            "compile": list(language.compile) if language.compile else None,
-            "run": [*language.run, *request.args],
+            "files": {program.source: b64encode(request.code.encode("utf-8"))},
+            "compile": list(program.compile) if program.compile else None,
+            "run": [*program.run, *request.args],
             "env": {**BASE_ENV, **language.env},
             "stdin": b64encode(request.stdin.encode("utf-8")),
             "limits": limits.for_agent(),
