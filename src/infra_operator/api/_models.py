@@ -6,7 +6,7 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -52,6 +52,43 @@ class ExecuteRequest(_Request):
     processes: int | None = None
     output_kb: int | None = Field(default=None, description="kept per stream; more is counted and dropped")
     file_mb: int | None = Field(default=None, description="largest file the program may write")
+
+
+class TestCaseRequest(_Request):
+    stdin: Text = Field(default="", description="given to the program on standard input")
+    expected_output: Text = Field(description="compared ignoring trailing whitespace of lines and of the output")
+
+
+class SubmissionRequest(ExecuteRequest):
+    tests: list[TestCaseRequest] | None = Field(
+        default=None, min_length=1, description="judge mode: compiled once, each test run fresh, each with a verdict")
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="POSTed the finished submission, signed (HMAC-SHA256)")
+
+
+class BatchRequest(_Request):
+    submissions: list[SubmissionRequest] = Field(min_length=1)
+
+
+class SubmissionCreated(BaseModel):
+    id: str
+    status: Literal["queued"]
+
+
+class BatchCreated(BaseModel):
+    ids: list[str] = Field(description="in the order of the request's submissions")
+
+
+class SubmissionView(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    result: dict[str, Any] | None = Field(
+        default=None, description="when done: the execute answer, or in judge mode verdict and tests")
+    error: str | None = Field(default=None, description="when failed: why")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = Field(description="how many times a runner started it")
 
 
 class ExecuteResponse(BaseModel):

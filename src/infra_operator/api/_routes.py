@@ -15,9 +15,12 @@ from ..executor import ExecutionRequest
 from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
-from ._deps import ServicesDep, require_api_key
+from ..submissions import FINISHED, NewSubmission, TestCase, view
+from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._models import (
     BackendView,
+    BatchCreated,
+    BatchRequest,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -38,6 +41,9 @@ from ._models import (
     SnapshotState,
     SnapshotTransferRequest,
     StartedResponse,
+    SubmissionCreated,
+    SubmissionRequest,
+    SubmissionView,
     TransferRequest,
 )
 
@@ -123,17 +129,45 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
     )
 
 
-def _format_ms(milliseconds: float) -> str:
-    return f"{round(milliseconds)}ms"
-
-
 @api.post("/execute", response_model=ExecuteResponse)
 def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
-    result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
-    fields = dataclasses.asdict(result)
-    load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
-    return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
-                           load_time_ms=round(load_ms, 3), exec_time_ms=round(exec_ms, 3))
+    return ExecuteResponse(**services.execute(ExecutionRequest.from_json(body.model_dump())))
+
+
+def _new_submission(body: SubmissionRequest) -> NewSubmission:
+    tests: list[TestCase] | None = None
+    if body.tests is not None:
+        tests = [{"stdin": test.stdin, "expected_output": test.expected_output} for test in body.tests]
+    return NewSubmission(request=body.model_dump(exclude={"tests", "callback_url"}), tests=tests,
+                         callback_url=body.callback_url)
+
+
+# How long ?wait=true waits past the submission's own time limits before answering what it has.
+WAIT_GRACE_SECONDS = 60
+
+
+@api.post("/submissions", status_code=202, response_model=SubmissionCreated,
+          responses={200: {"model": SubmissionView, "description": "with ?wait=true: the finished submission"}})
+def create_submission(body: SubmissionRequest, services: ServicesDep, owner: OwnerDep,
+                      wait: Annotated[bool, Query(description="answer once it has finished")] = False) -> JSONResponse:
+    [submission_id] = services.submissions.submit(owner, [_new_submission(body)])
+    if not wait:
+        return JSONResponse({"id": submission_id, "status": "queued"}, status_code=202)
+    runs = 1 + len(body.tests or ())
+    seconds = runs * (body.timeout or services.settings.limits.timeout_seconds.default) + WAIT_GRACE_SECONDS
+    found = services.submissions.wait(submission_id, seconds)
+    return JSONResponse(view(found), status_code=200 if found["status"] in FINISHED else 202)
+
+
+@api.post("/submissions/batch", status_code=202, response_model=BatchCreated)
+def create_batch(body: BatchRequest, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    ids = services.submissions.submit(owner, [_new_submission(item) for item in body.submissions])
+    return JSONResponse({"ids": ids}, status_code=202)
+
+
+@api.get("/submissions/{submission_id}", response_model=SubmissionView, response_model_exclude_none=True)
+def submission_details(submission_id: str, services: ServicesDep) -> JSONResponse:
+    return JSONResponse(view(services.submissions.get(submission_id)))
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)

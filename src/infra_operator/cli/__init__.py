@@ -13,6 +13,7 @@ from ._run import run
 from ._serve import api
 from ._setup import setup
 from ._snapshot import app as snapshot_app
+from ._worker import worker
 
 app = typer.Typer(name="infra.operator", help="Run untrusted code in fresh sandboxes.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -21,6 +22,7 @@ app.command()(run)
 app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
+app.command()(worker)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")

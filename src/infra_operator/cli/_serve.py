@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from ._common import DataDir, make_services
+from ._common import DataDir, RedisUrl, make_services
 
 
 def api(
@@ -18,10 +18,11 @@ def api(
                                                 envvar="INFRA_OPERATOR_BACKEND")] = None,
     data_dir: DataDir = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    redis: RedisUrl = None,
 ) -> None:
     """Serve the HTTP API."""
     from ..api import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = make_services(data_dir, backend=backend)
+    services = make_services(data_dir, backend=backend, redis_url=redis)
     uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

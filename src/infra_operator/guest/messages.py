@@ -11,13 +11,14 @@ it answers, so the host can check it got the reply it asked for.
 
 Requests (host to guest) and their replies:
     ping      -> PingReply
-    execute   -> ExecuteReply: the compile step (if the language compiles) and the run step
+    execute   -> ExecuteReply: the compile step (if the language compiles) and the run step;
+                 with ``collect``, the compile step and the files it left (compile once, run many)
 A request the agent cannot carry out answers ``ErrorReply``.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 
 class StepLimits(TypedDict):
@@ -29,6 +30,15 @@ class StepLimits(TypedDict):
     processes: int
     output_bytes: int
     file_bytes: int
+
+
+class Artifact(TypedDict):
+    """A file of the working folder with its permission bits (a compiled program is executable)."""
+
+    name: str
+    content: str
+    """Base64."""
+    mode: int
 
 
 class PingRequest(TypedDict):
@@ -50,6 +60,11 @@ class ExecuteRequest(TypedDict):
     must not share random state."""
     clock: float
     """The host's wall clock (seconds since the epoch): a restored clone's clock is stale."""
+    collect: NotRequired[bool]
+    """Compile only: run nothing and answer the working folder's files as ``artifacts``, so a
+    judge compiles once and hands them to fresh sandboxes that run only the run step."""
+    artifacts: NotRequired[list[Artifact]]
+    """Files to write with their permission bits before the steps (what ``collect`` answered)."""
 
 
 Request = PingRequest | ExecuteRequest
@@ -90,7 +105,9 @@ class ExecuteReply(TypedDict):
     op: Literal["execute"]
     compile: StepResult | None
     run: StepResult | None
-    """None when the compile step failed, so nothing ran."""
+    """None when the compile step failed, so nothing ran, and when the request asked to ``collect``."""
+    artifacts: NotRequired[list[Artifact]]
+    """With ``collect``, after a compile that succeeded: the working folder's regular files."""
 
 
 class ErrorReply(TypedDict):
