@@ -89,6 +89,7 @@ class SubmissionView(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = Field(description="how many times a runner started it")
+    worker: str | None = Field(default=None, description="in a cluster: the worker that last started it")
 
 
 class ExecuteResponse(BaseModel):
@@ -116,6 +117,7 @@ class ExecuteResponse(BaseModel):
         description="CPU time of the program, user and system (of the compiler when compiling failed); "
                     "null when the sandbox died with the program and nothing could be measured")
     memory_kb: int | None = Field(description="the program's peak resident memory; null as for cpu_time_ms")
+    worker: str | None = Field(default=None, description="in a cluster: the worker that ran it")
 
 
 class ErrorResponse(BaseModel):

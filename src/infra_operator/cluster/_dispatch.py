@@ -44,7 +44,7 @@ class Dispatcher:
         execution_id = uuid.uuid4().hex
         wait = (request.timeout or self.default_timeout) + ANSWER_GRACE_SECONDS
         with _keys.unavailable_as_503():
-            stream = self.router.stream_for(request.language, require_worker=True)
+            stream = self.router.execute_stream(request.language)
             self.client.xadd(stream, {"kind": "execute", "id": execution_id, "request": json.dumps(request.to_json()),
                                       "deadline": str(time.time() + wait)})
             popped = cast("tuple[bytes, bytes] | None", self.client.blpop([_keys.reply(execution_id)], timeout=wait))

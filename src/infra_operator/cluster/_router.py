@@ -1,5 +1,6 @@
-"""Which stream a piece of work goes to: where a live worker keeps the language's sandboxes
-ready when there is one with room, else to any worker that has the language."""
+"""Which stream a piece of work goes to: an execute where a live worker keeps the language's
+sandboxes ready when there is one with room, else (and every submission) to any worker that
+has the language."""
 
 from __future__ import annotations
 
@@ -45,16 +46,22 @@ class Router:
             self._workers, self._read_at = live_workers(self.client), time.monotonic()
         return self._workers
 
-    def stream_for(self, language: str, require_worker: bool) -> str:
-        """The stream for ``language``'s work, its group made. With ``require_worker``, a 503 when
-        no live worker has the language (an execute waits for its answer; a submission can queue)."""
+    def execute_stream(self, language: str) -> str:
+        """Where an execute goes: to a worker keeping ``language`` warm with room, if any; a 503
+        when no live worker has the language at all (the caller waits for the answer)."""
         workers = self.workers()
         if any(language in w["warm"] and w["free"] > 0 for w in workers):
-            stream = _keys.warm_stream(language)
-        elif require_worker and not any(language in w["languages"] for w in workers):
+            return self._grouped_stream(_keys.warm_stream(language))
+        if not any(language in w["languages"] for w in workers):
             raise Overloaded(f"no worker of this cluster runs {language} now", retry_after=5)
-        else:
-            stream = _keys.work_stream(language)
+        return self._grouped_stream(_keys.work_stream(language))
+
+    def submission_stream(self, language: str) -> str:
+        """Where a submission goes: to every worker with the language, so a batch is shared out;
+        it may wait there for a worker to come."""
+        return self._grouped_stream(_keys.work_stream(language))
+
+    def _grouped_stream(self, stream: str) -> str:
         if stream not in self._grouped:
             ensure_group(self.client, stream)
             self._grouped.add(stream)

@@ -46,7 +46,7 @@ class RedisStore:
 
     def add(self, submissions: list[Submission]) -> None:
         with _keys.unavailable_as_503():
-            streams = [self.router.stream_for(s["request"]["language"], require_worker=False) for s in submissions]
+            streams = [self.router.submission_stream(s["request"]["language"]) for s in submissions]
             with self.client.pipeline(transaction=True) as pipe:
                 for submission, stream in zip(submissions, streams, strict=True):
                     pipe.set(_keys.submission(submission["id"]), json.dumps(submission))
@@ -78,8 +78,9 @@ class RedisStore:
                 return None
             submission["status"], submission["started_at"] = "running", time.time()
             submission["attempts"] += 1
+            submission["worker"] = worker_id
             pipe.multi()
-            pipe.set(key, json.dumps({**submission, "worker": worker_id}))
+            pipe.set(key, json.dumps(submission))
             return submission
 
         return _atomically(self.client, key, update)

@@ -174,7 +174,7 @@ class Worker:
             return  # the API process that asked stopped waiting
         request = ExecutionRequest.from_json(json.loads(fields["request"]))
         try:
-            answer: dict[str, Any] = {"answer": self.executor.execute(request).answer()}
+            answer: dict[str, Any] = {"answer": {**self.executor.execute(request).answer(), "worker": self.advert.id}}
         except OperatorError as exc:
             answer = {"error": exc.message, "status": exc.status, "headers": exc.headers()}
         key = _keys.reply(fields["id"])

@@ -6,7 +6,7 @@ from ._callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackRefused, Cal
 from ._judge import Outcome, Verdict, run, same_output, verdict
 from ._limits import WINDOW_SECONDS, Limiter, MemoryLimiter, refuse
 from ._local import LocalRunners
-from ._record import FINISHED, Status, Submission, TestCase, view
+from ._record import FINISHED, Status, Submission, TestCase, queued, view
 from ._service import NewSubmission, Submissions
 from ._store import SqliteStore, Store
 
@@ -30,6 +30,7 @@ __all__ = [
     "Submissions",
     "TestCase",
     "Verdict",
+    "queued",
     "refuse",
     "run",
     "same_output",

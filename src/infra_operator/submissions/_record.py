@@ -29,14 +29,16 @@ class Submission(TypedDict):
     finished_at: float | None
     attempts: int
     """How many times a runner started it; more than one means a runner died with it."""
+    worker: str | None
+    """The cluster worker that last started it (None in a single process)."""
     result: dict[str, Any] | None
     error: str | None
 
 
-def new(owner: str, request: dict[str, Any], tests: list[TestCase] | None, callback_url: str | None) -> Submission:
+def queued(owner: str, request: dict[str, Any], tests: list[TestCase] | None, callback_url: str | None) -> Submission:
     return {"id": uuid.uuid4().hex, "status": "queued", "owner": owner, "request": request, "tests": tests,
             "callback_url": callback_url, "created_at": time.time(), "started_at": None, "finished_at": None,
-            "attempts": 0, "result": None, "error": None}
+            "attempts": 0, "worker": None, "result": None, "error": None}
 
 
 def view(submission: Submission) -> dict[str, Any]:
@@ -47,4 +49,5 @@ def view(submission: Submission) -> dict[str, Any]:
     if submission["error"] is not None:
         shown["error"] = submission["error"]
     return {**shown, "created_at": submission["created_at"], "started_at": submission["started_at"],
-            "finished_at": submission["finished_at"], "attempts": submission["attempts"]}
+            "finished_at": submission["finished_at"], "attempts": submission["attempts"],
+            "worker": submission.get("worker")}

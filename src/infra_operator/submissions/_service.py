@@ -56,7 +56,7 @@ class Submissions:
             raise RateLimited(f"this API key has {self.settings.max_queued_per_key} submissions queued at most; "
                               "wait for some to finish", retry_after=QUEUE_RETRY_SECONDS)
         self.limiter.take(owner, len(new))
-        records = [_record.new(owner, item.request, item.tests, item.callback_url) for item in new]
+        records = [_record.queued(owner, item.request, item.tests, item.callback_url) for item in new]
         self.store.add(records)
         return [record["id"] for record in records]
 
