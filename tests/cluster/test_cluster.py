@@ -19,7 +19,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
-from conftest import DATA_DIR, require_images, wait_for
+from conftest import DATA_DIR, require_images, stop_process, wait_for
 from netns import Network, redis_command, require_namespaces
 
 from infra_operator.cluster import RedisStore, Router
@@ -91,15 +91,7 @@ class Cluster:
 
     def stop_all(self) -> None:
         for name in list(self.processes):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            del self.processes[name]
+            stop_process(self.processes.pop(name))
 
 
 def _value(client: redis.Redis, key: str) -> bytes | None:

@@ -18,7 +18,7 @@ A request the agent cannot carry out answers ``ErrorReply``.
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
 
 
 class StepLimits(TypedDict):
@@ -45,7 +45,17 @@ class PingRequest(TypedDict):
     op: Literal["ping"]
 
 
-class ExecuteRequest(TypedDict):
+class _CompileOnce(TypedDict, total=False):
+    # A base with total=False, not NotRequired: under postponed annotations Python 3.11
+    # counts NotRequired keys among a TypedDict's required ones.
+    collect: bool
+    """Compile only: run nothing and answer the working folder's files as ``artifacts``, so a
+    judge compiles once and hands them to fresh sandboxes that run only the run step."""
+    artifacts: list[Artifact]
+    """Files to write with their permission bits before the steps (what ``collect`` answered)."""
+
+
+class ExecuteRequest(_CompileOnce):
     op: Literal["execute"]
     files: dict[str, str]
     """File name in the working folder to its content, base64."""
@@ -60,11 +70,6 @@ class ExecuteRequest(TypedDict):
     must not share random state."""
     clock: float
     """The host's wall clock (seconds since the epoch): a restored clone's clock is stale."""
-    collect: NotRequired[bool]
-    """Compile only: run nothing and answer the working folder's files as ``artifacts``, so a
-    judge compiles once and hands them to fresh sandboxes that run only the run step."""
-    artifacts: NotRequired[list[Artifact]]
-    """Files to write with their permission bits before the steps (what ``collect`` answered)."""
 
 
 Request = PingRequest | ExecuteRequest
@@ -100,14 +105,17 @@ class PingReply(TypedDict):
     uid: int
 
 
-class ExecuteReply(TypedDict):
+class _Collected(TypedDict, total=False):
+    artifacts: list[Artifact]
+    """With ``collect``, after a compile that succeeded: the working folder's regular files."""
+
+
+class ExecuteReply(_Collected):
     ok: Literal[True]
     op: Literal["execute"]
     compile: StepResult | None
     run: StepResult | None
     """None when the compile step failed, so nothing ran, and when the request asked to ``collect``."""
-    artifacts: NotRequired[list[Artifact]]
-    """With ``collect``, after a compile that succeeded: the working folder's regular files."""
 
 
 class ErrorReply(TypedDict):

@@ -99,7 +99,9 @@ class SqliteStore:
         finished: Submission = {**submission, "status": outcome[0], "result": outcome[1], "error": outcome[2],
                                 "finished_at": time.time()}
         with self._lock, self._db:
-            self._db.execute("UPDATE submissions SET status = ?, finished_at = ?, record = ? WHERE id = ?",
+            # Only the first outcome counts (as in the cluster's store).
+            self._db.execute("UPDATE submissions SET status = ?, finished_at = ?, record = ? "
+                             "WHERE id = ? AND status NOT IN ('done', 'failed')",
                              (finished["status"], finished["finished_at"], json.dumps(finished), finished["id"]))
         return finished
 
