@@ -220,6 +220,17 @@ def test_completion_counts_once(cluster: Cluster) -> None:
              "the workers to acknowledge the entry")
 
 
+def test_work_whose_workers_kept_dying_ends_failed_with_the_reason(cluster: Cluster, api: httpx.Client) -> None:
+    client = cluster.redis()
+    # As a submission whose three runners were killed would be found by a fourth.
+    submission = queued("died-thrice", {"language": "python", "code": "print(1)"}, None, None)
+    submission["attempts"] = 3
+    RedisStore(client, Router(client), retention_seconds=60).add([submission])
+    [finished] = _finished(api, [submission["id"]])
+    assert finished["status"] == "failed" and "stopped 3 times" in finished["error"], finished
+    assert "result" not in finished
+
+
 def test_an_api_process_killed_loses_nothing(cluster: Cluster, api: httpx.Client) -> None:
     doomed = cluster.start_api("api-doomed")
     batch = [{"language": "python", "code": f"import time; time.sleep(0.3); print({n})"} for n in range(12)]
