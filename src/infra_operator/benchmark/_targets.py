@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -76,7 +76,7 @@ class OverHttp:
     """A real ``infra.operator api`` in a subprocess on a free loopback port; each thread
     that executes gets its own keep-alive connection, as a real client would."""
 
-    def __init__(self, backend: str | None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, backend: str | None, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = int(probe.getsockname()[1])
@@ -96,6 +96,7 @@ class OverHttp:
         ]
         if backend:
             argv += ["--backend", backend]
+        argv += args
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 argv, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -148,14 +149,19 @@ class OverHttp:
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.unlink(missing_ok=True)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a server drains), and SIGKILL a minute later if that did not end it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._benchmark import benchmark
+from ._benchmark import benchmark, benchmark_cluster
 from ._guest import guest
 from ._kernel import app as kernel_app
 from ._languages import languages
@@ -22,6 +22,7 @@ app.command()(run)
 app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
+app.command(name="benchmark-cluster")(benchmark_cluster)
 app.command()(worker)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from ..errors import OperatorError
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 Verdict = Literal["accepted", "wrong_answer", "time_limit_exceeded", "memory_limit_exceeded",
                   "output_limit_exceeded", "runtime_error", "compile_error", "internal_error"]
+TESTS_AT_ONCE = 4
 Outcome = tuple[Literal["done", "failed"], dict[str, Any] | None, str | None]
 """The status a run ends in, its result, and the reason when it failed."""
 
@@ -62,15 +64,19 @@ def judge(executor: Executor, request: ExecutionRequest, tests: list[TestCase]) 
         return {"verdict": "compile_error", "compile_output": failure.compile_output,
                 "compile_exit_code": failure.compile_exit_code,
                 "tests": [_test_view("compile_error", None) for _ in tests]}
-    views: list[dict[str, Any]] = []
-    for test in tests:
+
+    def run_test(test: TestCase) -> dict[str, Any]:
         try:
             result = executor.execute(dataclasses.replace(request, stdin=test["stdin"], artifacts=compiled.artifacts))
         except OperatorError as exc:
             log.warning("judge: a test failed to run: %s", exc.message)
-            views.append(_test_view("internal_error", None, exc.message))
-            continue
-        views.append(_test_view(verdict(result, test["expected_output"]), result))
+            return _test_view("internal_error", None, exc.message)
+        return _test_view(verdict(result, test["expected_output"]), result)
+
+    # Tests are independent runs, each in its own sandbox: a few at once (the executor's
+    # admission still bounds what runs on the host).
+    with ThreadPoolExecutor(max_workers=min(TESTS_AT_ONCE, len(tests)), thread_name_prefix="judge") as pool:
+        views = list(pool.map(run_test, tests))
     overall = next((view["verdict"] for view in views if view["verdict"] != "accepted"), "accepted")
     return {"verdict": overall, "tests": views}
 
