@@ -26,11 +26,10 @@ import httpx
 
 from ..errors import InvalidRequest, SandboxError
 from ._bench import Stats
-from ._targets import OverHttp, stop_process
+from ._targets import OverHttp, stop_process, wait_until
 
 GOAL_CLUSTER_ADDED_MS = 3.0
 GOAL_JUDGE_SPEEDUP = 5.0
-READY_SECONDS = 60.0
 RUST_PROGRAM = '''use std::io::*;
 fn main() {
     let mut line = String::new();
@@ -72,15 +71,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _wait(condition: Callable[[], bool], what: str, seconds: float = READY_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise SandboxError(f"benchmark: gave up waiting for {what}")
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -144,7 +134,7 @@ def _queued(url: str, count: int) -> tuple[int, int, int, float]:
                 else:
                     return False
             return True
-        _wait(all_finished, f"{count} submissions to finish", seconds=max(READY_SECONDS, count))
+        wait_until(all_finished, f"{count} submissions to finish", seconds=max(60.0, count))
         seconds = time.perf_counter() - started
     done = sum(1 for found in outcome.values()
                if found["status"] == "done" and found["result"]["stdout"] == f"{found['index']}\n")
@@ -173,7 +163,7 @@ def run_cluster_benchmark(backend: str | None, requests: int, submissions: int,
             targets.append(OverHttp(None, args=["--redis", url]))
             single, cluster = targets
             single.wait_warm(["python", "rust"])
-            _wait(lambda: httpx.post(f"{cluster.url}/api/v1/execute", json={"language": "python", "code": "1"},
+            wait_until(lambda: httpx.post(f"{cluster.url}/api/v1/execute", json={"language": "python", "code": "1"},
                                      timeout=60).json().get("sandbox_start") == "pool", "the worker's warm pool")
             progress(f"execute: {requests} each, interleaved")
             single_stats, cluster_stats = _latencies(single, cluster, requests)

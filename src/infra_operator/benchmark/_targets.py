@@ -66,7 +66,7 @@ class InProcess:
         )
 
     def wait_warm(self, languages: list[str]) -> None:
-        _wait_until(lambda: _warm(self.services.pool.stats(), languages))
+        wait_until(lambda: _warm(self.services.pool.stats(), languages))
 
     def close(self) -> None:
         self.services.close()
@@ -103,7 +103,7 @@ class OverHttp:
             )
         self._clients: dict[int, httpx.Client] = {}
         try:
-            _wait_until(self._healthy)
+            wait_until(self._healthy)
         except BaseException:
             self.close()
             raise
@@ -142,7 +142,7 @@ class OverHttp:
         )
 
     def wait_warm(self, languages: list[str]) -> None:
-        _wait_until(
+        wait_until(
             lambda: _warm(httpx.get(f"{self.url}/health", timeout=5).json().get("pool", []), languages)
         )
 
@@ -174,10 +174,11 @@ def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:
     return True
 
 
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + READY_SECONDS
+def wait_until(condition: Callable[[], bool], what: str = "the benchmark's target to be ready",
+               seconds: float = READY_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.1)
-    raise SandboxError(f"the benchmark's target was not ready within {READY_SECONDS:.0f}s")
+        time.sleep(0.05)
+    raise SandboxError(f"gave up waiting {seconds:.0f}s for {what}")
