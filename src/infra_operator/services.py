@@ -78,7 +78,10 @@ class Services:
     def redis(self) -> redis.Redis:
         if self.settings.redis_url is None:
             raise InvalidRequest("no Redis is configured (--redis URL)")
-        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
+        try:
+            return redis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
+        except ValueError as exc:
+            raise InvalidRequest(f"bad Redis URL {self.settings.redis_url!r}: {exc}") from exc
 
     @cached_property
     def router(self) -> cluster.Router:

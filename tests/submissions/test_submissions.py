@@ -149,6 +149,8 @@ def test_a_batch_of_200_keeps_its_order(client: httpx.Client) -> None:
     ({"language": "python", "code": "x", "tests": [{"stdin": "1"}]}, 400, "expected_output"),
     ({"language": "python", "code": "x", "timeout": 100000}, 400, "timeout"),
     ({"language": "python", "code": "x", "callback_url": "http://example.com/hook"}, 400, "signing secret"),
+    ({"language": "python", "code": "x", "callback_url": "http://[::1/hook"}, 400, "callback_url"),
+    ({"language": "python", "code": "x", "callback_url": "file:///etc/passwd"}, 400, "http or https"),
 ])
 def test_bad_submissions_are_clear_errors(client: httpx.Client, body: dict[str, Any], status: int, words: str) -> None:
     answer = client.post("/api/v1/submissions", json=body)

@@ -108,8 +108,14 @@ class Worker:
                 entry = self._claimed.get_nowait()
             except queue.Empty:
                 entry = self._read()
-            if entry is not None:
+            if entry is None:
+                continue
+            try:
                 self._handle(*entry)
+            except Exception:  # a fault of ours with one entry must not end the runner
+                # Unacknowledged, the entry goes idle: another worker takes it, and after
+                # max_attempts it ends failed.
+                log.exception("worker %s: entry %s of %s failed", self.advert.id, entry[1], entry[0])
 
     def _read(self) -> Entry | None:
         streams = self._streams

@@ -73,7 +73,11 @@ class CallbackSender:
 
     def check(self, url: str) -> tuple[str, int, list[str]]:
         """The URL's host, port and resolved addresses, every one of them permitted; else refused."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:  # a bad IPv6 literal, a port out of range
+            raise CallbackRefused(f"callback_url: {exc}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CallbackRefused(f"callback_url must be an http or https URL with a host: {url!r}")
         if parts.username or parts.password:
@@ -81,10 +85,6 @@ class CallbackSender:
         if self.settings.callback_secret is None:
             raise CallbackRefused("callbacks are not configured on this server: it has no signing secret "
                                   "(INFRA_OPERATOR_SUBMISSIONS__CALLBACK_SECRET)")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise CallbackRefused(f"callback_url: {exc}") from exc
         addresses = list(self.resolver(parts.hostname, port))
         if not addresses:
             raise CallbackRefused(f"callback_url: {parts.hostname} resolves to no address")

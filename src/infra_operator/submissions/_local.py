@@ -44,15 +44,22 @@ class LocalRunners:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            submission = self.store.claim()
-            if submission is None:
-                self._forget_expired()
-                with self.store.work:
-                    self.store.work.wait(_IDLE_SECONDS)
-                continue
-            finished = self.store.finish(submission, _judge.run(self.executor, submission))
-            if finished["callback_url"] is not None:
-                self.callbacks.deliver(finished["callback_url"], view(finished))
+            try:
+                self._run_one()
+            except Exception:  # the store failed us (a full disk): keep the runner, try again
+                log.exception("submissions: a runner failed")
+                self._stopping.wait(_IDLE_SECONDS)
+
+    def _run_one(self) -> None:
+        submission = self.store.claim()
+        if submission is None:
+            self._forget_expired()
+            with self.store.work:
+                self.store.work.wait(_IDLE_SECONDS)
+            return
+        finished = self.store.finish(submission, _judge.run(self.executor, submission))
+        if finished["callback_url"] is not None:
+            self.callbacks.deliver(finished["callback_url"], view(finished))
 
     def _forget_expired(self) -> None:
         now = time.time()
