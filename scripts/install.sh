@@ -24,6 +24,10 @@ LANGUAGES=${INFRA_OPERATOR_LANGUAGES:-python nodejs go rust}
 export INFRA_OPERATOR_DATA_DIR=$DATA_DIR
 
 step() { printf '\n==> %s\n' "$*"; }
+keys_hint() {
+  echo "API keys: without any, the API listens on 127.0.0.1 only. To require keys (and so serve other hosts, --host 0.0.0.0),"
+  echo "  start it with INFRA_OPERATOR_API_KEYS_FILE=/path/to/keys (one key a line, # comments) or INFRA_OPERATOR_API_KEYS='[\"KEY\"]'."
+}
 
 if [ "$(id -u)" != 0 ]; then
   echo "run as root: sandboxes need mounts, cgroups and namespaces" >&2
@@ -69,6 +73,7 @@ if [ "$START" = 1 ]; then
     if "$PREFIX/venv/bin/python" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$PORT/health').status_code != 200)" 2>/dev/null; then
       "$PREFIX/venv/bin/python" -c "import httpx; print(httpx.get('http://127.0.0.1:$PORT/health').text)"
       echo "infra.operator is serving on port $PORT (log: /var/log/infra-operator.log)"
+      keys_hint
       exit 0
     fi
     sleep 1
@@ -76,3 +81,4 @@ if [ "$START" = 1 ]; then
   echo "the API did not answer /health; see /var/log/infra-operator.log" >&2
   exit 1
 fi
+keys_hint

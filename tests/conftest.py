@@ -45,7 +45,8 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, host: str | None = "127.0.0.1") -> Server:
+    """``host=None`` leaves ``--host`` out, for the command's own default."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     # No ready sandboxes unless a test asks for them: leak and start-up checks then see only
@@ -58,7 +59,7 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Se
         environment.setdefault("INFRA_OPERATOR_FIRECRACKER_BIN", os.environ["FIRECRACKER_BIN"])
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra_operator", "api", "--host", "127.0.0.1", "--port", str(port), *args],
+            [sys.executable, "-m", "infra_operator", "api", *(["--host", host] if host else []), "--port", str(port), *args],
             stdout=output, stderr=subprocess.STDOUT, env=environment,
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
@@ -73,6 +74,13 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Se
             time.sleep(0.1)
     stop_server(server)
     raise RuntimeError(f"server did not answer /health: {server.log_text()[-2000:]}")
+
+
+def failing_builds(data_dir: Path) -> dict[str, str]:
+    """A server's settings for a data folder of its own whose rootfs builds fail at once (no
+    such Debian suite), sharing the package cache."""
+    return {"INFRA_OPERATOR_DATA_DIR": str(data_dir), "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
+            "INFRA_OPERATOR_DEBIAN_SUITE": "no-such-suite"}
 
 
 def stop_process(process: subprocess.Popen[bytes], seconds: float = 40) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "jail", "qemu", "firecracker"]
@@ -23,6 +23,21 @@ _AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 def _on_path(name: str) -> Path | None:
     found = shutil.which(name)
     return Path(found) if found else None
+
+
+def _read_keys(path: Path) -> list[str]:
+    """One key a line; blank lines and lines starting with ``#`` are skipped. Only whole lines are
+    comments, so a key that happens to hold a ``#`` is not cut short."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read the API keys file {path}: {reason}") from exc
+    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        # Naming a file means keys are wanted: serving without any would be the opposite of the intent.
+        raise ValueError(f"the API keys file {path} holds no key (one a line; lines starting with # are comments)")
+    return keys
 
 
 class LimitRange(BaseModel):
@@ -66,6 +81,15 @@ class PoolSettings(BaseModel):
         return self.sizes.get(language, self.size)
 
 
+class JobSettings(BaseModel):
+    """Background jobs (image builds, snapshots, transfers; see ``jobs.JobBoard``). A running job
+    is never forgotten; a finished one is, after ``retention_seconds`` or once ``keep_finished``
+    newer ones have finished, whichever comes first."""
+
+    retention_seconds: float = Field(default=3600.0, gt=0)
+    keep_finished: int = Field(default=100, ge=1)
+
+
 class SubmissionSettings(BaseModel):
     """Asynchronous and judged work (see ``submissions``)."""
 
@@ -93,7 +117,8 @@ class SubmissionSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__",
+                                      nested_model_default_partial_update=True)
 
     data_dir: Path = Path("/var/lib/infra-operator")
     runtime_dir: Path = Path("/run/infra-operator")
@@ -103,10 +128,14 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
+    jobs: JobSettings = JobSettings()
     submissions: SubmissionSettings = SubmissionSettings()
     redis_url: str | None = None
     """With one, submissions and executions go through Redis to workers (``infra.operator worker``)."""
     api_keys: list[str] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    """More keys, read once at start-up (see ``_read_keys``): a file keeps them out of the
+    environment, which child processes inherit and ``/proc`` shows."""
     max_body_bytes: int = 2 * 1024 * 1024
     max_concurrency: int = 8
     max_queue: int = 64
@@ -125,6 +154,12 @@ class Settings(BaseSettings):
         "deb http://deb.debian.org/debian bookworm-updates main",
         "deb http://deb.debian.org/debian-security bookworm-security main",
     ]
+
+    @model_validator(mode="after")
+    def _add_keys_from_file(self) -> Self:
+        if self.api_keys_file is not None:
+            self.api_keys = [*self.api_keys, *_read_keys(self.api_keys_file)]
+        return self
 
     @property
     def s3_configured(self) -> bool:

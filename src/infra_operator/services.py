@@ -14,7 +14,7 @@ from . import cluster, images
 from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
 from .errors import InvalidRequest, OperatorError
-from .executor import ExecutionRequest, Executor, Pool
+from .executor import ExecutionRequest, ExecutionResult, Executor, Pool
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
@@ -113,10 +113,10 @@ class Services:
         # Through a cluster, this host need not have the image or the backend: the workers do.
         self.executor.check(ExecutionRequest.from_json(fields), here=self.settings.redis_url is None)
 
-    def execute(self, request: ExecutionRequest) -> dict[str, Any]:
-        """The execute answer: run here, or by a worker of the cluster."""
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run here, or by a worker of the cluster."""
         if self.settings.redis_url is None:
-            return self.executor.execute(request).answer()
+            return self.executor.execute(request)
         self.executor.check(request, here=False)
         return self.dispatcher.execute(request)
 
@@ -142,7 +142,7 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobBoard:
-        return JobBoard()
+        return JobBoard(self.settings.jobs)
 
     def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
         return images.build_rootfs(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import httpx
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "openapi.py"
 
 
@@ -15,3 +17,13 @@ def test_checked_in_document_matches_the_app() -> None:
     spec.loader.exec_module(script)
     assert script.DOCUMENT.read_text() == script.render(), (
         "docs/openapi.json is out of date: run `python scripts/openapi.py` and review the diff")
+
+
+def test_a_request_that_fails_validation_is_answered_with_the_status_the_document_lists(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    execute = document["paths"]["/api/v1/execute"]["post"]["responses"]
+    assert client.post("/api/v1/execute", json={"language": "python"}).status_code == 400
+    assert execute["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    listed = {status for operations in document["paths"].values() for operation in operations.values()
+              for status in operation["responses"]}
+    assert "422" not in listed, "the server never answers 422"

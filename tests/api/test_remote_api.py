@@ -112,3 +112,24 @@ def test_without_a_store_remote_listing_is_400(client: httpx.Client) -> None:
     response = client.get("/api/v1/rootfs?remote=true")
     assert response.status_code == 400
     assert "no object store is configured" in response.json()["error"]
+
+
+def test_the_server_forgets_finished_jobs_past_its_setting(tmp_path: Path) -> None:
+    """Jobs the store fails at once (nothing listens at its address) stand in for any: with
+    ``jobs.keep_finished`` 1, a finished job is forgotten once a newer one has finished."""
+    write_fake_rootfs(tmp_path, "python", 1 << 20)
+    env = {"INFRA_OPERATOR_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "INFRA_OPERATOR_DATA_DIR": str(tmp_path),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "INFRA_OPERATOR_JOBS__KEEP_FINISHED": "1"}
+    server = start_server(tmp_path, env=env)
+    try:
+        with server.client() as client:
+            first = wait_for_job(client, client.post("/api/v1/rootfs/upload", json={"language": "python"}))
+            assert client.get(f"/api/v1/jobs/{first['id']}").status_code == 200, "a recent job is there"
+            second = wait_for_job(client, client.post("/api/v1/rootfs/upload", json={"language": "python"}))
+            forgotten = client.get(f"/api/v1/jobs/{first['id']}")
+            listed = [job["id"] for job in client.get("/api/v1/jobs").json()["jobs"]]
+    finally:
+        stop_server(server)
+    assert (first["state"], second["state"]) == ("failed", "failed")
+    assert forgotten.status_code == 404 and forgotten.json() == {"error": f"job not found: {first['id']}"}
+    assert listed == [second["id"]]

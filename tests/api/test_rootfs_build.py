@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import DATA_DIR, start_server, stop_server
+from conftest import DATA_DIR, failing_builds, start_server, stop_server
 
 
 def test_build_in_background_joins_duplicates_and_reports_outcome(tmp_path: Path) -> None:
@@ -51,9 +51,7 @@ def test_build_in_background_joins_duplicates_and_reports_outcome(tmp_path: Path
 
 
 def test_failed_build_reports_its_error(tmp_path: Path) -> None:
-    server = start_server(tmp_path, env={"INFRA_OPERATOR_DATA_DIR": str(tmp_path / "data"),
-                                         "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
-                                         "INFRA_OPERATOR_DEBIAN_SUITE": "no-such-suite"})
+    server = start_server(tmp_path, env=failing_builds(tmp_path / "data"))
     try:
         with server.client() as client:
             assert client.post("/api/v1/rootfs", json={"language": "python"}).status_code == 202

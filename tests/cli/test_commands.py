@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import DATA_DIR, require_images
+import pytest
+from conftest import DATA_DIR, free_port, require_images
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR)}
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **(env or {})}
     return subprocess.run([sys.executable, "-m", "infra_operator", *args], capture_output=True, text=True,
-                          env=env, input=stdin, timeout=300)
+                          env=environment, input=stdin, timeout=300)
 
 
 def test_run_prints_output_and_passes_the_exit_code() -> None:
@@ -53,3 +55,33 @@ def test_setup_reports_each_backend() -> None:
     result = cli("setup")
     assert result.returncode == 0
     assert "jail" in result.stdout
+
+
+A_FILE = Path(__file__)
+UNREACHABLE_STORE = {"INFRA_OPERATOR_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.mark.parametrize(("args", "env", "code", "message"), [
+    (["run", "-l", "python", "--file", "/nonexistent.py"], {}, 2, "--file /nonexistent.py: No such file or directory"),
+    (["run", "-l", "python", "--file", "/"], {}, 2, "--file /: Is a directory"),
+    (["run", "-l", "python", "--file", sys.executable], {}, 2, f"--file {sys.executable}: not UTF-8 text"),
+    (["run", "-l", "python", "--code", "pass", "--stdin", "/nonexistent"], {}, 2, "--stdin /nonexistent: No such file"),
+    (["languages"], {"INFRA_OPERATOR_MAX_CONCURRENCY": "abc"}, 2,
+     "invalid setting INFRA_OPERATOR_MAX_CONCURRENCY='abc': Input should be a valid integer"),
+    (["languages"], {"INFRA_OPERATOR_API_KEYS": "key1"}, 2, 'error parsing value for field "api_keys"'),
+    (["api", "--port", "0"], {"INFRA_OPERATOR_POOL__SIZE": "-1"}, 2, "invalid setting INFRA_OPERATOR_POOL__SIZE='-1'"),
+    (["rootfs", "create", "-l", "python", "--data-dir", str(A_FILE / "data")], {}, 1,
+     f"Not a directory: {A_FILE}/data/images"),
+    (["benchmark", "--langs", "python", "--in-process", "--requests", "4", "--output", "/nonexistent/b.json"], {}, 2,
+     "--output /nonexistent/b.json: no folder /nonexistent"),
+    (["rootfs", "list", "--remote"], UNREACHABLE_STORE, 1,
+     f"object store unreachable at {UNREACHABLE_STORE['INFRA_OPERATOR_S3_ENDPOINT_URL']}"),
+])
+def test_a_failure_is_one_line_and_an_exit_code(args: list[str], env: dict[str, str], code: int, message: str) -> None:
+    """Bad paths, unreadable files, bad settings, a store not running: one line on stderr, however
+    long, never a traceback or a validation dump."""
+    result = cli(*args, env=env)
+    assert result.returncode == code, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and message in line, line

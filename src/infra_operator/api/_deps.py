@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -36,11 +37,23 @@ def owner(request: Request) -> str:
 OwnerDep = Annotated[str, Depends(owner)]
 
 
+def key_matches(offered: str, keys: Sequence[str]) -> bool:
+    """Whether ``offered`` is one of ``keys``, in time that does not depend on which key matched
+    or how much of one did: every key is compared (``any`` would stop at the first match), and both
+    sides are hashed to the same length first, since ``compare_digest`` returns early on a length
+    mismatch and would tell a prober how long the keys are."""
+    digest = hashlib.sha256(offered.encode()).digest()
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(digest, hashlib.sha256(key.encode()).digest())
+    return found
+
+
 def require_api_key(request: Request, found: ServicesDep) -> None:
     """When keys are configured, every route but /health needs one: Bearer or X-API-Key."""
     keys = found.settings.api_keys
     if not keys:
         return
     offered = _offered_key(request)
-    if not offered or not any(hmac.compare_digest(offered.encode(), key.encode()) for key in keys):
+    if not offered or not key_matches(offered, keys):
         raise Unauthorized("a valid API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`")

@@ -8,6 +8,7 @@ unexpected is a 500 with a one-line message, its traceback only in the log.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,13 +24,21 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _location(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+
+
 def _describe(exc: RequestValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
+    errors = exc.errors()
+    for error in errors:
         if error.get("type") == "json_invalid":
             return f"malformed JSON: {error.get('ctx', {}).get('error', error.get('msg'))}"
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {error.get('msg')}")
+    # Every unknown field is named, however many: each is something the client expects done.
+    unknown = [_location(error) for error in errors if error.get("type") == "extra_forbidden"]
+    problems = [f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not supported by this server"
+                ] if unknown else []
+    problems += [f"{_location(error)}: {error.get('msg')}"
+                 for error in errors if error.get("type") != "extra_forbidden"][:5]
     return "invalid request: " + "; ".join(problems)
 
 

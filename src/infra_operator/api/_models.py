@@ -17,7 +17,10 @@ from ..jobs import JobState
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(strict=True)
+    """Every request body: a field this server does not know is a 400 naming it, never dropped in
+    silence (a client asking for something the server does not do must hear so)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 def _utf8(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
@@ -17,6 +17,7 @@ from ..jobs import Job, Progress
 from ..languages import Language
 from ..submissions import FINISHED, NewSubmission, TestCase, view
 from ._deps import OwnerDep, ServicesDep, require_api_key
+from ._metrics import metrics_of
 from ._models import (
     BackendView,
     BatchCreated,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from ..images import Transfer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 502, 503)
 }
 
 Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
@@ -130,8 +131,11 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
 
 
 @api.post("/execute", response_model=ExecuteResponse)
-def execute(body: ExecuteRequest, services: ServicesDep) -> ExecuteResponse:
-    return ExecuteResponse(**services.execute(ExecutionRequest.from_json(body.model_dump())))
+def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse:
+    with metrics_of(request).counting(request, body.language, body.backend) as ran:
+        result = services.execute(ExecutionRequest.from_json(body.model_dump()))
+        ran(result)
+    return ExecuteResponse(**result.answer())
 
 
 def _new_submission(body: SubmissionRequest) -> NewSubmission:

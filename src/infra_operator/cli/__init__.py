@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ._benchmark import benchmark, benchmark_cluster
+from ._common import reporting_errors
 from ._guest import guest
 from ._kernel import app as kernel_app
 from ._languages import languages
@@ -31,7 +32,8 @@ app.add_typer(kernel_app, name="kernel")
 
 
 def main() -> None:
-    app()
+    with reporting_errors():
+        app()
 
 
 __all__ = ["app", "main"]

@@ -25,7 +25,7 @@ from ..benchmark import (
     write_json,
 )
 from ..errors import InvalidRequest
-from ._common import DataDir, console, make_services, out, progress_display, reporting_errors
+from ._common import DataDir, console, make_services, out, progress_display
 
 
 def benchmark(
@@ -55,68 +55,69 @@ def benchmark(
     data_dir: DataDir = None,
 ) -> None:
     """Measure load, exec and end-to-end latency and throughput against the bare program."""
-    with reporting_errors():
-        services = make_services(data_dir)
-        if all_languages == (langs is not None):
-            raise InvalidRequest("give exactly one of --langs and --all")
-        if all_languages:
-            names = [language.name for language in services.catalog if services.rootfs.find(language.name)]
-        else:
-            names = [services.catalog.get(name).name for name in (langs or "").split(",") if name.strip()]
-        if not names:
-            raise InvalidRequest(
-                "no language to benchmark: build an image first (`infra.operator rootfs create`)"
-            )
-        if code is not None and len(names) != 1:
-            raise InvalidRequest("--code needs exactly one language")
-        languages = [(services.catalog.get(name), services.rootfs.get(name)) for name in names]
-        config = BenchmarkConfig(
-            languages=names,
-            requests=requests,
-            concurrency=concurrency,
-            throughput_requests=throughput_requests or requests,
-            code=code,
+    if not output.parent.is_dir():  # said now, not after minutes of measuring
+        raise InvalidRequest(f"--output {output}: no folder {output.parent}")
+    services = make_services(data_dir)
+    if all_languages == (langs is not None):
+        raise InvalidRequest("give exactly one of --langs and --all")
+    if all_languages:
+        names = [language.name for language in services.catalog if services.rootfs.find(language.name)]
+    else:
+        names = [services.catalog.get(name).name for name in (langs or "").split(",") if name.strip()]
+    if not names:
+        raise InvalidRequest(
+            "no language to benchmark: build an image first (`infra.operator rootfs create`)"
         )
-        chosen = services.backends.choose(backend).name
-        with progress_display("benchmark") as show:
-            show(f"starting {'a server' if http else 'the executor'} on backend {chosen}")
-            # Keep ready exactly the languages measured, as a server that serves them would, when
-            # the pool's budget holds them all; else each is made ready by its own warm-up's demand.
-            pool = services.settings.pool
-            runs_on = services.backends.get(chosen)
-            specs = [services.executor.default_spec(runs_on, name) for name in names]
-            needed_mb = sum(pool.size * runs_on.ready_memory_mb(spec) for spec in specs)
-            prewarm = names if needed_mb <= pool.memory_budget_mb else []
-            if not prewarm:
-                show(f"{len(names)} languages do not fit the pool's budget at once "
-                     f"({pool.memory_budget_mb} MiB): each gets ready sandboxes from its warm-up's demand")
-            pool.prewarm = prewarm
-            # Stopped with SIGTERM (kill, a CI timeout), still stop the server it started.
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-            target: Target = (
-                OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir),
-                                      "INFRA_OPERATOR_POOL__PREWARM": json.dumps(prewarm)})
-                if http
-                else InProcess(services, chosen)
-            )
-            try:
-                results, failures = run_benchmark(target, languages, config, show)
-            finally:
-                target.close()
-        mode = "HTTP" if http else "in-process"
-        # Every column whole when the output is a file or a pipe, which rich takes as 80 wide.
-        (out if out.is_terminal else Console(width=170)).print(
-            _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
+    if code is not None and len(names) != 1:
+        raise InvalidRequest("--code needs exactly one language")
+    languages = [(services.catalog.get(name), services.rootfs.get(name)) for name in names]
+    config = BenchmarkConfig(
+        languages=names,
+        requests=requests,
+        concurrency=concurrency,
+        throughput_requests=throughput_requests or requests,
+        code=code,
+    )
+    chosen = services.backends.choose(backend).name
+    with progress_display("benchmark") as show:
+        show(f"starting {'a server' if http else 'the executor'} on backend {chosen}")
+        # Keep ready exactly the languages measured, as a server that serves them would, when
+        # the pool's budget holds them all; else each is made ready by its own warm-up's demand.
+        pool = services.settings.pool
+        runs_on = services.backends.get(chosen)
+        specs = [services.executor.default_spec(runs_on, name) for name in names]
+        needed_mb = sum(pool.size * runs_on.ready_memory_mb(spec) for spec in specs)
+        prewarm = names if needed_mb <= pool.memory_budget_mb else []
+        if not prewarm:
+            show(f"{len(names)} languages do not fit the pool's budget at once "
+                 f"({pool.memory_budget_mb} MiB): each gets ready sandboxes from its warm-up's demand")
+        pool.prewarm = prewarm
+        # Stopped with SIGTERM (kill, a CI timeout), still stop the server it started.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        target: Target = (
+            OverHttp(chosen, env={"INFRA_OPERATOR_DATA_DIR": str(services.settings.data_dir),
+                                  "INFRA_OPERATOR_POOL__PREWARM": json.dumps(prewarm)})
+            if http
+            else InProcess(services, chosen)
         )
-        chart = output.with_suffix(".png")
-        write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
-        if results:
-            draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
-        console.print(f"results: {output}" + (f"  chart: {chart}" if results else ""), highlight=False)
-        for why in failures.values():
-            console.print(f"[red]not measured[/]: {why}", highlight=False)
-        if failures:
-            raise typer.Exit(1)
+        try:
+            results, failures = run_benchmark(target, languages, config, show)
+        finally:
+            target.close()
+    mode = "HTTP" if http else "in-process"
+    # Every column whole when the output is a file or a pipe, which rich takes as 80 wide.
+    (out if out.is_terminal else Console(width=170)).print(
+        _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
+    )
+    chart = output.with_suffix(".png")
+    write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+    if results:
+        draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
+    console.print(f"results: {output}" + (f"  chart: {chart}" if results else ""), highlight=False)
+    for why in failures.values():
+        console.print(f"[red]not measured[/]: {why}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 def _ms(value: float) -> str:
@@ -169,7 +170,7 @@ def benchmark_cluster(
     submissions completed with none lost; all on this host, over loopback."""
     from ..benchmark import run_cluster_benchmark, write_cluster_json
 
-    with reporting_errors(), progress_display("cluster benchmark") as progress:
+    with progress_display("cluster benchmark") as progress:
         result = run_cluster_benchmark(backend, requests, submissions, progress)
     write_cluster_json(result, output)
     for line in result.lines():

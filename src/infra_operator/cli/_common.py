@@ -3,14 +3,19 @@ and the one place where our errors become messages and exit codes."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import SettingsError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -46,25 +51,43 @@ EXIT_CODES: list[tuple[type[OperatorError], int]] = [
 ]
 
 
-def fail(error: OperatorError) -> NoReturn:
-    console.print(f"[bold red]error:[/] {error.message}", highlight=False)
-    code = next(code for cls, code in EXIT_CODES if isinstance(error, cls))
-    raise typer.Exit(code)
+def _system_error(error: OSError) -> OperatorError:
+    """A file, folder or socket that failed us (a data directory not writable, a disk full)."""
+    names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+    return OperatorError(f"{error.strerror or error}{f': {names}' if names else ''}")
 
 
 @contextmanager
 def reporting_errors() -> Iterator[None]:
+    """The one place where a failure of any command becomes one line on stderr and an exit code:
+    our errors by class (``EXIT_CODES``), and the system's as what failed, on what. Anything else
+    is a bug and keeps its traceback."""
     try:
         yield
-    except OperatorError as error:
-        fail(error)
+    except (OperatorError, OSError) as caught:
+        error = _system_error(caught) if isinstance(caught, OSError) else caught
+        console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)
+        raise SystemExit(next(code for cls, code in EXIT_CODES if isinstance(error, cls))) from None
+
+
+def _setting_problem(error: ErrorDetails) -> str:
+    names = list(itertools.takewhile(lambda part: isinstance(part, str), error["loc"]))
+    variable = "INFRA_OPERATOR_" + "__".join(str(name) for name in names).upper()
+    return f"{variable}={error['input']!r}: {error['msg']}"
 
 
 def make_services(data_dir: Path | None = None, **overrides: object) -> Services:
     values = {key: value for key, value in overrides.items() if value is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return Services(Settings(**values))  # type: ignore[arg-type]
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidRequest("invalid setting " + "; ".join(map(_setting_problem, exc.errors()))) from exc
+    except SettingsError as exc:
+        raise InvalidRequest(f"invalid setting: {exc}; lists and tables are written as JSON, "
+                             """e.g. INFRA_OPERATOR_API_KEYS='["key1"]'""") from exc
+    return Services(settings)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..images import kernel_is_stale, load_kernel
-from ._common import DataDir, make_services, out, progress_display, reporting_errors
+from ._common import DataDir, make_services, out, progress_display
 
 app = typer.Typer(help="Build and show the microVM guest kernel and initramfs.", no_args_is_help=True)
 
@@ -22,7 +22,7 @@ def build(
     if if_stale and not kernel_is_stale(services.settings):
         out.print("the guest kernel is up to date")
         return
-    with reporting_errors(), progress_display("building the guest kernel") as progress:
+    with progress_display("building the guest kernel") as progress:
         kernel = services.build_kernel(progress)
     out.print(f"guest kernel ready: {kernel.bzimage.parent} (sha256 {kernel.sha256[:12]})")
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from .. import verify as verifying
-from ._common import DataDir, console, make_services, out, progress_display, reporting_errors
+from ._common import DataDir, console, make_services, out, progress_display
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -60,13 +60,12 @@ def languages(
     if not verify:
         _listing(services)
         return
-    with reporting_errors():
-        chosen = [services.catalog.get(name) for name in lang] if lang else list(services.catalog)
-        if ci:
-            chosen = [language for language in chosen if language.ci]
-        with progress_display(f"verifying {len(chosen)} languages") as progress:
-            verdicts = verifying.verify(services, chosen, build=build, backend=backend, timeout=timeout,
-                                        progress=progress)
+    chosen = [services.catalog.get(name) for name in lang] if lang else list(services.catalog)
+    if ci:
+        chosen = [language for language in chosen if language.ci]
+    with progress_display(f"verifying {len(chosen)} languages") as progress:
+        verdicts = verifying.verify(services, chosen, build=build, backend=backend, timeout=timeout,
+                                    progress=progress)
     out.print(_verdict_table(verdicts))
     failed = [verdict.language for verdict in verdicts if not verdict.passed]
     out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} languages passed"

@@ -15,7 +15,6 @@ from ._common import (
     make_services,
     out,
     progress_display,
-    reporting_errors,
     run_transfer,
 )
 
@@ -31,14 +30,13 @@ def create(
 ) -> None:
     """Build a language's rootfs from Debian packages."""
     services = make_services(data_dir)
-    with reporting_errors():
-        language = services.catalog.get(lang)
-        name = language.name
-        if if_stale and not is_stale(language, services.rootfs):
-            out.print(f"rootfs-{name} is up to date")
-            return
-        with progress_display(f"building rootfs-{name}") as progress:
-            info = services.build_rootfs(name, size, progress)
+    language = services.catalog.get(lang)
+    name = language.name
+    if if_stale and not is_stale(language, services.rootfs):
+        out.print(f"rootfs-{name} is up to date")
+        return
+    with progress_display(f"building rootfs-{name}") as progress:
+        info = services.build_rootfs(name, size, progress)
     out.print(f"built {info.path} ({info.size >> 20} MiB, {info.version}, sha256 {info.sha256[:12]})")
 
 
@@ -51,14 +49,13 @@ def list_images(
     """List built images."""
     services = make_services(data_dir)
     table = Table("language", "size", "version", "path")
-    with reporting_errors():
-        if remote:
-            for entry in services.remote(bucket).list_rootfs():
-                size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
-                table.add_row(entry["language"], size, version, entry["path"])
-        else:
-            for info in services.rootfs.list():
-                table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
+    if remote:
+        for entry in services.remote(bucket).list_rootfs():
+            size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
+            table.add_row(entry["language"], size, version, entry["path"])
+    else:
+        for info in services.rootfs.list():
+            table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
     out.print(table)
 
 
@@ -66,13 +63,11 @@ def list_images(
 def upload(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
     """Upload a built image and its record to the object store."""
     services = make_services(data_dir)
-    with reporting_errors():
-        run_transfer(services.remote(bucket).upload_rootfs(services.catalog.get(lang).name))
+    run_transfer(services.remote(bucket).upload_rootfs(services.catalog.get(lang).name))
 
 
 @app.command("download")
 def download(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
     """Download an image from the object store into the local store, checking its sha256."""
     services = make_services(data_dir)
-    with reporting_errors():
-        run_transfer(services.remote(bucket).download_rootfs(services.catalog.get(lang).name))
+    run_transfer(services.remote(bucket).download_rootfs(services.catalog.get(lang).name))

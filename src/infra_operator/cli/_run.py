@@ -12,7 +12,17 @@ import typer
 
 from ..errors import InvalidRequest
 from ..executor import ExecutionRequest
-from ._common import DataDir, console, make_services, reporting_errors
+from ._common import DataDir, console, make_services
+
+
+def _read(path: Path, option: str) -> str:
+    """A file the user named: one that cannot be read as text is a bad option, not a crash."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{option} {path}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise InvalidRequest(f"{option} {path}: {exc.strerror or exc}") from exc
 
 
 def run(
@@ -26,17 +36,16 @@ def run(
     data_dir: DataDir = None,
 ) -> None:
     """Run code and print its output; exits with the program's exit code."""
-    with reporting_errors():
-        if (code is None) == (file is None):
-            raise InvalidRequest("give exactly one of --code and --file")
-        source = code if code is not None else Path(file).read_text()  # type: ignore[arg-type]
-        services = make_services(data_dir)
-        try:
-            result = services.executor.execute(ExecutionRequest(
-                language=lang, code=source, timeout=timeout, backend=backend,
-                stdin=stdin.read_text() if stdin else ""))
-        finally:
-            services.close()
+    if (code is None) == (file is None):
+        raise InvalidRequest("give exactly one of --code and --file")
+    source = _read(file, "--file") if file is not None else code or ""
+    given = _read(stdin, "--stdin") if stdin else ""
+    services = make_services(data_dir)
+    try:
+        result = services.executor.execute(ExecutionRequest(
+            language=lang, code=source, timeout=timeout, backend=backend, stdin=given))
+    finally:
+        services.close()
     if as_json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
     else:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..backends.firecracker import firecracker_release_url, install_firecracker
 from ..errors import InvalidRequest
-from ._common import DataDir, console, make_services, out, reporting_errors
+from ._common import DataDir, console, make_services, out
 
 
 def _install_firecracker(url: str, sha256: str | None, dest_dir: Path) -> None:
@@ -37,9 +37,8 @@ def setup(
     data_dir: DataDir = None,
 ) -> None:
     """Check the host and say, per backend, whether it works here and why."""
-    with reporting_errors():
-        if install_firecracker_release:
-            _install_firecracker(firecracker_url, firecracker_sha256, install_dir)
+    if install_firecracker_release:
+        _install_firecracker(firecracker_url, firecracker_sha256, install_dir)
     services = make_services(data_dir)
     table = Table("backend", "works", "isolation", "accelerator", "snapshots", "evidence", "to make it work")
     for capabilities in services.backends.capabilities():

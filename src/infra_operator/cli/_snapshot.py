@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..images import describe
-from ._common import Bucket, DataDir, Lang, make_services, out, progress_display, reporting_errors, run_transfer
+from ._common import Bucket, DataDir, Lang, make_services, out, progress_display, run_transfer
 
 app = typer.Typer(help="List, upload and download microVM snapshots.", no_args_is_help=True)
 
@@ -26,9 +26,8 @@ def list_snapshots(
     """List snapshots."""
     services = make_services(data_dir)
     table = Table("language", "backend", "vmstate", "memory", "on disk")
-    with reporting_errors():
-        found = (services.remote(bucket).list_snapshots() if remote
-                 else [dataclasses.asdict(s) for s in services.list_snapshots()])
+    found = (services.remote(bucket).list_snapshots() if remote
+             else [dataclasses.asdict(s) for s in services.list_snapshots()])
     for entry in map(describe, found):
         table.add_row(entry["language"], entry["backend"], f"{entry['vmstate_size'] >> 10} KiB",
                       f"{entry['mem_size'] >> 20} MiB", f"{entry['disk_size'] >> 20} MiB")
@@ -47,14 +46,13 @@ def create(
 ) -> None:
     """Boot a microVM for a language to a ready agent and save it as the language's snapshot."""
     services = make_services(data_dir)
-    with reporting_errors():
-        name = services.catalog.get(lang).name
-        chosen = services.backends.for_snapshots(backend)
-        if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
-            out.print(f"the {chosen.name} snapshot of {name} is up to date")
-            return
-        with progress_display(f"snapshot of {name} on {chosen.name}") as progress:
-            info = services.create_snapshot(chosen, name, mem, vcpus, progress)
+    name = services.catalog.get(lang).name
+    chosen = services.backends.for_snapshots(backend)
+    if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
+        out.print(f"the {chosen.name} snapshot of {name} is up to date")
+        return
+    with progress_display(f"snapshot of {name} on {chosen.name}") as progress:
+        info = services.create_snapshot(chosen, name, mem, vcpus, progress)
     entry = describe(dataclasses.asdict(info))
     out.print(f"snapshot of {name} for {chosen.name}: vmstate {entry['vmstate_size'] >> 20} MiB, "
               f"memory {entry['mem_size'] >> 20} MiB, in {info.path}")
@@ -64,13 +62,11 @@ def create(
 def upload(lang: Lang, bucket: Bucket = None, backend: Backend = None, data_dir: DataDir = None) -> None:
     """Upload a language's snapshot folder to the object store."""
     services = make_services(data_dir)
-    with reporting_errors():
-        run_transfer(services.remote(bucket).upload_snapshot(services.catalog.get(lang).name, backend))
+    run_transfer(services.remote(bucket).upload_snapshot(services.catalog.get(lang).name, backend))
 
 
 @app.command("download")
 def download(lang: Lang, bucket: Bucket = None, backend: Backend = None, data_dir: DataDir = None) -> None:
     """Download a language's snapshot from the object store, checking every file's sha256."""
     services = make_services(data_dir)
-    with reporting_errors():
-        run_transfer(services.remote(bucket).download_snapshot(services.catalog.get(lang).name, backend))
+    run_transfer(services.remote(bucket).download_snapshot(services.catalog.get(lang).name, backend))

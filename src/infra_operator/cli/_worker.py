@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import DataDir, make_services, reporting_errors
+from ._common import DataDir, reporting_errors
+from ._serve import services_from
 
 
 def worker(
@@ -27,8 +28,8 @@ def worker(
     from ..cluster import default_worker_id
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = make_services(data_dir, backend=backend, redis_url=redis)
     with reporting_errors():
+        services = services_from(data_dir, backend, redis)
         services.sweep()
         running = services.worker(worker_id or default_worker_id(), claim_idle)
     for number in (signal.SIGTERM, signal.SIGINT):

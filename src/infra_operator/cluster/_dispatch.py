@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..errors import OperatorError, SandboxError
+from ..executor import ExecutionResult
 from . import _keys
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Dispatcher:
         self.router = router
         self.default_timeout = default_timeout
 
-    def execute(self, request: ExecutionRequest) -> dict[str, Any]:
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
         execution_id = uuid.uuid4().hex
         wait = (request.timeout or self.default_timeout) + ANSWER_GRACE_SECONDS
         with _keys.unavailable_as_503():
@@ -53,4 +54,4 @@ class Dispatcher:
         reply = json.loads(popped[1])
         if "error" in reply:
             raise WorkerRefused(reply["error"], int(reply["status"]), reply["headers"])
-        return cast("dict[str, Any]", reply["answer"])
+        return ExecutionResult(**reply["result"])

@@ -12,6 +12,7 @@ A submission is acknowledged only after its outcome is kept; one whose runners d
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
@@ -180,7 +181,8 @@ class Worker:
             return  # the API process that asked stopped waiting
         request = ExecutionRequest.from_json(json.loads(fields["request"]))
         try:
-            answer: dict[str, Any] = {"answer": {**self.executor.execute(request).answer(), "worker": self.advert.id}}
+            result = dataclasses.replace(self.executor.execute(request), worker=self.advert.id)
+            answer: dict[str, Any] = {"result": dataclasses.asdict(result)}
         except OperatorError as exc:
             answer = {"error": exc.message, "status": exc.status, "headers": exc.headers()}
         key = _keys.reply(fields["id"])
@@ -207,7 +209,7 @@ class Worker:
     def _advertise(self) -> None:
         with self._lock:
             busy = sum(len(held) for held in self._held.values())
-        advert = {**asdict(self.advert), "free": max(0, self.advert.capacity - busy), "at": time.time()}
+        advert = {**dataclasses.asdict(self.advert), "free": max(0, self.advert.capacity - busy), "at": time.time()}
         self.client.set(_keys.worker(self.advert.id), json.dumps(advert), ex=ADVERT_TTL_SECONDS)
 
     def _choose_streams(self) -> list[str]:

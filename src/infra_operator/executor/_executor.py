@@ -87,6 +87,8 @@ class ExecutionResult:
     None when the sandbox died with it and nothing could be measured."""
     memory_kb: int | None = None
     """The program's peak resident memory; None as for ``cpu_time_ms``."""
+    worker: str | None = None
+    """The cluster worker that ran it; None when it ran in this process."""
 
     def answer(self) -> dict[str, Any]:
         """The contract's execute answer, as JSON: what the API, a submission and a worker send."""
