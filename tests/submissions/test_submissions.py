@@ -256,3 +256,19 @@ def test_rate_limit_and_queue_caps_per_key(tmp_path: Path) -> None:
             assert other.status_code == 202
     finally:
         stop_server(rated)
+
+
+def test_a_busy_host_delays_submissions_and_fails_none(tmp_path: Path) -> None:
+    # One execution at a time and one waiting: four runners at once find the host full.
+    require_images("python")
+    server = start_server(tmp_path, env={**_env(tmp_path, runners="4"), "INFRA_OPERATOR_MAX_CONCURRENCY": "1",
+                                         "INFRA_OPERATOR_MAX_QUEUE": "1"})
+    try:
+        with server.client() as client:
+            batch = [{"language": "python", "code": f"import time; time.sleep(0.3); print({n})"} for n in range(6)]
+            ids = client.post("/api/v1/submissions/batch", json={"submissions": batch}).json()["ids"]
+            finished = [_finished(client, submission_id) for submission_id in ids]
+        assert [f["status"] for f in finished] == ["done"] * 6, [f.get("error") for f in finished]
+        assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(6)]
+    finally:
+        stop_server(server)

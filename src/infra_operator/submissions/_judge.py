@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from ..errors import OperatorError
+from ..errors import OperatorError, Overloaded
 from ..executor import ExecutionRequest, ExecutionResult, Executor
 from ._record import Submission, TestCase
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 Verdict = Literal["accepted", "wrong_answer", "time_limit_exceeded", "memory_limit_exceeded",
                   "output_limit_exceeded", "runtime_error", "compile_error", "internal_error"]
 TESTS_AT_ONCE = 4
+BUSY_RETRY_SECONDS = 0.5
 Outcome = tuple[Literal["done", "failed"], dict[str, Any] | None, str | None]
 """The status a run ends in, its result, and the reason when it failed."""
 
@@ -55,6 +57,8 @@ def judge(executor: Executor, request: ExecutionRequest, tests: list[TestCase]) 
     is its first test's that is not ``accepted``, or ``accepted``."""
     try:
         compiled = executor.compile(request)
+    except Overloaded:
+        raise
     except OperatorError as exc:
         log.warning("judge: compiling failed: %s", exc.message)
         return {"verdict": "internal_error", "error": exc.message,
@@ -68,6 +72,8 @@ def judge(executor: Executor, request: ExecutionRequest, tests: list[TestCase]) 
     def run_test(test: TestCase) -> dict[str, Any]:
         try:
             result = executor.execute(dataclasses.replace(request, stdin=test["stdin"], artifacts=compiled.artifacts))
+        except Overloaded:
+            raise  # the host is busy, the program is not at fault: see run()
         except OperatorError as exc:
             log.warning("judge: a test failed to run: %s", exc.message)
             return _test_view("internal_error", None, exc.message)
@@ -85,9 +91,15 @@ def run(executor: Executor, submission: Submission) -> Outcome:
     """What a runner does with a submission it took: never raises for the program's sake or ours."""
     request = ExecutionRequest.from_json(submission["request"])
     try:
-        if submission["tests"] is not None:
-            return "done", judge(executor, request, submission["tests"]), None
-        return "done", executor.execute(request).answer(), None
+        while True:
+            try:
+                if submission["tests"] is not None:
+                    return "done", judge(executor, request, submission["tests"]), None
+                return "done", executor.execute(request).answer(), None
+            except Overloaded:
+                # Too many executions wait on this host (HTTP executes and other submissions):
+                # an accepted submission waits for room rather than fail for it.
+                time.sleep(BUSY_RETRY_SECONDS)
     except OperatorError as exc:
         return "failed", None, exc.message
     except Exception as exc:  # a fault of ours must end the submission, not the runner
