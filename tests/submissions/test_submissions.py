@@ -236,7 +236,12 @@ def test_rate_limit_and_queue_caps_per_key(tmp_path: Path) -> None:
             assert capped.status_code == 429 and int(capped.headers["Retry-After"]) >= 1
             assert "queued" in capped.json()["error"]
             # bob is not limited by alice; the whole queue (4) fills with his second
-            assert [post("bob", slow).status_code for _ in range(2)] == [202, 202]
+            bobs = [post("bob", slow) for _ in range(2)]
+            assert [answer.status_code for answer in bobs] == [202, 202]
+            # and a submission is seen by the key that made it only
+            mine = client.get(f"/api/v1/submissions/{bobs[0].json()['id']}", headers={"X-API-Key": "bob"})
+            theirs = client.get(f"/api/v1/submissions/{bobs[0].json()['id']}", headers={"X-API-Key": "alice"})
+            assert mine.status_code == 200 and theirs.status_code == 404
             full = post("carol", slow)
             assert full.status_code == 503 and int(full.headers["Retry-After"]) >= 1
     finally:

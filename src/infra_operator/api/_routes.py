@@ -159,7 +159,7 @@ def create_submission(body: SubmissionRequest, services: ServicesDep, owner: Own
         return JSONResponse({"id": submission_id, "status": "queued"}, status_code=202)
     runs = 1 + len(body.tests or ())
     seconds = runs * (body.timeout or services.settings.limits.timeout_seconds.default) + WAIT_GRACE_SECONDS
-    found = services.submissions.wait(submission_id, seconds)
+    found = services.submissions.wait(submission_id, owner, seconds)
     return JSONResponse(view(found), status_code=200 if found["status"] in FINISHED else 202)
 
 
@@ -170,8 +170,8 @@ def create_batch(body: BatchRequest, services: ServicesDep, owner: OwnerDep) -> 
 
 
 @api.get("/submissions/{submission_id}", response_model=SubmissionView, response_model_exclude_none=True)
-def submission_details(submission_id: str, services: ServicesDep) -> JSONResponse:
-    return JSONResponse(view(services.submissions.get(submission_id)))
+def submission_details(submission_id: str, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    return JSONResponse(view(services.submissions.get(submission_id, owner)))
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)

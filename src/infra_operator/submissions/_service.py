@@ -60,18 +60,19 @@ class Submissions:
         self.store.add(records)
         return [record["id"] for record in records]
 
-    def get(self, submission_id: str) -> Submission:
+    def get(self, submission_id: str, owner: str) -> Submission:
+        """The submission, to the API key that made it only: to any other it does not exist."""
         found = self.store.get(submission_id)
-        if found is None:
+        if found is None or found["owner"] != owner:
             raise NotFound(f"submission not found: {submission_id}")
         return found
 
-    def wait(self, submission_id: str, seconds: float) -> Submission:
+    def wait(self, submission_id: str, owner: str, seconds: float) -> Submission:
         """The submission once finished, or as it is after ``seconds``."""
         deadline = time.monotonic() + seconds
         pause = _WAIT_POLL_SECONDS[0]
         while True:
-            found = self.get(submission_id)
+            found = self.get(submission_id, owner)
             if found["status"] in FINISHED or time.monotonic() >= deadline:
                 return found
             time.sleep(pause)
