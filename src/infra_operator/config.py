@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     pool: PoolSettings = PoolSettings()
     jobs: JobSettings = JobSettings()
     submissions: SubmissionSettings = SubmissionSettings()
-    redis_url: str | None = None
-    """With one, submissions and executions go through Redis to workers (``infra.operator worker``)."""
+    redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://\S+$")
+    """With one, submissions and executions go through Redis to workers (``infra.operator worker``):
+    ``redis://[:PASSWORD@]HOST:PORT/DB``, ``rediss://`` for TLS, or ``unix:///PATH``."""
     api_keys: list[str] = Field(default_factory=list)
     api_keys_file: Path | None = None
     """More keys, read once at start-up (see ``_read_keys``): a file keeps them out of the
