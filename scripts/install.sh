@@ -40,7 +40,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv ca-certificates \
   bubblewrap mmdebstrap e2fsprogs util-linux seccomp \
-  qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev
+  qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev redis-server
 
 step "Python environment in $PREFIX/venv"
 mkdir -p "$PREFIX"
