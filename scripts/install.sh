@@ -39,14 +39,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv ca-certificates \
-  bubblewrap mmdebstrap e2fsprogs util-linux \
-  qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev
+  bubblewrap mmdebstrap e2fsprogs util-linux seccomp \
+  qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev redis-server
 
 step "Python environment in $PREFIX/venv"
 mkdir -p "$PREFIX"
 # Debian's own interpreter: the service must not depend on a user's pyenv or shims.
 [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test]"
+# The service alone: scripts/test.sh adds the test tools, and the benchmark's chart is an extra.
+"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e .
 ln -sf "$PREFIX/venv/bin/infra.operator" /usr/local/bin/infra.operator
 
 step "Rootfs images: $LANGUAGES"

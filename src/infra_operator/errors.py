@@ -18,6 +18,7 @@ error: it is a result (see ``executor``).
     ├── PayloadTooLarge (413)
     ├── TooManySessions (429)         the server holds as many sessions as it may
     ├── Overloaded (503, Retry-After)
+    │   └── RateLimited (429)          one API key asked too much, or has too much queued
     ├── RemoteStoreError (502)        the object store is unreachable, refuses us, or sent a corrupt object
     ├── BuildFailed (500)             an image, kernel or snapshot could not be made
     └── SandboxError (500)
@@ -94,6 +95,10 @@ class Overloaded(OperatorError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(Overloaded):
+    status = 429
 
 
 class RemoteStoreError(OperatorError):

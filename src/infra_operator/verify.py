@@ -1,6 +1,6 @@
-"""Proving the catalog: build each language's image when missing, run its sample
-through the executor (the path every API request takes) and compare its stdout
-with what the catalog expects."""
+"""Proving the catalog: build each language's image when missing, run its sample and
+each of its other forms through the executor (the path every API request takes) and
+compare their stdout with what the catalog expects."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OperatorError
 from .executor import ExecutionRequest
+from .languages import Form
 
 if TYPE_CHECKING:
     from .executor import ExecutionResult
@@ -36,6 +37,8 @@ class Verdict:
     exec_ms: float | None = None
     backend: str | None = None
     problem: str | None = None
+    forms: tuple[str, ...] = ()
+    """The forms besides the sample that ran as expected (all of the language's, when it passed)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,18 +49,18 @@ def _tail(text: str) -> str:
     return text if len(text) <= _TAIL_CHARS else "..." + text[-_TAIL_CHARS:]
 
 
-def mismatch(language: Language, result: ExecutionResult) -> str | None:
-    """What is wrong with a sample's result, or ``None`` when it is what the catalog expects."""
+def mismatch(expected: str, result: ExecutionResult) -> str | None:
+    """What is wrong with a program's result, or ``None`` when it printed ``expected`` and succeeded."""
     if result.compile_exit_code not in (None, 0):
         return f"compile failed (exit {result.compile_exit_code}): {_tail(result.compile_output or '')}"
     if result.timed_out:
         return f"timed out; stderr: {_tail(result.stderr)}"
-    if result.stdout == language.expected and result.exit_code == 0:
+    if result.stdout == expected and result.exit_code == 0:
         return None
     problem = f"exit {result.exit_code}" + (f" ({result.signal})" if result.signal else "")
     problem += " after OOM kill" if result.oom_killed else ""
-    if result.stdout != language.expected:
-        problem += f"; stdout {result.stdout[:200]!r}, expected {language.expected!r}"
+    if result.stdout != expected:
+        problem += f"; stdout {result.stdout[:200]!r}, expected {expected!r}"
     return problem + (f"; stderr: {_tail(result.stderr)}" if result.stderr.strip() else "")
 
 
@@ -78,15 +81,24 @@ def verify_language(services: Services, language: Language, *, build: bool = Tru
         built_now = True
     verdict = Verdict(language.name, passed=False, version=rootfs.version, image_bytes=rootfs.size,
                       build_seconds=rootfs.build_seconds, built_now=built_now)
-    progress(f"{language.name}: running its sample")
-    try:
-        result = services.executor.execute(
-            ExecutionRequest(language=language.name, code=language.sample, timeout=timeout, backend=backend))
-    except OperatorError as error:
-        return replace(verdict, problem=f"execution failed: {error.message}")
-    problem = mismatch(language, result)
-    return replace(verdict, passed=problem is None, load_ms=round(result.load_ms, 1),
-                   exec_ms=round(result.exec_ms, 1), backend=result.backend, problem=problem)
+    progress(f"{language.name}: running its sample" + (f" and {len(language.forms)} other forms" if language.forms else ""))
+    sample = Form(name="sample", code=language.sample, expected=language.expected)
+    for form in (sample, *language.forms):
+        where = "" if form is sample else f"form {form.name!r}: "
+        try:
+            result = services.executor.execute(
+                ExecutionRequest(language=language.name, code=form.code, timeout=timeout, backend=backend))
+        except OperatorError as error:
+            return replace(verdict, problem=f"{where}execution failed: {error.message}")
+        if form is sample:  # the sample's times stand for the language's
+            verdict = replace(verdict, load_ms=round(result.load_ms, 1), exec_ms=round(result.exec_ms, 1),
+                              backend=result.backend)
+        problem = mismatch(form.expected, result)
+        if problem is not None:
+            return replace(verdict, problem=where + problem)
+        if form is not sample:
+            verdict = replace(verdict, forms=(*verdict.forms, form.name))
+    return replace(verdict, passed=True)
 
 
 def verify(services: Services, languages: Iterable[Language], *, build: bool = True,

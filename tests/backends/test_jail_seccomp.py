@@ -1,16 +1,20 @@
 """The jail's seccomp filter: each denied call fails inside a real jail (through the
-API), ordinary programs still run, and the program every jail loads is well formed."""
+API), ordinary programs still run, and the program every jail loads is well formed, its
+numbers those of libseccomp's own table. Calls it does not know (ENOSYS) and the socket
+families it refuses are adversarial cases, on every backend: tests/adversarial."""
 
 from __future__ import annotations
 
 import errno
+import shutil
 import struct
+import subprocess
 
 import httpx
 import pytest
 from conftest import require_images
 
-from infra_operator.backends.jail import _seccomp
+from infra_operator.guest import _seccomp
 
 # name: (syscall number, arguments). Arguments are harmless even if a call got through;
 # several of these calls succeed for any unprivileged user without the filter
@@ -116,7 +120,23 @@ def test_program_is_packed_sock_filters_ending_in_returns() -> None:
     assert len(program) % 8 == 0 and len(program) // 8 < 4096  # BPF_MAXINSNS
     instructions = [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
     assert instructions[0] == (0x20, 0, 0, 4)  # first it loads the architecture
-    assert instructions[-1] == (0x06, 0, 0, _seccomp.SECCOMP_RET_ALLOW)
+    # Whatever no rule answered: ENOSYS, as for a call the kernel does not have.
+    assert instructions[-1] == (0x06, 0, 0, _seccomp.SECCOMP_RET_ERRNO | errno.ENOSYS)
     for index, (code, true, false, _) in enumerate(instructions):
         if code & 0x07 == 0x05:  # a jump lands inside the program
             assert index + 1 + max(true, false) < len(instructions)
+
+
+def test_each_syscall_number_is_the_one_libseccomp_knows() -> None:
+    """The numbers were copied by hand from the kernel's table: check each against
+    libseccomp's resolver (Debian's ``seccomp`` package, which scripts/install.sh installs)."""
+    resolver = shutil.which("scmp_sys_resolver")
+    if resolver is None:
+        pytest.skip("scmp_sys_resolver is not installed (apt-get install seccomp)")
+    named = {**_seccomp.ALLOWED_SYSCALLS, **_seccomp.DENIED_SYSCALLS}
+    named.update({name.lower(): number for name, number in vars(_seccomp).items()
+                  if name.startswith("NR_") and isinstance(number, int)})
+    assert not set(_seccomp.ALLOWED_SYSCALLS) & set(_seccomp.DENIED_SYSCALLS)
+    resolved = {name: subprocess.run([resolver, "-a", "x86_64", name.removeprefix("nr_")], capture_output=True,
+                                     text=True, check=True).stdout.strip() for name in named}
+    assert resolved == {name: str(number) for name, number in named.items()}

@@ -12,6 +12,8 @@ from conftest import SEED_LANGUAGES
 from infra_operator.errors import LanguageNotFound
 from infra_operator.languages import CATALOG_FILE, Catalog
 
+pytestmark = pytest.mark.unit
+
 FAMILIES = {"c", "jvm", "dotnet", "scripting", "functional", "systems", "data", "other"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9+#.\-]*$")
 
@@ -60,6 +62,19 @@ def test_every_entry_is_complete(catalog: Catalog) -> None:
         for key, value in language.env.items():
             if key.endswith(("CACHE", "CACHE_DIR", "PATH")) and value.startswith("/"):
                 assert value.startswith(("/tmp", "/work")), f"{language.name}: {key}={value}"
+
+
+def test_every_form_is_complete_and_every_placeholder_has_an_entry(catalog: Catalog) -> None:
+    for language in catalog:
+        names = [form.name for form in language.forms]
+        assert len(names) == len(set(names)), f"{language.name}: two forms share a name"
+        for form in language.forms:
+            assert form.name and form.code.strip(), language.name
+            assert form.expected.endswith("\n"), f"{language.name}: {form.name}"
+        # With no entry, "{entry}" would reach the sandbox as it is written.
+        written = language.template or language.program(language.sample)
+        uses_placeholder = any("{entry}" in part for part in (written.source, *(written.compile or ()), *written.run))
+        assert uses_placeholder is (language.entry is not None), language.name
 
 
 def test_ci_subset_has_the_seeds_and_one_language_per_family(catalog: Catalog) -> None:

@@ -14,7 +14,7 @@ import pytest
 from conftest import DATA_DIR, require_images
 
 from infra_operator.config import Settings
-from infra_operator.languages import Catalog
+from infra_operator.languages import Catalog, Form
 from infra_operator.services import Services
 from infra_operator.verify import verify, verify_language
 
@@ -56,6 +56,17 @@ def test_a_wrong_output_fails_with_the_mismatch(services: Services) -> None:
     assert verdict.problem is not None
     assert "'Hello, World!\\n'" in verdict.problem and "'Goodbye, World!\\n'" in verdict.problem
     assert verdict.version.startswith("Python 3")
+
+
+def test_every_form_runs_and_a_failing_one_is_named(services: Services) -> None:
+    require_images("python")
+    python = services.catalog.get("python")
+    good = Form(name="a main function", code="def main():\n    print(6 * 7)\n\nmain()\n", expected="42\n")
+    bad = Form(name="a wrong expectation", code="print(1)", expected="2\n")
+    assert verify_language(services, dataclasses.replace(python, forms=(good,)), backend="jail").forms == (good.name,)
+    verdict = verify_language(services, dataclasses.replace(python, forms=(good, bad)), backend="jail")
+    assert not verdict.passed and verdict.forms == (good.name,)
+    assert verdict.problem is not None and verdict.problem.startswith("form 'a wrong expectation': exit 0; stdout '1\\n'")
 
 
 def test_a_compile_error_fails_with_the_compiler_output(services: Services) -> None:

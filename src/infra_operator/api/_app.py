@@ -65,7 +65,7 @@ def create_app(services: Services) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _announce(services)
         await anyio.to_thread.run_sync(services.sweep)
-        await anyio.to_thread.run_sync(services.start_pool)
+        await anyio.to_thread.run_sync(services.start)
         services.sessions.start()
         # Requests waiting for a sandbox slot wait in threads: leave room for all of them.
         limiter = anyio.to_thread.current_default_thread_limiter()

@@ -27,12 +27,11 @@ def _offered_key(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
 
 
-def owner(request: Request, found: ServicesDep) -> str:
-    """Whose sessions a request sees: those made with its API key (a digest of it, so the key
-    itself is kept nowhere); everyone's alike when no keys are configured."""
-    if not found.settings.api_keys:
-        return ""
-    return hashlib.sha256(_offered_key(request).encode()).hexdigest()
+def owner(request: Request) -> str:
+    """Whose work this is, for per-key rate limits and caps: a digest of the API key (the key
+    itself is never stored), or ``anonymous`` on a server without keys."""
+    offered = _offered_key(request)
+    return hashlib.sha256(offered.encode()).hexdigest()[:32] if offered else "anonymous"
 
 
 OwnerDep = Annotated[str, Depends(owner)]

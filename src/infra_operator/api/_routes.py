@@ -12,14 +12,17 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ..errors import NotFound, OperatorError
-from ..executor import ExecutionRequest, ExecutionResult
+from ..executor import ExecutionRequest
 from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
-from ._deps import ServicesDep, require_api_key
+from ..submissions import FINISHED, NewSubmission, TestCase, view
+from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._metrics import metrics_of
 from ._models import (
     BackendView,
+    BatchCreated,
+    BatchRequest,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -40,6 +43,9 @@ from ._models import (
     SnapshotState,
     SnapshotTransferRequest,
     StartedResponse,
+    SubmissionCreated,
+    SubmissionRequest,
+    SubmissionView,
     TransferRequest,
 )
 from ._streaming import EVENT_STREAM, stream, wants_events
@@ -49,7 +55,7 @@ if TYPE_CHECKING:
     from ..images import Transfer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 502, 503)
 }
 STREAMS: dict[int | str, dict[str, Any]] = {
     200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
@@ -130,32 +136,55 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
     )
 
 
-def _format_ms(milliseconds: float) -> str:
-    return f"{round(milliseconds)}ms"
-
-
-def answer_fields(result: ExecutionResult) -> dict[str, Any]:
-    """An execution's result as the fields of an execute answer."""
-    fields = dataclasses.asdict(result)
-    load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
-    return {**fields, "load_time": _format_ms(load_ms), "exec_time": _format_ms(exec_ms),
-            "load_time_ms": round(load_ms, 3), "exec_time_ms": round(exec_ms, 3)}
-
-
 @api.post("/execute", response_model=ExecuteResponse, responses=STREAMS)
 async def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse | Response:
-    execution = ExecutionRequest(**{**body.model_dump(exclude={"files"}), "args": tuple(body.args),
-                                    "files": tuple((file.path, file.data()) for file in body.files)})
+    execution = ExecutionRequest.from_json(body.model_dump())
 
     def work(listener: Listener | None) -> ExecuteResponse:
         with metrics_of(request).counting(request, body.language, body.backend) as ran:
-            result = services.executor.execute(execution, listener)
+            result = services.execute(execution, listener)
             ran(result)
-        return ExecuteResponse(**answer_fields(result))
+        return ExecuteResponse(**result.answer())
 
     if wants_events(request):
         return await stream(request, work)
     return await anyio.to_thread.run_sync(work, None)
+
+
+def _new_submission(body: SubmissionRequest) -> NewSubmission:
+    tests: list[TestCase] | None = None
+    if body.tests is not None:
+        tests = [{"stdin": test.stdin, "expected_output": test.expected_output} for test in body.tests]
+    return NewSubmission(request=body.model_dump(exclude={"tests", "callback_url"}), tests=tests,
+                         callback_url=body.callback_url)
+
+
+# How long ?wait=true waits past the submission's own time limits before answering what it has.
+WAIT_GRACE_SECONDS = 60
+
+
+@api.post("/submissions", status_code=202, response_model=SubmissionCreated,
+          responses={200: {"model": SubmissionView, "description": "with ?wait=true: the finished submission"}})
+def create_submission(body: SubmissionRequest, services: ServicesDep, owner: OwnerDep,
+                      wait: Annotated[bool, Query(description="answer once it has finished")] = False) -> JSONResponse:
+    [submission_id] = services.submissions.submit(owner, [_new_submission(body)])
+    if not wait:
+        return JSONResponse({"id": submission_id, "status": "queued"}, status_code=202)
+    runs = 1 + len(body.tests or ())
+    seconds = runs * (body.timeout or services.settings.limits.timeout_seconds.default) + WAIT_GRACE_SECONDS
+    found = services.submissions.wait(submission_id, owner, seconds)
+    return JSONResponse(view(found), status_code=200 if found["status"] in FINISHED else 202)
+
+
+@api.post("/submissions/batch", status_code=202, response_model=BatchCreated)
+def create_batch(body: BatchRequest, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    ids = services.submissions.submit(owner, [_new_submission(item) for item in body.submissions])
+    return JSONResponse({"ids": ids}, status_code=202)
+
+
+@api.get("/submissions/{submission_id}", response_model=SubmissionView)
+def submission_details(submission_id: str, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    return JSONResponse(view(services.submissions.get(submission_id, owner)))
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)

@@ -30,7 +30,7 @@ from ._models import (
     SessionListResponse,
     SessionResponse,
 )
-from ._routes import ERRORS, STREAMS, answer_fields
+from ._routes import ERRORS, STREAMS
 from ._streaming import stream, wants_events
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ async def execute_cell(session_id: str, body: SessionExecuteRequest, request: Re
                        owner: OwnerDep) -> SessionExecuteResponse | Response:
     def work(listener: Listener | None) -> SessionExecuteResponse:
         cell = services.sessions.execute(session_id, owner, body.code, body.stdin, body.timeout, listener)
-        return SessionExecuteResponse(**answer_fields(cell.result), reset=cell.reset,
+        return SessionExecuteResponse(**cell.result.answer(), reset=cell.reset,
                                       results=[RichResult(**entry) for entry in cell.results])
 
     if wants_events(request):

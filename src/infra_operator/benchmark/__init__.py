@@ -11,7 +11,8 @@ from ._bench import (
     Stats,
     run_benchmark,
 )
-from ._report import draw_chart, write_json
+from ._cluster import ClusterBenchmark, run_cluster_benchmark, write_cluster_json
+from ._report import chart_unavailable, draw_chart, write_json
 from ._sessions import SessionReport, run_session_benchmark
 from ._targets import InProcess, OverHttp, Sample, Target
 
@@ -19,6 +20,7 @@ __all__ = [
     "GOAL_LATENCY_RATIO",
     "GOAL_THROUGHPUT_RATIO",
     "BenchmarkConfig",
+    "ClusterBenchmark",
     "InProcess",
     "LanguageResult",
     "OverHttp",
@@ -26,8 +28,11 @@ __all__ = [
     "SessionReport",
     "Stats",
     "Target",
+    "chart_unavailable",
     "draw_chart",
     "run_benchmark",
+    "run_cluster_benchmark",
     "run_session_benchmark",
+    "write_cluster_json",
     "write_json",
 ]

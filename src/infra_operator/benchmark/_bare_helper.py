@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-SANDBOX_UID = 65534
+SANDBOX_UID = 65534  # guest.SANDBOX_UID: this file runs without the package
 _TMP_PATH = re.compile(r"(?<![\w/.])/tmp(?=/|$)")
 
 

@@ -117,11 +117,12 @@ class BareRunner:
 
     def __init__(self, language: Language, rootfs: RootfsInfo, code: str, on_host: bool) -> None:
         self.baseline = "host" if on_host else "chroot"
-        steps = [list(language.compile)] if language.compile else []
+        program = language.program(code)  # named as the executor names it
+        steps = [list(program.compile)] if program.compile else []
         config = {
             "image": None if self.baseline == "host" else str(rootfs.path),
-            "steps": [*steps, list(language.run)],
-            "files": {language.source: code},
+            "steps": [*steps, list(program.run)],
+            "files": {program.source: code},
             "env": {**BASE_ENV, **language.env},
         }
         prefix = [] if self.baseline == "host" else ["unshare", "--mount", "--propagation", "private"]

@@ -21,6 +21,7 @@ from ..benchmark import (
     OverHttp,
     SessionReport,
     Target,
+    chart_unavailable,
     draw_chart,
     run_benchmark,
     run_session_benchmark,
@@ -121,9 +122,15 @@ def benchmark(
     )
     chart = output.with_suffix(".png")
     write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+    drawn = False
     if results:
-        draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
-    console.print(f"results: {output}" + (f"  chart: {chart}" if results else ""), highlight=False)
+        missing = chart_unavailable()
+        if missing is None:
+            draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
+            drawn = True
+        else:
+            console.print(f"no chart: {missing}", highlight=False, markup=False)
+    console.print(f"results: {output}" + (f"  chart: {chart}" if drawn else ""), highlight=False)
     for why in failures.values():
         console.print(f"[red]not measured[/]: {why}", highlight=False)
     if failures:
@@ -196,3 +203,21 @@ def _table(results: list[LanguageResult], title: str) -> Table:
         )
     table.caption = "milliseconds; bare = the same program, same toolchain, no sandbox (host or chroot)"
     return table
+
+
+def benchmark_cluster(
+    backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    requests: Annotated[int, typer.Option(min=10, help="executes measured on each side")] = 200,
+    submissions: Annotated[int, typer.Option(min=1, help="submissions queued through the cluster")] = 1000,
+    output: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("cluster-benchmark.json"),
+) -> None:
+    """The cluster beside a single process, judge mode beside separate executes, and a queue of
+    submissions completed with none lost; all on this host, over loopback."""
+    from ..benchmark import run_cluster_benchmark, write_cluster_json
+
+    with progress_display("cluster benchmark") as progress:
+        result = run_cluster_benchmark(backend, requests, submissions, progress)
+    write_cluster_json(result, output)
+    for line in result.lines():
+        out.print(line, highlight=False, markup=False)
+    out.print(f"wrote {output}", highlight=False, markup=False)

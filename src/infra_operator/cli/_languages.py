@@ -28,7 +28,7 @@ def _listing(services: Services) -> None:
 
 
 def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
-    table = Table("language", "version", "image", "build", "exec", "result", title="sample programs")
+    table = Table("language", "version", "image", "build", "exec", "forms", "result", title="sample programs and forms")
     for verdict in verdicts:
         table.add_row(
             verdict.language,
@@ -37,6 +37,7 @@ def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
             f"{verdict.build_seconds:.0f}s{' (now)' if verdict.built_now else ''}"
             if verdict.build_seconds is not None else "",
             f"{verdict.exec_ms:.0f}ms" if verdict.exec_ms is not None else "",
+            str(len(verdict.forms)),
             "[green]pass[/]" if verdict.passed else f"[red]FAIL[/] {verdict.problem}",
         )
     return table
@@ -44,13 +45,13 @@ def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
 
 def languages(
     verify: Annotated[bool, typer.Option(
-        "--verify", help="build what is missing and run every sample program")] = False,
+        "--verify", help="build what is missing and run every sample program and form")] = False,
     lang: Annotated[list[str] | None, typer.Option(
         "--lang", "-l", help="only these languages (repeatable)")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="only the languages the catalog marks for CI")] = False,
     backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
     build: Annotated[bool, typer.Option("--build/--no-build", help="build missing images")] = True,
-    timeout: Annotated[int, typer.Option(help="seconds per sample")] = verifying.DEFAULT_TIMEOUT_SECONDS,
+    timeout: Annotated[int, typer.Option(help="seconds per sample or form")] = verifying.DEFAULT_TIMEOUT_SECONDS,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results to this file")] = None,
     data_dir: DataDir = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._admission import Admission
-from ._executor import BASE_ENV, ExecutionRequest, ExecutionResult, Executor, SandboxStart
+from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
 from ._sessions import CellResult, NewSession, SessionManager, SessionView, check_path
@@ -12,6 +12,7 @@ __all__ = [
     "BASE_ENV",
     "Admission",
     "CellResult",
+    "Compiled",
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",

@@ -7,6 +7,7 @@ result, and only its own failures into errors.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import re
@@ -24,7 +25,7 @@ from ._pool import Pool
 if TYPE_CHECKING:
     from ..backends import Backend, BackendSet, Listener, Sandbox
     from ..config import Settings
-    from ..guest.messages import CellReply, ExecuteReply, ExecuteRequest
+    from ..guest.messages import Artifact, CellReply, ExecuteReply, ExecuteRequest
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
 
@@ -43,10 +44,6 @@ class ExecutionRequest:
     language: str
     code: str | None
     """None when ``files`` holds the program: its first file."""
-    files: tuple[tuple[str, bytes], ...] = ()
-    """More files for the working folder: a relative path and the bytes."""
-    version: str | None = None
-    """A release or a prefix of one; None or ``*``: the language's default."""
     timeout: int | None = None
     stdin: str = ""
     args: tuple[str, ...] = ()
@@ -56,6 +53,46 @@ class ExecutionRequest:
     processes: int | None = None
     output_kb: int | None = None
     file_mb: int | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    """What ``Executor.compile`` made: written into the working folder, and the compile step skipped."""
+    files: tuple[tuple[str, bytes], ...] = ()
+    """More files for the working folder: a relative path and the bytes."""
+    version: str | None = None
+    """A release or a prefix of one; None or ``*``: the language's default."""
+
+    @property
+    def source(self) -> str:
+        """The program's text: ``code``, or else the first of ``files``."""
+        if self.code is not None:
+            return self.code
+        if not self.files:
+            raise InvalidRequest("code: give the program as code, or as the first of files")
+        return self.files[0][1].decode("utf-8", errors="replace")
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> ExecutionRequest:
+        """From the API's execute fields, as a submission keeps them and a worker receives them
+        (``files`` as the API takes them: ``path``, ``content``, ``encoding``)."""
+        files = tuple(_file_from_json(entry) for entry in fields.get("files", ()))
+        return cls(**{**fields, "args": tuple(fields.get("args", ())), "artifacts": (), "files": files})
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields ``from_json`` takes; artifacts stay with the host that compiled them."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                  if field.name not in ("artifacts", "files")}
+        fields["files"] = [{"path": path, "content": b64encode(content), "encoding": "base64"}
+                           for path, content in self.files]
+        return fields
+
+
+def _file_from_json(entry: dict[str, str]) -> tuple[str, bytes]:
+    path, content = entry["path"], entry["content"]
+    if entry.get("encoding", "utf8") == "utf8":
+        return path, content.encode("utf-8")
+    try:
+        return path, base64.b64decode(content, validate=True)
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII at all
+        raise InvalidRequest(f"files: {path}: content is not base64: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,23 @@ class ExecutionResult:
     None when the sandbox died with it and nothing could be measured."""
     memory_kb: int | None = None
     """The program's peak resident memory; None as for ``cpu_time_ms``."""
+    worker: str | None = None
+    """The cluster worker that ran it; None when it ran in this process."""
+
+    def answer(self) -> dict[str, Any]:
+        """The contract's execute answer, as JSON: what the API, a submission and a worker send."""
+        fields = dataclasses.asdict(self)
+        load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
+        return {**fields, "load_time": f"{round(load_ms)}ms", "exec_time": f"{round(exec_ms)}ms",
+                "load_time_ms": round(load_ms, 3), "exec_time_ms": round(exec_ms, 3)}
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A program compiled once: the files to run it from, or, when compiling failed, its result."""
+
+    artifacts: tuple[Artifact, ...] = ()
+    failure: ExecutionResult | None = None
 
 
 _VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
@@ -139,24 +193,25 @@ class Executor:
         ))
 
     @staticmethod
-    def _files(language: Language, request: ExecutionRequest) -> dict[str, str]:
-        """The working folder's files, the program at the language's source name: ``code``, or
-        else the first of ``files`` (written at its own path too)."""
+    def _files(source: str, request: ExecutionRequest) -> dict[str, str]:
+        """The working folder's files: the program at its ``source`` name (``code``, or else the
+        first of ``files``, which is written at its own path too), and the rest of ``files``."""
         files = {path: b64encode(content) for path, content in request.files}
-        if request.code is not None:
-            if language.source in files:
-                raise InvalidRequest(f"files: {language.source} is where code goes; give one or the other")
-            return {language.source: b64encode(request.code.encode("utf-8")), **files}
-        if not request.files:
-            raise InvalidRequest("code: give the program as code, or as the first of files")
-        return {**files, language.source: b64encode(request.files[0][1])}
+        if request.code is None:
+            return {**files, source: b64encode(request.source.encode("utf-8"))}
+        if source in files:
+            raise InvalidRequest(f"files: {source} is where code goes; give one or the other")
+        return {source: b64encode(request.code.encode("utf-8")), **files}
 
     def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> ExecuteRequest:
+        program = language.program(request.source)  # the file's name may follow what the code declares
         return {
             "op": "execute",
-            "files": self._files(language, request),
-            "compile": list(language.compile) if language.compile else None,
-            "run": [*language.run, *request.args],
+            # What a compile made holds the source too: it replaces the source and the compile step.
+            "files": {} if request.artifacts else self._files(program.source, request),
+            "artifacts": list(request.artifacts),
+            "compile": list(program.compile) if program.compile and not request.artifacts else None,
+            "run": [*program.run, *request.args],
             "env": {**BASE_ENV, **language.env},
             "stdin": b64encode(request.stdin.encode("utf-8")),
             "limits": limits.for_agent(),
@@ -165,19 +220,50 @@ class Executor:
             "clock": time.time(),
         }
 
-    def execute(self, request: ExecutionRequest, listener: Listener | None = None) -> ExecutionResult:
-        """Run ``request`` in a fresh sandbox; with a ``listener``, its output goes there as it comes."""
+    def check(self, request: ExecutionRequest, here: bool = True) -> None:
+        """Raise what ``execute`` would for the request itself (an unknown language, a limit out
+        of range), without running it; ``here`` also for this host (an image not built, a
+        backend it cannot run). Work accepted to run later is checked first."""
         language = self.catalog.get(request.language)
-        limits = _limits.resolve(
+        self._resolve_limits(request)
+        language.program(request.source)  # code, or files that hold the program
+        if here:
+            self.backends.choose(request.backend)
+            self.rootfs.get(language.name)
+
+    def _resolve_limits(self, request: ExecutionRequest) -> _limits.ResolvedLimits:
+        return _limits.resolve(
             self.settings.limits, timeout=request.timeout, cpu_seconds=request.cpu_seconds,
             memory_mb=request.memory_mb, processes=request.processes, output_kb=request.output_kb,
             file_mb=request.file_mb,
         )
+
+    def execute(self, request: ExecutionRequest, listener: Listener | None = None) -> ExecutionResult:
+        """Run ``request`` in a fresh sandbox; with a ``listener``, its output goes there as it comes."""
+        return self._execute(request, collect=False, listener=listener)[0]
+
+    def compile(self, request: ExecutionRequest) -> Compiled:
+        """Compile ``request``'s program once, in a sandbox of its own; each ``execute`` given the
+        artifacts then runs only the run step, in a fresh sandbox. A language that does not
+        compile has nothing to make."""
+        if self.catalog.get(request.language).program(request.source).compile is None:
+            return Compiled()
+        result, reply = self._execute(request, collect=True)
+        if reply is None or "artifacts" not in reply:
+            return Compiled(failure=result)
+        return Compiled(artifacts=tuple(reply["artifacts"]))
+
+    def _execute(self, request: ExecutionRequest, collect: bool,
+                 listener: Listener | None = None) -> tuple[ExecutionResult, ExecuteReply | None]:
+        language = self.catalog.get(request.language)
+        limits = self._resolve_limits(request)
         backend = self.backends.choose(request.backend)
         rootfs = self.rootfs.get(language.name)
         check_version(language, rootfs, request.version)
         spec = self.spec_for(backend, language, rootfs, limits)
         message = self._message(language, request, limits)
+        if collect:
+            message["collect"] = True
         if listener is not None:
             message["stream"] = True
         with self.admission.slot():
@@ -193,7 +279,7 @@ class Executor:
                 self.pool.dispose(sandbox)
         result = self.result_from(language, rootfs, backend.name, reply, outcome,
                               (loaded - started) * 1000, (finished - loaded) * 1000)
-        return dataclasses.replace(result, sandbox_start=how)
+        return dataclasses.replace(result, sandbox_start=how), reply
 
     def _run(self, sandbox: Sandbox, message: ExecuteRequest, limits: _limits.ResolvedLimits,
              listener: Listener | None = None) -> tuple[ExecuteReply | None, HostOutcome]:

@@ -24,7 +24,7 @@ import time
 from . import _confine, _fork, _paths, _pykernel, _runner, _signals
 from ._runner import Limits, Watch, run_step
 from ._signals import signal
-from .protocol import ProtocolError, b64decode, b64encode, receive, send
+from .protocol import SANDBOX_UID, ProtocolError, b64decode, b64encode, receive, send
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
@@ -124,8 +124,9 @@ class _Kernel:
                     raise FileNotFoundError(2, f"{argv[0]} is not in this image")
                 os.execve(path, argv, env)
 
-        self.process = _fork.Forked(work_dir, False, lambda: _runner._preexec(limits, cgroup), child_main,
-                                    f"the {kind} kernel", keep=(requests_read, replies_write))
+        syscall_filter = _runner._syscall_filter()
+        self.process = _fork.Forked(work_dir, False, lambda: _runner._preexec(limits, cgroup, syscall_filter),
+                                    child_main, f"the {kind} kernel", keep=(requests_read, replies_write))
         os.close(requests_read)
         os.close(replies_write)
         self.pid = self.process.pid
@@ -236,7 +237,7 @@ def _victim(entry: str, keep: int, as_init: bool) -> bool:
     if fields.get(b"State", b"Z").strip().startswith(b"Z"):
         return False
     if as_init:
-        return int(fields.get(b"Uid", b"-1").split()[0]) == _runner.SANDBOX_UID
+        return int(fields.get(b"Uid", b"-1").split()[0]) == SANDBOX_UID
     return int(fields.get(b"NSsid", b"-1").split()[0]) == keep
 
 

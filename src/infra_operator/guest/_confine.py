@@ -1,8 +1,10 @@
 """What the agent does to the sandbox it runs in: confining each step in a cgroup
 (inside a VM, where the agent is root), killing what a program left behind,
-reseeding randomness and setting the clock after a snapshot restore.
+reseeding randomness and setting the clock after a snapshot restore, hiding what
+/proc says of the machine, and the limits and syscall filter every program runs under.
 
-In a jail the agent is not root: the host owns the cgroup, and the agent, as the
+In a jail the agent is not root: the host owns the cgroup, the template (``_template``)
+masks /proc and loads the filter before the agent starts, and the agent, as the
 PID namespace's init, kills leftovers with ``kill(-1)``.
 """
 
@@ -12,6 +14,7 @@ import ctypes
 import fcntl
 import itertools
 import os
+import resource
 import struct
 import time
 
@@ -25,10 +28,30 @@ _CGROUP_ROOT = "/sys/fs/cgroup"
 _RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
 _RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
 _PR_SET_DUMPABLE = 4
+_PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS = 22, 38
+_SECCOMP_MODE_FILTER = 2
 # From linux/mount.h.
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_MOVE = 1, 2, 4, 8, 32, 4096, 8192
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 _counter = itertools.count()
+# What /proc says of the machine rather than of the sandbox: the kernel's command line
+# (a host's vsock ports, its root disk), every block device with its I/O counters (a
+# live view of other tenants' images), swap, interrupts and device lists. Files read
+# as empty (/dev/null over them), folders as an empty read-only tmpfs, as Docker and
+# LXC mask them.
+PROC_MASKED_FILES = ("/proc/cmdline", "/proc/partitions", "/proc/diskstats", "/proc/swaps", "/proc/interrupts",
+                     "/proc/devices", "/proc/misc", "/proc/consoles", "/proc/iomem", "/proc/ioports",
+                     "/proc/mdstat", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+PROC_MASKED_FOLDERS = ("/proc/fs", "/proc/bus", "/proc/driver", "/proc/scsi", "/proc/acpi", "/proc/asound",
+                       "/proc/pressure")
+# Per program, and counted for its sandbox alone (its own user namespace, or its own VM):
+# queued signals and POSIX message queue bytes, each of which ties up kernel memory. In a
+# jail the kernel also counts all sandboxes together against the server's own limits
+# (by default 819200 bytes of queues, and signals by the thousand): one queue with the
+# default sizes (10 messages of 8 KiB, about 81 KiB) each, for the 8 executions a
+# server runs at once, stays within them.
+SIGPENDING_LIMIT = 256
+MSGQUEUE_LIMIT_BYTES = 96 * 1024
 
 libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols include libc's
 
@@ -47,6 +70,41 @@ def mount(source: str, target: str, fstype: str | None, flags: int, options: str
                    options.encode() if options else None),
         what or f"mount {target}",
     )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class SyscallFilter:
+    """A seccomp program in memory libc can hand the kernel: made once, loaded in each
+    child that is to run under it."""
+
+    def __init__(self, program: bytes) -> None:
+        self._program = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.addressof(self._program))
+
+    def load(self) -> None:
+        """From now on, in this process and all it starts: no privilege gained by exec, and the filter."""
+        check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+        check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
+              "load the seccomp filter")
+
+
+def mask_proc() -> None:
+    """Hide PROC_MASKED_* in this mount namespace's /proc; needs the right to mount."""
+    for path in PROC_MASKED_FILES:
+        if os.path.exists(path):
+            mount(os.devnull, path, None, MS_BIND)
+    for path in PROC_MASKED_FOLDERS:
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=555")
+
+
+def limit_kernel_objects() -> None:
+    """In a child before exec: the program's share of per-user kernel objects."""
+    resource.setrlimit(resource.RLIMIT_SIGPENDING, (SIGPENDING_LIMIT, SIGPENDING_LIMIT))
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (MSGQUEUE_LIMIT_BYTES, MSGQUEUE_LIMIT_BYTES))
 
 
 class Cgroup:

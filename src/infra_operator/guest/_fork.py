@@ -6,9 +6,11 @@ interpreter on a script (``python3 [-u] main.py ARGS``, found through the step's
 with no ``PYTHON*`` variable that changes start-up), a fork of the agent runs the script
 as ``__main__``: the interpreter's start-up was paid while the sandbox waited in the
 pool, not by the request. Nothing leaks between executions, since each sandbox (and so
-each agent) serves one execution only. The child undoes what the agent is: its
-modules, its channel, its signal dispositions, its random state, its path entry; it
-gets the step's environment, argv, working folder, limits and standard streams, and it
+each agent) serves one execution only, and in a jail, the one place this is done, each
+sandbox's agent is an interpreter exec'd for it alone: its start-up secrets (hash
+secret, AT_RANDOM, layout) are the program's and no one else's. The child undoes what
+the agent is: its modules, its channel, its signal dispositions, its random state, its
+path entry; it gets the step's environment, argv, working folder, limits and standard streams, and it
 exits the way the interpreter would (atexit handlers, non-daemon threads, exit code,
 traceback without our frames).
 """
@@ -33,8 +35,13 @@ _FLAGS = {"-u"}
 
 def python_script(argv: list[str], env: dict[str, str]) -> tuple[str, list[str], bool] | None:
     """The script, its arguments and whether ``-u`` was given, when ``argv`` only starts this
-    very interpreter on a script; None when a real exec is needed."""
-    if not argv or any(key.startswith("PYTHON") for key in env):
+    very interpreter on a script; None when a real exec is needed.
+
+    Only in a jail, whose agent was exec'd for its sandbox alone. Inside a VM the agent is
+    root and may have been started before a snapshot that every clone restores: a fork of
+    it would give each execution the same hash secret, AT_RANDOM bytes (stack canary,
+    pointer guard) and layout, where an exec draws them from the reseeded kernel."""
+    if not argv or os.getuid() == 0 or any(key.startswith("PYTHON") for key in env):
         return None
     executable = _which(argv[0], env.get("PATH", ""))
     if executable is None or os.path.realpath(executable) != os.path.realpath(sys.executable):

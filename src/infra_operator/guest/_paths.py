@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import stat
 
+from .protocol import SANDBOX_UID
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from .messages import FileEntry, Refusal
 
-SANDBOX_UID = 65534
 PIECE_BYTES = 1 << 20
 """The most one ``file_get`` answers: the host asks piece by piece."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,22 +1,32 @@
 """A jail template: a started agent that forks each new sandbox from itself.
 
-Starting a jail used to mean a new bwrap and a new interpreter importing the agent,
-about 25 ms of CPU, most of the cost of a short execution. The template pays that
-once per image: the host starts it in a jail of its own (same image, same user
-namespace, no network) that keeps its capabilities within that namespace, and
-then asks it for sandboxes over a unix socket. For each request it forks a child
-that, before it answers anyone:
+Starting a jail used to mean a new bwrap setting up namespaces and mounts from
+nothing, then an interpreter importing the agent. The template pays the bwrap once
+per image: the host starts it in a jail of its own (same image, same user namespace,
+no network) that keeps its capabilities within that namespace, and then asks it for
+sandboxes over a unix socket. For each request it forks a child that, before it
+answers anyone:
 
 - leaves for fresh mount, PID, network, IPC, UTS and cgroup namespaces;
-- mounts fresh tmpfs on /work, /tmp and /dev/shm, sized by the request, a fresh
-  devpts and, as the new PID namespace's init, a fresh /proc;
+- unmounts the template's own /work, /tmp, /dev/shm and /dev/pts and mounts fresh
+  ones there, the tmpfs sized by the request;
+- as the new PID namespace's init, replaces the template's /proc with a fresh one,
+  its kernel knobs read-only and what it says of the host masked (``mask_proc``), so
+  the sandbox's mount table names no host path and none of the template's mounts;
 - joins the host cgroup the host made for it (through the ``cgroup.procs`` files
   the host opened and sent along), so its limits hold before any user code runs;
+- enters a user namespace of its own, nested in the shared one: the kernel counts
+  per-user objects (queued signals, message queues, ...) per namespace and uid, so
+  what one sandbox holds is not counted against the next;
 - drops every capability for good (bounding, ambient, permitted), sets
   no_new_privs and loads the host's seccomp program, exactly what bwrap does for a
   jail started on its own;
 - keeps only its own channel, the two pipe ends the host sent, and closes
-  everything else, the template's socket first of all.
+  everything else, the template's socket first of all;
+- execs a fresh agent. A fork would share the template's start-up secrets with every
+  sandbox (the string-hash secret, the AT_RANDOM bytes behind stack canaries and
+  pointer guards, the address-space layout), and a Python program runs in a fork of
+  its sandbox's agent (``_fork``): each exec draws them anew.
 
 The template itself never runs user code and holds nothing a sandbox could use: it
 is not in any sandbox's PID namespace, its /dev is read-only and every writable
@@ -34,6 +44,7 @@ import socket
 
 from ._confine import (
     MS_BIND,
+    MS_MOVE,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -41,32 +52,29 @@ from ._confine import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    SyscallFilter,
     check,
     libc,
+    mask_proc,
     mount,
 )
 from ._signals import signal
 from .protocol import ProtocolError, decode_json, encode_json, send
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
-    from collections.abc import Callable
-
 # From linux/sched.h, linux/prctl.h, linux/capability.h, linux/seccomp.h.
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
-_PR_SET_SECCOMP, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 22, 24, 38, 47
+_CLONE_NEWUSER = 0x10000000
+_PR_CAPBSET_DROP, _PR_CAP_AMBIENT = 24, 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
-_SECCOMP_MODE_FILTER = 2
+_MNT_DETACH = 2
 _CAPABILITY_VERSION_3 = 0x20080522
 _SCRATCH = (("/work", "0777"), ("/tmp", "1777"), ("/dev/shm", "1777"))
 # What bwrap's --proc makes read-only: the kernel's knobs are not the sandbox's to turn.
-_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq")
+_FRESH_PROC = "/tmp/.proc"
 _MAX_REQUEST = 4096
 _MAX_FDS = 8
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -81,8 +89,7 @@ class _Confinement:
     """What every sandbox is given up to: read once, when the template starts."""
 
     def __init__(self, seccomp_program: bytes) -> None:
-        self._program = ctypes.create_string_buffer(seccomp_program, len(seccomp_program))
-        self._fprog = _SockFprog(len(seccomp_program) // 8, ctypes.addressof(self._program))
+        self._filter = SyscallFilter(seccomp_program)
         with open("/proc/sys/kernel/cap_last_cap") as last:
             self._last_cap = int(last.read())
 
@@ -93,17 +100,46 @@ class _Confinement:
         header = _CapHeader(_CAPABILITY_VERSION_3, 0)
         nothing = (_CapData * 2)()
         check(libc.capset(ctypes.byref(header), ctypes.byref(nothing)), "drop capabilities")
-        check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
-        check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0),
-               "load the seccomp filter")
+        self._filter.load()
+
+
+def _unmount(path: str) -> None:
+    check(libc.umount2(path.encode(), _MNT_DETACH), f"unmount {path}")
 
 
 def _fresh_mounts(scratch_bytes: int) -> None:
     # Private first, so nothing mounted here reaches the template or a sibling.
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     for path, mode in _SCRATCH:
+        _unmount(path)  # the template's, which would otherwise stay listed under the sandbox's
         mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode={mode}")
+    _unmount("/dev/pts")
     mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+
+
+def _fresh_proc() -> None:
+    """The new PID namespace's /proc in place of the template's. The kernel mounts a new
+    proc only beside a fully visible one, so it is made aside, then moved over."""
+    os.mkdir(_FRESH_PROC)
+    mount("proc", _FRESH_PROC, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _unmount("/proc")
+    mount(_FRESH_PROC, "/proc", None, MS_MOVE)
+    os.rmdir(_FRESH_PROC)
+    for path in _PROC_READ_ONLY:
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND | MS_REC)
+            mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mask_proc()
+
+
+def _own_user_namespace() -> None:
+    """A user namespace nested in the template's, holding only our uid and gid, so that
+    what the kernel counts per user is counted for this sandbox alone."""
+    uid, gid = os.getuid(), os.getgid()
+    check(libc.unshare(_CLONE_NEWUSER), "unshare the user namespace")
+    for name, content in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(content)
 
 
 def _become_sandbox(request: dict[str, object], fds: list[int], confinement: _Confinement) -> None:
@@ -114,14 +150,11 @@ def _become_sandbox(request: dict[str, object], fds: list[int], confinement: _Co
     _fresh_mounts(int(str(request["scratch_bytes"])))
     if os.fork() != 0:
         os._exit(0)  # the new PID namespace's init is our child; the template reaps us
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in _PROC_READ_ONLY:
-        if os.path.exists(path):
-            mount(path, path, None, MS_BIND | MS_REC)
-            mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _fresh_proc()
     for fd in cgroup_procs:
         os.write(fd, b"0")
     check(libc.unshare(_CLONE_NEWCGROUP), "unshare the cgroup namespace")
+    _own_user_namespace()
     os.setsid()
     os.chdir("/work")
     confinement.apply()
@@ -133,7 +166,7 @@ def _become_sandbox(request: dict[str, object], fds: list[int], confinement: _Co
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
 
 
-def _spawn(request: dict[str, object], fds: list[int], confinement: _Confinement, run_agent: Callable[[], None]) -> None:
+def _spawn(request: dict[str, object], fds: list[int], confinement: _Confinement, agent: list[str]) -> None:
     if os.fork() == 0:
         try:
             _become_sandbox(request, fds, confinement)
@@ -142,18 +175,42 @@ def _spawn(request: dict[str, object], fds: list[int], confinement: _Confinement
             send(fds[1], {"ok": False, "error": f"cannot make the sandbox: {exc}"})
             os._exit(1)
         try:
-            run_agent()
+            os.execv(agent[0], agent)
+        except OSError as exc:
+            send(1, {"ok": False, "error": f"cannot start the sandbox's agent: {exc}"})
         finally:
-            os._exit(0)
+            os._exit(1)
     for fd in fds:
         os.close(fd)
 
 
-def serve(control: int, seccomp_fd: int, run_agent: Callable[[], None]) -> None:
-    """Answer the host's sandbox requests on ``control`` until it closes; ``run_agent``
-    is what each sandbox runs once it is confined, its channel on fds 0 and 1."""
+def _agent_on_tmpfs() -> None:
+    """Put the agent's files on a tmpfs of their own in place of the host's bind mount:
+    a mount table names the folder a bind mount came from, so every sandbox would read
+    a host path in /proc/self/mountinfo. A tmpfs names nothing."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = {}
+    for directory, _, names in os.walk(here):
+        for name in names:
+            with open(os.path.join(directory, name), "rb") as handle:
+                # With the times: a compiled module is used only while its source's mtime matches.
+                files[os.path.relpath(os.path.join(directory, name), here)] = (handle.read(), os.fstat(handle.fileno()))
+    _unmount(here)
+    mount("tmpfs", here, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+    for name, (content, stat) in files.items():
+        os.makedirs(os.path.dirname(os.path.join(here, name)), mode=0o755, exist_ok=True)
+        with open(os.path.join(here, name), "wb") as handle:
+            handle.write(content)
+        os.utime(os.path.join(here, name), ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    mount("none", here, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def serve(control: int, seccomp_fd: int, agent: list[str]) -> None:
+    """Answer the host's sandbox requests on ``control`` until it closes; ``agent`` is
+    the command each sandbox execs once it is confined, its channel on fds 0 and 1."""
     with os.fdopen(seccomp_fd, "rb") as program:
         confinement = _Confinement(program.read())
+    _agent_on_tmpfs()
     # The template is its PID namespace's init: orphaned sandboxes come to it, and are reaped at once.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     host = socket.socket(fileno=control)
@@ -170,5 +227,5 @@ def serve(control: int, seccomp_fd: int, run_agent: Callable[[], None]) -> None:
             for fd in fds:  # only the host writes here; a request it did not mean is dropped
                 os.close(fd)
             continue
-        _spawn(request, fds, confinement, run_agent)
+        _spawn(request, fds, confinement, agent)
 

@@ -6,12 +6,11 @@ compiles (if any) and the argv that runs, with the limits to apply.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
 
-from . import _cells, _channels, _confine, _paths
+from . import _channels, _confine, _paths
 from ._runner import Limits, Watch, run_step
 from .protocol import ChannelClosed, ProtocolError, b64decode, b64encode, receive, send
 
@@ -20,7 +19,9 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from collections.abc import Callable
     from typing import Any
 
+    from ._cells import Session
     from .messages import (
+        Artifact,
         CellReply,
         ErrorReply,
         ExecuteReply,
@@ -48,6 +49,16 @@ stdio, for each request on stdin (a unix socket); see guest/_template.py.
 """
 
 
+def _write_file(work_dir: str, name: str, content: str, mode: int = 0o644) -> None:
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"bad file name {name!r}")
+    # O_EXCL|O_NOFOLLOW: the work dir is fresh; never write through a planted link.
+    fd = os.open(os.path.join(work_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(b64decode(content))
+        os.fchmod(handle.fileno(), mode & 0o755)  # no set-id bits, whatever the host sent
+
+
 def _write_files(work_dir: str, files: dict[str, str], limit: int = 1 << 62) -> None:
     work_fd = -1
     for name, content in files.items():
@@ -55,14 +66,21 @@ def _write_files(work_dir: str, files: dict[str, str], limit: int = 1 << 62) -> 
             work_fd = work_fd if work_fd >= 0 else os.open(work_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             _paths.put(work_fd, name, b64decode(content), 0, limit)
             continue
-        if name in ("", ".", ".."):
-            raise ValueError(f"bad file name {name!r}")
-        # O_EXCL|O_NOFOLLOW: the work dir is fresh; never write through a planted link.
-        fd = os.open(os.path.join(work_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(b64decode(content))
+        _write_file(work_dir, name, content)
     if work_fd >= 0:
         os.close(work_fd)
+
+
+def _artifacts(work_dir: str) -> list[Artifact]:
+    """The regular files a compile step left in the working folder (links are not followed)."""
+    found: list[Artifact] = []
+    with os.scandir(work_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                with open(entry.path, "rb") as handle:
+                    found.append({"name": entry.name, "content": b64encode(handle.read()),
+                                  "mode": entry.stat(follow_symlinks=False).st_mode & 0o755})
+    return found
 
 
 def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | None = None) -> ExecuteReply:
@@ -72,6 +90,8 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | No
     deadline = started + limits.wall_seconds
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), limits.file_bytes)
     _write_files(work_dir, message.get("files", {}), limits.file_bytes)
+    for artifact in message.get("artifacts", []):
+        _write_file(work_dir, artifact["name"], artifact["content"], int(artifact["mode"]))
     if watch is not None:
         watch.stream = bool(message.get("stream"))
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
@@ -81,12 +101,14 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | No
         compiled = run_step(list(compile_argv), work_dir, env, b"", limits, deadline, watch)
         if compiled["exit_code"] != 0 or compiled["timed_out"]:
             return {"ok": True, "op": "execute", "compile": compiled, "run": None}
+    if message.get("collect"):
+        return {"ok": True, "op": "execute", "compile": compiled, "run": None, "artifacts": _artifacts(work_dir)}
     stdin = b64decode(message.get("stdin", ""))
     ran = run_step(list(message["run"]), work_dir, env, stdin, limits, deadline, watch)
     return {"ok": True, "op": "execute", "compile": compiled, "run": ran}
 
 
-_session: _cells.Session | None = None
+_session: Session | None = None
 """Set by the ``session`` request: this sandbox then serves one session for its life."""
 
 
@@ -97,6 +119,8 @@ def open_session(message: SessionRequest, work_dir: str) -> SessionReply:
     _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
     limits = message["limits"]
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), int(limits["file_bytes"]))
+    from . import _cells  # here: every sandbox starts its own agent, and only a session's needs this
+
     _session = _cells.Session(message, work_dir)
     return {"ok": True, "op": "session"}
 
@@ -179,6 +203,8 @@ def _options(argv: list[str]) -> dict[str, str]:
 
 def _answer_host(channel: str, work_dir: str) -> None:
     _confine.harden_agent()
+    if os.getpid() == 1 and os.getuid() == 0:
+        _confine.mask_proc()  # a VM's init; a jail's /proc is masked by its template
     os.chdir(work_dir)
     for read_fd, write_fd in _channels.by_name(channel):
         try:
@@ -193,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     if options["--template"]:
         from . import _template  # only a jail template needs it
 
-        _template.serve(0, int(options["--template"]), functools.partial(_answer_host, "stdio", work_dir))
+        # Each sandbox execs this very agent afresh, on the channel it is handed as stdio.
+        _template.serve(0, int(options["--template"]), [sys.executable, "-B", "-m", "guest", "--work-dir", work_dir])
         return
     _answer_host(options["--channel"], work_dir)
 

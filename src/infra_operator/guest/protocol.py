@@ -35,6 +35,10 @@ AGENT_VSOCK_PORT = 1024
 VIRTIO_PORT_NAME = "agent"
 """The name of the virtio-serial port the agent opens inside a QEMU guest."""
 
+SANDBOX_UID = 65534
+"""The uid and gid sandboxed programs run as: a jail maps it (``nobody`` on the host), the
+agent switches to it inside a microVM."""
+
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ._catalog import CATALOG_FILE, Catalog, Command, Language
+from ._catalog import CATALOG_FILE, Catalog, Command, Form, Language, Program
+from ._entry import Entry, Rule
 
-__all__ = ["CATALOG_FILE", "Catalog", "Command", "Language"]
+__all__ = ["CATALOG_FILE", "Catalog", "Command", "Entry", "Form", "Language", "Program", "Rule"]

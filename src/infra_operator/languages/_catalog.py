@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LanguageNotFound
+from ._entry import PLACEHOLDER, Entry
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 
@@ -22,6 +23,32 @@ def _command(value: str | list[str] | None) -> Command | None:
     if isinstance(value, str):
         return ("/bin/sh", "-c", value)
     return tuple(value)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Where one program's code is written and how it compiles and runs."""
+
+    source: str
+    compile: Command | None
+    run: Command
+
+    def named(self, name: str) -> Program:
+        """This program with ``{entry}`` in its file name and commands replaced by ``name``."""
+        def fill(command: Command) -> Command:
+            return tuple(part.replace(PLACEHOLDER, name) for part in command)
+        return Program(source=self.source.replace(PLACEHOLDER, name),
+                       compile=fill(self.compile) if self.compile else None, run=fill(self.run))
+
+
+@dataclass(frozen=True)
+class Form:
+    """A way users write programs in a language, beyond the sample: the verification runs
+    each, and expects ``expected`` on stdout."""
+
+    name: str
+    code: str
+    expected: str
 
 
 @dataclass(frozen=True)
@@ -41,28 +68,48 @@ class Language:
     warm: Command | None = None
     ci: bool = False
     """In the subset CI builds and verifies: small images that build quickly."""
+    forms: tuple[Form, ...] = ()
+    entry: Entry | None = None
+    """How a program names itself, when its file or commands must carry that name."""
+    template: Program | None = field(default=None, repr=False)
+    """With ``entry``: the source and commands as the catalog writes them, ``{entry}`` in them;
+    ``source``, ``compile`` and ``run`` above are these for a program that names nothing."""
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Language:
         run = _command(table["run"])
         version = _command(table["version"])
         assert run is not None and version is not None
+        written = Program(source=table["source"], compile=_command(table.get("compile")), run=run)
+        entry = Entry.from_table(table["entry"]) if "entry" in table else None
+        program = written.named(entry.default) if entry else written
         return cls(
             name=name,
             extension=table["extension"],
-            source=table["source"],
-            run=run,
+            source=program.source,
+            run=program.run,
             version_command=version,
             sample=table["sample"].lstrip("\n"),
             expected=table["expected"],
             family=table.get("family", "other"),
             aliases=tuple(table.get("aliases", ())),
             packages=tuple(table.get("packages", ())),
-            compile=_command(table.get("compile")),
+            compile=program.compile,
             env=dict(table.get("env", {})),
             warm=_command(table.get("warm")),
             ci=bool(table.get("ci", False)),
+            forms=tuple(Form(name=form["name"], code=form["code"].lstrip("\n"), expected=form["expected"])
+                        for form in table.get("forms", ())),
+            entry=entry,
+            template=written if entry else None,
         )
+
+    def program(self, code: str) -> Program:
+        """Where ``code`` is written and how it compiles and runs: named after what it
+        declares when the language has an ``entry``."""
+        if self.entry is None or self.template is None:
+            return Program(source=self.source, compile=self.compile, run=self.run)
+        return self.template.named(self.entry.name(code))
 
     @property
     def compiled(self) -> bool:

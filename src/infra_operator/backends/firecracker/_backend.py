@@ -173,13 +173,13 @@ class FirecrackerBackend:
             missing.append(
                 "Firecracker needs hardware virtualization: a bare-metal host or a .metal instance"
             )
-        kernels = find_vmlinux(self.settings.kernels_dir)
-        if kernels:
-            evidence.append(f"guest kernel {kernels[0]}")
+        # The image store's record of the current build, not a scan of the folder: a scan
+        # trips over a build's temporary folder vanishing under it.
+        kernel = self.images.kernel()
+        if kernel is not None:
+            evidence.append(f"guest kernel {kernel.vmlinux}")
         else:
-            missing.append(
-                f"no guest vmlinux under {self.settings.kernels_dir}: build the guest kernel first"
-            )
+            missing.append("no guest vmlinux: build the guest kernel first (`infra.operator kernel build`)")
         return Capabilities(
             name=self.name,
             isolation=self.isolation,
@@ -312,14 +312,6 @@ class FirecrackerBackend:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(f"removed run folder {folder}")
         return removed
-
-
-def find_vmlinux(kernels_dir: Path) -> list[Path]:
-    if not kernels_dir.is_dir():
-        return []
-    return sorted(
-        path for path in kernels_dir.rglob("vmlinux") if not any(p.startswith(".") for p in path.parts[-3:])
-    )
 
 
 def _place(vm: MicroVm, spec: SandboxSpec) -> dict[str, str]:

@@ -1,17 +1,38 @@
 """The jail backend: namespaces over a rootfs mounted read-only.
 
-Each sandbox has fresh namespaces (no network, its own PIDs, IPC, UTS, cgroups and
-mounts), all capabilities dropped, a seccomp filter, uid 65534 (host uid 65534 too,
-see ``_userns``), private tmpfs for /work, /tmp and /dev/shm sized by the request's
-file limit, and a host cgroup that bounds memory and processes. The agent is the
-namespace's PID 1, so ``kill(-1)`` from user code cannot reach it, and when it exits
-every process of the sandbox dies with it. It talks to the host over two pipes.
+Each sandbox has fresh namespaces (no network, its own PIDs, IPC, UTS, cgroups,
+mounts and a user namespace of its own), all capabilities dropped, a seccomp filter,
+uid 65534 (host uid 65534 too, see ``_userns``), private tmpfs for /work, /tmp and
+/dev/shm sized by the request's file limit, a /proc that hides the host, and a host
+cgroup that bounds memory and processes. The agent is the namespace's PID 1, so
+``kill(-1)`` from user code cannot reach it, and when it exits every process of the
+sandbox dies with it. It talks to the host over two pipes.
 
 A sandbox is forked, already confined, from the image's template (``_template``): a
-bwrap started once per image whose agent has paid the interpreter's start-up, so a
-new sandbox costs a fork and some namespaces rather than a bwrap and an interpreter.
-"""
+bwrap started once per image whose agent has paid bwrap's start-up, so a new sandbox
+costs a fork, some namespaces and a fresh agent rather than a bwrap.
 
+How a jail is confined, and where each part is done (host: this package; guest: the
+agent's own package, ``guest/``, which runs inside):
+
+- the user namespace (uid 65534 only, owned by 65534): host, ``_userns``;
+- the image read-only, /dev read-only, no network, the template's PID, IPC and UTS
+  namespaces: host, bwrap's command in ``_template._bwrap_argv``;
+- the host cgroup (memory, processes): host, ``_cgroups``; joined by the sandbox in
+  ``guest/_template._become_sandbox``;
+- per sandbox, fresh mount, PID, network, IPC, UTS, cgroup and user namespaces:
+  guest, ``guest/_template._become_sandbox``;
+- per sandbox, fresh /work, /tmp, /dev/shm, /dev/pts and /proc, /proc's knobs
+  read-only: guest, ``guest/_template._fresh_mounts`` and ``_fresh_proc``;
+- /proc's view of the host masked (cmdline, partitions, diskstats, ...): guest,
+  ``guest/_confine.mask_proc``;
+- capabilities dropped, no_new_privs, the seccomp filter: guest,
+  ``guest/_template._Confinement``; the filter itself is ``guest/_seccomp``;
+- a fresh agent, with start-up secrets of its own: guest, ``guest/_template._spawn``;
+- per program, rlimits (CPU, file size, core, queued signals, message queues): guest,
+  ``guest/_runner._preexec`` and ``guest/_confine.limit_kernel_objects``;
+- what a step left running, killed: guest, ``guest/_confine.kill_leftovers``.
+"""
 from __future__ import annotations
 
 import compileall
@@ -33,20 +54,21 @@ from ..base import Capabilities, HostOutcome, Isolation, Listener, SandboxSpec, 
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
-from ._template import SANDBOX_UID, Template
+from ._template import Template
 
 if TYPE_CHECKING:
     from ...guest.messages import Reply, Request
 
 READY_TIMEOUT_SECONDS = 10.0
 TEMPLATE_SANDBOXES = 500
-"""How many sandboxes one template makes before a fresh one takes over. Forks share
-what the template's interpreter chose once at start-up (Python's string-hash secret,
-its address-space layout), so no one value serves a server's whole life."""
-READY_MEMORY_MB = 1
-"""A ready jail is a fork of its template waiting on a pipe: its cgroup is charged about
-512 KiB, the rest it shares with the template (one interpreter per image, not counted
-per sandbox). Its memory limit is what the program may take once it runs, not what it holds."""
+"""How many sandboxes one template makes before a fresh one takes over. Sandboxes no
+longer share the template's start-up secrets (each execs an agent of its own); what a
+long-lived template still shares with each fork is its own memory layout, which it
+chose once, so no one template serves a server's whole life."""
+READY_MEMORY_MB = 5
+"""A ready jail is an agent of its own waiting on a pipe: about 4 MiB of its own memory
+(its interpreter's heap; the files it maps are the image's, in the page cache once for
+all). Its memory limit is what the program may take once it runs, not what it holds."""
 _counter = itertools.count()
 
 
@@ -132,11 +154,11 @@ def _probe() -> tuple[bool, str]:
         # Try the confinement every jail gets, so a host that cannot give it is found here
         # rather than by every request failing.
         try:
-            fds = (_userns.namespace_fd(SANDBOX_UID, SANDBOX_UID), _seccomp.program_fd())
+            fds = (_userns.namespace_fd(guest.SANDBOX_UID, guest.SANDBOX_UID), _seccomp.program_fd())
         except (SandboxError, OSError) as exc:
             return False, f"cannot confine a jail: {exc}"
         argv = ["bwrap", "--userns", str(fds[0]), "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
-                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
+                "--uid", str(guest.SANDBOX_UID), "--gid", str(guest.SANDBOX_UID), "--cap-drop", "ALL",
                 "--seccomp", str(fds[1]), "true"]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=10, pass_fds=fds)
@@ -148,7 +170,7 @@ def _probe() -> tuple[bool, str]:
     if result.returncode != 0:
         return False, f"bwrap probe failed: {result.stderr.strip()}"
     version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
-    how = f" as uid {SANDBOX_UID} under seccomp" if as_jails_run else ""
+    how = f" as uid {guest.SANDBOX_UID} under seccomp" if as_jails_run else ""
     return True, f"{version} started a namespace sandbox{how}"
 
 
@@ -196,7 +218,7 @@ class JailBackend:
                 current.retire()
                 self._retired = [old for old in [*self._retired, current] if not old.closed]
             name = f"jail-{os.getpid()}-template-{next(_counter)}"
-            template = Template(root, self._agent_dir(), _userns.namespace_fd(SANDBOX_UID, SANDBOX_UID),
+            template = Template(root, self._agent_dir(), _userns.namespace_fd(guest.SANDBOX_UID, guest.SANDBOX_UID),
                                 self.run_dir / name)
             self._templates[spec.rootfs] = template
             return template

@@ -4,7 +4,8 @@ The template is a jail like the sandboxes it makes (the image read-only at /, th
 shared uid-65534 user namespace, no network, its own PIDs, IPC and UTS), but it keeps
 its capabilities within that namespace, so that it can give each sandbox fresh
 namespaces and mounts, and it runs no seccomp filter: it reads the filter from us
-and loads it into every sandbox. ``guest/_template.py`` has the sandbox's side.
+and loads it into every sandbox. ``guest/_template.py`` has the sandbox's side, and
+``_backend``'s docstring a map of every part of a jail's confinement.
 
 We talk to it over a unix seqpacket socket on its stdin: one record per sandbox,
 carrying the sandbox's two pipe ends and the ``cgroup.procs`` files of its host
@@ -22,11 +23,10 @@ import threading
 from pathlib import Path
 
 from ...errors import SandboxError
-from ...guest.protocol import ProtocolError, decode_json, encode_json
+from ...guest.protocol import SANDBOX_UID, ProtocolError, decode_json, encode_json
 from . import _seccomp
 from ._cgroups import HostCgroup
 
-SANDBOX_UID = 65534
 GUEST_MOUNT = "/opt/infra-operator/guest"
 START_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0

@@ -7,6 +7,17 @@ writable by uid 0, for one). So we make the namespace ourselves, mapping only
 65534 to 65534, and hand it to bwrap with ``--userns FD``; no id inside maps to a
 host id that owns anything.
 
+The namespace is owned by uid 65534 too, not by root who makes it. The kernel counts
+per-user objects (queued signals, POSIX message queues, inotify instances, ...) at
+each level up the chain of namespace owners, against each level's limit: in a
+namespace root owned, a sandbox's message queues were root's, and a sandbox holding
+some made root's own ``mq_open`` fail. Each sandbox then nests a namespace of its
+own in this one (``guest/_template.py``), so its count is its own, bounded by the
+limits its programs get (``guest/_confine.limit_kernel_objects``). The levels above
+count what all sandboxes hold together, against the server's own limits (a namespace
+takes its ceiling from its maker's): the programs' limits are small enough for every
+execution the server runs at once to hold its share.
+
 One namespace serves every jail of the server: it is only an id mapping, and
 each jail still gets its own mount, PID, network, IPC and UTS namespaces.
 """
@@ -25,9 +36,11 @@ _made: dict[tuple[int, int], int] = {}
 
 
 def _make(uid: int, gid: int) -> int:
-    # A throwaway process enters a new user namespace; we map its ids from outside
-    # (as root we may map any), keep a handle on the namespace and let it go.
-    holder = subprocess.Popen(["unshare", "--user", "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # A throwaway process of ``uid`` enters a new user namespace, which ``uid`` then owns;
+    # we map its ids from outside (as root we may map any), keep a handle on the namespace
+    # and let it go.
+    holder = subprocess.Popen(["unshare", "--user", "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              user=uid, group=gid, extra_groups=[])
     try:
         ours = os.readlink("/proc/self/ns/user")
         deadline = time.monotonic() + 5
