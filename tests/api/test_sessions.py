@@ -329,3 +329,16 @@ def test_execute_files_that_are_not_base64_are_400(client: httpx.Client, content
                                                     "files": [{"path": "a.bin", "content": content,
                                                                "encoding": "base64"}]})
     assert response.status_code == 400 and response.json()["error"].startswith("files: a.bin: content is not base64")
+
+
+def test_a_cells_file_is_named_as_its_code_declares(client: httpx.Client) -> None:
+    require_images("java")
+    with session(client, "java") as sid:
+        write = ('public class Writer { public static void main(String[] a) throws Exception {\n'
+                 '  java.nio.file.Files.writeString(java.nio.file.Path.of("note.txt"), "kept"); } }\n')
+        assert cell(client, sid, write, timeout=120)["compile_exit_code"] == 0
+        read = ('public class Reader { public static void main(String[] a) throws Exception {\n'
+                '  System.out.println(java.nio.file.Files.readString(java.nio.file.Path.of("note.txt"))); } }\n')
+        assert cell(client, sid, read, timeout=120)["stdout"] == "kept\n"
+        names = {entry["path"] for entry in client.get(f"/api/v1/sessions/{sid}/files").json()["files"]}
+        assert {"Writer.java", "Reader.java", "note.txt"} <= names

@@ -279,6 +279,10 @@ class SessionManager:
             message: CellRequest = {
                 "op": "cell", "code": code, "stdin": b64encode(stdin.encode("utf-8")), "wall_seconds": wall,
                 "stream": listener is not None}
+            if KERNELS.get(session.language.name) is None:  # its file's name may follow what the code declares
+                program = session.language.program(code)
+                message["program"] = {"source": program.source, "run": list(program.run),
+                                      "compile": list(program.compile) if program.compile else None}
             deadline = time.monotonic() + wall + INTERRUPT_GRACE_SECONDS + HOST_GRACE_SECONDS
             with self.executor.admission.slot():
                 started = time.monotonic()

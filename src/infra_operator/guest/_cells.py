@@ -28,7 +28,7 @@ from .protocol import SANDBOX_UID, ProtocolError, b64decode, b64encode, receive,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
-    from .messages import CellReply, CellRequest, Kernel, RichResult, SessionRequest, StepResult
+    from .messages import CellReply, CellRequest, Kernel, Program, RichResult, SessionRequest, StepResult
 
 INTERRUPT_GRACE_SECONDS = 1.0
 """How long a kernel has to answer after SIGINT before it is killed and started afresh."""
@@ -295,20 +295,21 @@ class Session:
         wall = min(float(message["wall_seconds"]), self.limits.wall_seconds)
         stdin = b64decode(message.get("stdin", ""))
         if self.kernel is None:
-            return self._program(str(message["code"]), stdin, wall, watch)
+            program = message.get("program") or {"source": self.source, "compile": self.compile, "run": self.run}
+            return self._program(str(message["code"]), program, stdin, wall, watch)
         return self._cell(str(message["code"]), stdin, wall, watch)
 
-    def _program(self, code: str, stdin: bytes, wall: float, watch: Watch) -> CellReply:
-        _paths.put(self.work_fd, self.source, code.encode("utf-8"), 0, self.limits.file_bytes)
+    def _program(self, code: str, program: Program, stdin: bytes, wall: float, watch: Watch) -> CellReply:
+        _paths.put(self.work_fd, str(program["source"]), code.encode("utf-8"), 0, self.limits.file_bytes)
         limits = Limits(wall, self.limits.cpu_seconds, self.limits.memory_bytes, self.limits.processes,
                         self.limits.output_bytes, self.limits.file_bytes)
         deadline = time.monotonic() + wall
         compiled = None
-        if self.compile:
-            compiled = run_step(self.compile, self.work_dir, self.env, b"", limits, deadline, watch)
+        if program["compile"]:
+            compiled = run_step(list(program["compile"]), self.work_dir, self.env, b"", limits, deadline, watch)
             if compiled["exit_code"] != 0 or compiled["timed_out"]:
                 return {"ok": True, "op": "cell", "compile": compiled, "run": None, "results": [], "reset": False}
-        ran = run_step(self.run, self.work_dir, self.env, stdin, limits, deadline, watch)
+        ran = run_step(list(program["run"]), self.work_dir, self.env, stdin, limits, deadline, watch)
         return {"ok": True, "op": "cell", "compile": compiled, "run": ran, "results": [], "reset": False}
 
     def _cell(self, code: str, stdin: bytes, wall: float, watch: Watch) -> CellReply:

@@ -109,6 +109,15 @@ class CellRequest(TypedDict):
     """Base64."""
     wall_seconds: float
     stream: bool
+    program: NotRequired[Program]
+    """Without a kernel: where this cell's code goes and how it compiles and runs, when that
+    follows what the code declares (a Java class's name); else the session's own."""
+
+
+class Program(TypedDict):
+    source: str
+    compile: list[str] | None
+    run: list[str]
 
 
 class FilePutRequest(TypedDict):
