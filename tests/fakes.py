@@ -11,7 +11,7 @@ import itertools
 import threading
 from pathlib import Path
 
-from infra_operator.backends import Capabilities, HostOutcome, SandboxSpec, SnapshotFiles, State
+from infra_operator.backends import Capabilities, HostOutcome, Listener, SandboxSpec, SnapshotFiles, State
 from infra_operator.backends.base import Isolation
 from infra_operator.errors import AgentError, InvalidRequest, SandboxError
 from infra_operator.guest.messages import PingReply, Request
@@ -25,7 +25,7 @@ class FakeSandbox:
         self.calls = 0
         self.destroyed = 0
 
-    def call(self, message: Request, deadline: float) -> PingReply:
+    def call(self, message: Request, deadline: float, listener: Listener | None = None) -> PingReply:
         if self.state is not State.READY:
             raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
         if self.dead:

@@ -90,6 +90,15 @@ class JobSettings(BaseModel):
     keep_finished: int = Field(default=100, ge=1)
 
 
+class SessionSettings(BaseModel):
+    """Sandboxes kept across calls (see ``executor.SessionManager``)."""
+
+    max_open: int = Field(default=100, ge=0)
+    """Open sessions the server holds at once; one more is a 429."""
+    idle_timeout_seconds: LimitRange = LimitRange(default=300, maximum=86400)
+    """A session not called this long is destroyed; a request may ask for any value in the range."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__",
                                       nested_model_default_partial_update=True)
@@ -103,6 +112,7 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
     jobs: JobSettings = JobSettings()
+    sessions: SessionSettings = SessionSettings()
     api_keys: list[str] = Field(default_factory=list)
     api_keys_file: Path | None = None
     """More keys, read once at start-up (see ``_read_keys``): a file keeps them out of the

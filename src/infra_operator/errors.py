@@ -13,7 +13,10 @@ error: it is a result (see ``executor``).
     │   ├── LanguageNotFound
     │   ├── RootfsNotFound
     │   └── SnapshotNotFound
+    ├── Conflict (409)
+    │   └── SessionBusy               a session is serving another call
     ├── PayloadTooLarge (413)
+    ├── TooManySessions (429)         the server holds as many sessions as it may
     ├── Overloaded (503, Retry-After)
     ├── RemoteStoreError (502)        the object store is unreachable, refuses us, or sent a corrupt object
     ├── BuildFailed (500)             an image, kernel or snapshot could not be made
@@ -66,8 +69,20 @@ class SnapshotNotFound(NotFound):
     pass
 
 
+class Conflict(OperatorError):
+    status = 409
+
+
+class SessionBusy(Conflict):
+    pass
+
+
 class PayloadTooLarge(OperatorError):
     status = 413
+
+
+class TooManySessions(OperatorError):
+    status = 429
 
 
 class Overloaded(OperatorError):

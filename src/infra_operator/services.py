@@ -12,7 +12,7 @@ from . import images
 from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
 from .errors import InvalidRequest, OperatorError
-from .executor import Executor, Pool
+from .executor import Executor, Pool, SessionManager
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
@@ -43,6 +43,10 @@ class Services:
     @cached_property
     def executor(self) -> Executor:
         return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
+
+    @cached_property
+    def sessions(self) -> SessionManager:
+        return SessionManager(self.settings, self.executor)
 
     def start_pool(self) -> list[str]:
         """Keep sandboxes ready on the default backend for the pre-warm languages whose images
@@ -114,6 +118,8 @@ class Services:
                                   self.settings.s3_endpoint_url, self.settings.s3_region)
 
     def close(self) -> None:
+        if "sessions" in self.__dict__:  # made only once a request needed it
+            self.sessions.close()
         self.pool.close()
         self.jobs.wait(timeout=1.0)
         self.backends.close()

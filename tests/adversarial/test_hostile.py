@@ -25,6 +25,7 @@ import httpx
 import pytest
 from conftest import ADVERSARIAL, Server, require_images
 from hostcheck import Footprint, host_uid, processes_with, settled_leaks
+from sessionkit import cell, raw_request, session
 
 BACKENDS = ("jail", "qemu")
 Body = dict[str, Any]
@@ -504,3 +505,227 @@ print(seen)
     ADVERSARIAL[backend]["concurrent_executions_cannot_see_each_other"] = outcome
     assert overlapped, "the two executions did not overlap, so the test proves nothing"
     assert not outcome
+
+
+# Sessions: a sandbox kept across calls is a bigger target. Each case leaves its session
+# (and the next one) working, and nothing of it on the host once deleted.
+PASSWD_LINE = "root:x:0:0"
+
+
+def _session_contained(client: httpx.Client, backend: str, sid: str, problems: list[str]) -> None:
+    after = cell(client, sid, "print(kept)", timeout=30)
+    if after["stdout"] != "ok\n":
+        problems.append(f"the session's next cell failed: {after['stdout']!r} {after['stderr'][-300:]!r}")
+    with session(client, backend=backend) as fresh:
+        clean = cell(client, fresh, "import os\nprint(sorted(os.listdir('.')), sorted(os.listdir('/tmp')))")
+        if clean["stdout"] != "[] []\n":
+            problems.append(f"the next session was not clean: {clean['stdout']!r}")
+
+
+def _session_case(backend: str, name: str, problems: list[str]) -> None:
+    outcome = "; ".join(problem for problem in problems if problem)
+    ADVERSARIAL[backend][f"session_{name}"] = outcome
+    assert not outcome
+
+
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+FILL = "block = b'x' * (1 << 20)\nwith open('{path}', 'wb') as f:\n    while True:\n        f.write(block)"
+SESSION_CELLS: dict[str, tuple[str, dict[str, object], Callable[[Body], bool]]] = {
+    "fork_bomb": (FORK_BOMB, {"timeout": 3}, lambda body: body["timed_out"] is True),
+    "fill_the_disk": (FILL.format(path="fill"), {}, lambda body: "No space left" in body["stderr"]
+                      or "File too large" in body["stderr"]),
+    "fill_tmp": (FILL.format(path="/tmp/fill"), {}, lambda body: body["exit_code"] == 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SESSION_CELLS))
+def test_session_survives_a_hostile_cell(name: str, backend: str, baseline: Footprint, server: Server,
+                                         client: httpx.Client) -> None:
+    code, extra, stopped = SESSION_CELLS[name]
+    problems: list[str] = []
+    with session(client, backend=backend, processes=32, file_mb=8) as sid:
+        cell(client, sid, "kept = 'ok'")
+        answer = client.post(f"/api/v1/sessions/{sid}/execute", json={"code": code, **extra})
+        if answer.status_code != 200:
+            problems.append(f"answered {answer.status_code}: {answer.text[:300]}")
+        elif not stopped(answer.json()):
+            problems.append(f"the cell was not stopped as expected: {_flags(answer.json())} {answer.text[-300:]}")
+        _session_contained(client, backend, sid, problems)
+    problems += settled_leaks(server.process.pid, baseline)
+    _session_case(backend, name, problems)
+
+
+def test_session_background_process_does_not_outlive_its_cell(backend: str, baseline: Footprint, server: Server,
+                                                              client: httpx.Client) -> None:
+    token = str(secrets.randbelow(10**8))
+    problems: list[str] = []
+    with session(client, backend=backend) as sid:
+        cell(client, sid, "kept = 'ok'")
+        started = cell(client, sid, f"import subprocess\nsubprocess.Popen(['sleep', '300.{token}'])\n"
+                                    f"subprocess.Popen(['setsid', 'sleep', '301.{token}'])")
+        problems.append(_expect(started["exit_code"] == 0, f"the cell failed: {started['stderr'][-300:]}"))
+        seen = cell(client, sid, f"import os\nfound = []\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
+                                 f"    try:\n        if '{token}' in open(f'/proc/{{pid}}/cmdline').read():\n"
+                                 f"            found.append(pid)\n    except OSError:\n        pass\nprint(found)")
+        problems.append(_expect(seen["stdout"] == "[]\n", f"a background process outlived its cell: {seen['stdout']}"))
+        problems.append(_expect(not processes_with(token), f"seen on the host: {processes_with(token)}"))
+        _session_contained(client, backend, sid, problems)
+    problems += settled_leaks(server.process.pid, baseline)
+    _session_case(backend, "background_process", problems)
+
+
+def test_session_cannot_read_another_sessions_files(backend: str, client: httpx.Client) -> None:
+    token = secrets.token_hex(8)
+    problems: list[str] = []
+    with session(client, backend=backend) as owner, session(client, backend=backend) as other:
+        client.put(f"/api/v1/sessions/{owner}/files/secret-{token}", content=token.encode())
+        cell(client, owner, f"open('/tmp/secret-{token}', 'w').write('{token}')\nkept = 'ok'")
+        problems.append(_expect(client.get(f"/api/v1/sessions/{other}/files/secret-{token}").status_code == 404,
+                                "another session's file was served"))
+        hunt = cell(client, other, f"""
+import os
+found = []
+for top in ('/', '/proc'):
+    for root, dirs, files in os.walk(top):
+        if root.startswith(('/proc/sys', '/sys')) or root.count('/') > 6:
+            dirs[:] = []
+        for name in files + dirs:
+            if '{token}' in name:
+                found.append(os.path.join(root, name))
+print(found)
+""", timeout=60)
+        problems.append(_expect(hunt["stdout"] == "[]\n", f"another session's files were found: {hunt['stdout'][:300]}"))
+        _session_contained(client, backend, owner, problems)
+    _session_case(backend, "another_sessions_files", problems)
+
+
+def test_session_planted_links_are_refused_by_the_api(backend: str, client: httpx.Client,
+                                                      secret_file: tuple[Path, str]) -> None:
+    problems: list[str] = []
+    with session(client, backend=backend) as sid:
+        planted = cell(client, sid, f"""
+import os, errno
+open('/tmp/target', 'w').write('outside the working folder')
+os.symlink('/etc/passwd', 'passwd')
+os.symlink('{secret_file[0]}', 'secret')
+os.symlink('/tmp/target', 'target')
+os.symlink('/tmp', 'tmpdir')
+os.symlink('..', 'up')
+os.mkdir('inside'); open('inside/real', 'w').write('real')
+os.link('inside/real', 'hard-inside')
+for source in ('/etc/passwd', '/tmp/target'):
+    try:
+        os.link(source, 'hard-' + os.path.basename(source))
+        print('linked', source)
+    except OSError as exc:
+        print('refused', source, errno.errorcode[exc.errno])
+kept = 'ok'
+""")
+        problems.append(_expect("linked" not in planted["stdout"], f"a hard link out was made: {planted['stdout']}"))
+        for path in ("passwd", "secret", "target", "tmpdir/target", "up/etc/passwd", "tmpdir"):
+            got = client.get(f"/api/v1/sessions/{sid}/files/{path}")
+            problems.append(_expect(got.status_code == 400 and PASSWD_LINE not in got.text
+                                    and secret_file[1] not in got.text,
+                                    f"GET {path}: {got.status_code} {got.text[:200]}"))
+        for path in ("target", "tmpdir/written", "up/written"):
+            put = client.put(f"/api/v1/sessions/{sid}/files/{path}", content=b"through the link")
+            problems.append(_expect(put.status_code == 400, f"PUT {path}: {put.status_code} {put.text[:200]}"))
+        for path in ("hard-passwd", "hard-target"):
+            problems.append(_expect(client.get(f"/api/v1/sessions/{sid}/files/{path}").status_code == 404,
+                                    f"GET {path} served a hard link out"))
+        problems.append(_expect(client.get(f"/api/v1/sessions/{sid}/files/hard-inside").content == b"real",
+                                "a hard link inside the working folder is an ordinary file"))
+        listed = {entry["path"] for entry in client.get(f"/api/v1/sessions/{sid}/files").json()["files"]}
+        problems.append(_expect(not listed & {"passwd", "secret", "target", "tmpdir", "up"},
+                                f"links were listed: {sorted(listed)}"))
+        problems.append(_expect(client.delete(f"/api/v1/sessions/{sid}/files/target").status_code == 204,
+                                "a link could not be deleted"))
+        outside = cell(client, sid, "print(open('/tmp/target').read(), os.path.exists('target'))")
+        problems.append(_expect(outside["stdout"] == "outside the working folder False\n",
+                                f"the link's target changed: {outside['stdout']!r}"))
+        problems.append(_expect(secret_file[0].read_text() == secret_file[1], "the host's file changed"))
+        _session_contained(client, backend, sid, problems)
+    _session_case(backend, "planted_links", problems)
+
+
+TRAVERSALS = [
+    ("../../../../etc/passwd", 400), ("..%2f..%2f..%2fetc%2fpasswd", 400), ("%2e%2e/%2e%2e/etc/passwd", 400),
+    ("%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", 400), (".%2e/.%2e/etc/passwd", 400), ("..%5c..%5cetc%5cpasswd", 400),
+    ("%2fetc%2fpasswd", 400), ("/etc/passwd", 400), ("a/./../../etc/passwd", 400), ("..", 400),
+    ("%252e%252e%252fetc%252fpasswd", 404), ("%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd", 404),
+    ("..%00/etc/passwd", 400), ("%2e%2e%2f%2e%2e%2f", 400),
+]
+
+
+def test_session_traversal_in_every_encoding_is_refused(backend: str, server: Server, client: httpx.Client) -> None:
+    problems: list[str] = []
+    with session(client, backend=backend) as sid:
+        cell(client, sid, "kept = 'ok'")
+        for path, expected in TRAVERSALS:
+            for method, body in (("GET", None), ("PUT", b"x"), ("DELETE", None)):
+                status, answer = raw_request(server.url, method, f"/api/v1/sessions/{sid}/files/{path}", body)
+                # Where the decoded name is an odd but harmless one inside the folder, it is an ordinary file.
+                wanted = expected if expected == 400 else {"GET": 404, "PUT": 201, "DELETE": 204}[method]
+                if status != wanted or PASSWD_LINE.encode() in answer or b"Traceback" in answer:
+                    problems.append(f"{method} {path}: {status} {answer[:120]!r}")
+        for path in ("../escape.py", "/etc/passwd", "a/../../b"):
+            executed = client.post("/api/v1/execute", json={"language": "python", "code": "1", "backend": backend,
+                                                            "files": [{"path": path, "content": "x"}]})
+            problems.append(_expect(executed.status_code == 400, f"execute files {path}: {executed.status_code}"))
+        _session_contained(client, backend, sid, problems)
+    _session_case(backend, "traversal", problems)
+
+
+def test_session_uploads_past_file_mb_are_refused(backend: str, server: Server, client: httpx.Client) -> None:
+    problems: list[str] = []
+    with session(client, backend=backend, file_mb=1) as sid:
+        cell(client, sid, "kept = 'ok'")
+        status, _ = raw_request(server.url, "PUT", f"/api/v1/sessions/{sid}/files/huge", b"x",
+                                {"Content-Length": str(10 << 30)})
+        problems.append(_expect(status == 413, f"a declared 10 GiB upload answered {status}"))
+
+        def endless() -> Iterator[bytes]:
+            for _ in range(64):
+                yield b"y" * (64 * 1024)
+
+        chunked = client.put(f"/api/v1/sessions/{sid}/files/big", content=endless())
+        problems.append(_expect(chunked.status_code == 413, f"a chunked 4 MiB upload answered {chunked.status_code}"))
+        problems.append(_expect(client.get(f"/api/v1/sessions/{sid}/files").json()["files"] == [],
+                                "part of a refused upload was kept"))
+        _session_contained(client, backend, sid, problems)
+    _session_case(backend, "uploads_past_file_mb", problems)
+
+
+def test_fifty_sessions_at_concurrency_eight_leave_nothing(backend: str, baseline: Footprint, server: Server,
+                                                           client: httpx.Client) -> None:
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def one(index: int) -> None:
+        try:
+            with session(client, backend=backend) as sid:
+                answer = cell(client, sid, f"print({index} * 2)", timeout=60)
+                if answer["stdout"] != f"{index * 2}\n":
+                    raise AssertionError(answer)
+        except Exception as exc:  # recorded, so one failure names itself among fifty
+            with lock:
+                problems.append(f"session {index}: {exc!r}"[:300])
+
+    pending = list(range(50))
+
+    def drain() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                index = pending.pop()
+            one(index)
+
+    workers = [threading.Thread(target=drain) for _ in range(8)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    problems.append(_expect(client.get("/api/v1/sessions").json()["sessions"] == [], "sessions left open"))
+    problems += settled_leaks(server.process.pid, baseline)
+    _session_case(backend, "fifty_sessions", problems)

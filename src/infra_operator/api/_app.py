@@ -20,6 +20,7 @@ from ._metrics import Metrics
 from ._metrics import router as metrics_router
 from ._request_log import RequestLog
 from ._routes import api, public
+from ._sessions import sessions
 
 log = logging.getLogger("infra_operator")
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -65,6 +66,7 @@ def create_app(services: Services) -> FastAPI:
         _announce(services)
         await anyio.to_thread.run_sync(services.sweep)
         await anyio.to_thread.run_sync(services.start_pool)
+        services.sessions.start()
         # Requests waiting for a sandbox slot wait in threads: leave room for all of them.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, services.settings.max_concurrency + services.settings.max_queue + 16)
@@ -85,5 +87,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(public)
     app.include_router(api)
     app.include_router(metrics_router)
-    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
+    app.include_router(sessions)
+    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes,
+                       upload_bytes=services.settings.limits.file_mb.maximum * 1024 * 1024)
     return app

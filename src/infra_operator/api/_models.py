@@ -6,13 +6,16 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..backends.base import Accelerator, Isolation
 from ..config import BackendName
-from ..executor import SandboxStart
+from ..errors import InvalidRequest
+from ..executor import SandboxStart, check_path
 from ..jobs import JobState
 
 
@@ -42,9 +45,38 @@ Text = Annotated[str, AfterValidator(_utf8)]
 Argument = Annotated[str, AfterValidator(_utf8), AfterValidator(_argument)]
 
 
+def _checked_path(path: str) -> str:
+    try:
+        return check_path(path)
+    except InvalidRequest as exc:  # as pydantic's own error, so it reads as any other field's
+        raise ValueError(exc.message) from exc
+
+
+RelativePath = Annotated[str, AfterValidator(_utf8), AfterValidator(_checked_path)]
+
+
+class FileIn(_Request):
+    """A file for the working folder, written before the program runs."""
+
+    path: RelativePath = Field(max_length=4096, description="relative to the working folder; no '..', not absolute")
+    content: Text = Field(description="the file's content, as text or base64 (see encoding)")
+    encoding: Literal["utf8", "base64"] = "utf8"
+
+    def data(self) -> bytes:
+        if self.encoding == "utf8":
+            return self.content.encode("utf-8")
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except binascii.Error as exc:
+            raise InvalidRequest(f"files: {self.path}: content is not base64: {exc}") from exc
+
+
 class ExecuteRequest(_Request):
     language: str = Field(min_length=1, max_length=64, description="a name or alias from /api/v1/languages")
-    code: Text = Field(description="the source to run")
+    code: Text | None = Field(default=None, description="the source to run; without it, the first of files")
+    files: list[FileIn] = Field(default_factory=list, max_length=1024,
+                                description="written into the working folder before the run")
+    version: str | None = Field(default=None, max_length=32, description="a release or a prefix of one; default the language's")
     timeout: int | None = Field(default=None, description="wall-clock seconds; default 30")
     stdin: Text = Field(default="", description="given to the program on standard input")
     args: list[Argument] = Field(
@@ -86,6 +118,68 @@ class ExecuteResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
+
+
+class SessionCreateRequest(_Request):
+    language: str = Field(min_length=1, max_length=64, description="a name or alias from /api/v1/languages")
+    version: str | None = Field(default=None, max_length=32, description="a release or a prefix of one")
+    idle_timeout: int | None = Field(default=None, description="seconds without a call before it is destroyed; default 300")
+    backend: BackendName | None = Field(default=None, description="which isolation backend; default the server's")
+    memory_mb: int | None = None
+    cpu_seconds: int | None = Field(default=None, description="CPU time of the session's kernel over its life")
+    processes: int | None = None
+    output_kb: int | None = Field(default=None, description="kept per stream and cell; more is counted and dropped")
+    file_mb: int | None = Field(default=None, description="the largest file, and all files together")
+
+
+class SessionResponse(BaseModel):
+    id: str
+    language: str
+    version: str
+    backend: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    expires_at: str = Field(description="when it is destroyed unless called before: ISO 8601, UTC")
+    idle_timeout: int
+    file_mb: int
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionResponse]
+
+
+class SessionExecuteRequest(_Request):
+    code: Text = Field(description="the cell")
+    stdin: Text = Field(default="", description="given to the cell on standard input")
+    timeout: int | None = Field(default=None, description="wall-clock seconds for this cell; default 30")
+
+
+class RichResult(BaseModel):
+    """What a notebook shows of a cell: a final expression's value, or a figure."""
+
+    type: Literal["text", "image/png"]
+    text: str | None = Field(default=None, description="for text: the value as the language prints it")
+    data: str | None = Field(default=None, description="for image/png: the PNG, base64")
+
+
+class SessionExecuteResponse(ExecuteResponse):
+    results: list[RichResult]
+    reset: bool = Field(description="the cell ended the session's interpreter (a crash, or an interrupt it "
+                                    "ignored): it was started afresh, without the names defined before")
+
+
+class FilePutResponse(BaseModel):
+    path: str
+    size: int
+
+
+class FileEntryView(BaseModel):
+    path: str
+    size: int
+    type: Literal["file", "dir"]
+
+
+class FileListResponse(BaseModel):
+    files: list[FileEntryView]
 
 
 class LanguageSummary(BaseModel):

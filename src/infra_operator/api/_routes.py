@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ..errors import NotFound, OperatorError
-from ..executor import ExecutionRequest
+from ..executor import ExecutionRequest, ExecutionResult
 from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
@@ -41,13 +42,18 @@ from ._models import (
     StartedResponse,
     TransferRequest,
 )
+from ._streaming import EVENT_STREAM, stream, wants_events
 
 if TYPE_CHECKING:
+    from ..backends import Listener
     from ..images import Transfer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
 }
+STREAMS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+          "description": "with `Accept: text/event-stream`: `stdout`/`stderr` events, then one `result`"}}
 
 Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
 Bucket = Annotated[str | None, Query(description="with remote: the bucket to list; default: the configured one")]
@@ -128,15 +134,28 @@ def _format_ms(milliseconds: float) -> str:
     return f"{round(milliseconds)}ms"
 
 
-@api.post("/execute", response_model=ExecuteResponse)
-def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse:
-    with metrics_of(request).counting(request, body.language, body.backend) as ran:
-        result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
-        ran(result)
+def answer_fields(result: ExecutionResult) -> dict[str, Any]:
+    """An execution's result as the fields of an execute answer."""
     fields = dataclasses.asdict(result)
     load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
-    return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
-                           load_time_ms=round(load_ms, 3), exec_time_ms=round(exec_ms, 3))
+    return {**fields, "load_time": _format_ms(load_ms), "exec_time": _format_ms(exec_ms),
+            "load_time_ms": round(load_ms, 3), "exec_time_ms": round(exec_ms, 3)}
+
+
+@api.post("/execute", response_model=ExecuteResponse, responses=STREAMS)
+async def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse | Response:
+    execution = ExecutionRequest(**{**body.model_dump(exclude={"files"}), "args": tuple(body.args),
+                                    "files": tuple((file.path, file.data()) for file in body.files)})
+
+    def work(listener: Listener | None) -> ExecuteResponse:
+        with metrics_of(request).counting(request, body.language, body.backend) as ran:
+            result = services.executor.execute(execution, listener)
+            ran(result)
+        return ExecuteResponse(**answer_fields(result))
+
+    if wants_events(request):
+        return await stream(request, work)
+    return await anyio.to_thread.run_sync(work, None)
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)

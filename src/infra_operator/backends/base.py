@@ -10,6 +10,7 @@ and their exceptions to themselves: what leaves them is an ``errors.OperatorErro
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,15 +112,27 @@ class HostOutcome:
     """The sandbox's host cgroup ran out of memory: the agent itself may have been killed."""
 
 
+@dataclass(frozen=True)
+class Listener:
+    """Who hears a streaming call (an ``execute`` or ``cell`` sent with ``stream``): its output
+    as the program writes it, and, through ``cancel``, when to stop it (its client went away)."""
+
+    on_output: Callable[[str, bytes], None]
+    """Called with ``"stdout"`` or ``"stderr"`` and the bytes, in the calling thread."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 class Sandbox(Protocol):
-    """One started sandbox with its agent waiting. Used for one execution, then destroyed."""
+    """One started sandbox with its agent waiting: used for one execution, then destroyed,
+    or kept as a session's for many calls."""
 
     id: str
     state: State
 
-    def call(self, message: Request, deadline: float) -> Reply:
+    def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         """Send one request to the agent and return its reply, which names the request's
-        ``op``; ``deadline`` is monotonic time.
+        ``op``; ``deadline`` is monotonic time. With a ``listener``, output frames the agent
+        sends first go to it, and setting its ``cancel`` interrupts the call.
 
         Raises ``errors.AgentTimeout`` when the deadline passes and ``errors.AgentError``
         when the sandbox dies, answers nonsense or refuses the request.

@@ -6,16 +6,22 @@ from ._admission import Admission
 from ._executor import BASE_ENV, ExecutionRequest, ExecutionResult, Executor, SandboxStart
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
+from ._sessions import CellResult, NewSession, SessionManager, SessionView, check_path
 
 __all__ = [
     "BASE_ENV",
     "Admission",
+    "CellResult",
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
+    "NewSession",
     "Pool",
     "ResolvedLimits",
     "SandboxStart",
+    "SessionManager",
+    "SessionView",
+    "check_path",
     "resolve",
     "spec_key",
 ]

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..backends import HostOutcome, SandboxSpec
-from ..errors import AgentError, AgentTimeout
+from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound
 from ..guest import b64decode, b64encode
 from . import _limits
 from ._admission import Admission
 from ._pool import Pool
 
 if TYPE_CHECKING:
-    from ..backends import Backend, BackendSet, Sandbox
+    from ..backends import Backend, BackendSet, Listener, Sandbox
     from ..config import Settings
-    from ..guest.messages import ExecuteReply, ExecuteRequest
+    from ..guest.messages import CellReply, ExecuteReply, ExecuteRequest
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
 
-SandboxStart = Literal["pool", "snapshot", "boot"]
-"""How a sandbox was had: taken ready from the pool, restored from a snapshot, or booted cold."""
+SandboxStart = Literal["pool", "snapshot", "boot", "session"]
+"""How a sandbox was had: taken ready from the pool, restored from a snapshot, booted cold,
+or kept by a session for its calls."""
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 """The environment every program starts with, under its language's own variables."""
 # Beyond the program's own time limit, how long the host waits for the agent's answer
@@ -39,7 +41,12 @@ HOST_GRACE_SECONDS = 5.0
 @dataclass(frozen=True)
 class ExecutionRequest:
     language: str
-    code: str
+    code: str | None
+    """None when ``files`` holds the program: its first file."""
+    files: tuple[tuple[str, bytes], ...] = ()
+    """More files for the working folder: a relative path and the bytes."""
+    version: str | None = None
+    """A release or a prefix of one; None or ``*``: the language's default."""
     timeout: int | None = None
     stdin: str = ""
     args: tuple[str, ...] = ()
@@ -76,6 +83,19 @@ class ExecutionResult:
     None when the sandbox died with it and nothing could be measured."""
     memory_kb: int | None = None
     """The program's peak resident memory; None as for ``cpu_time_ms``."""
+
+
+_VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
+
+
+def check_version(language: Language, rootfs: RootfsInfo, version: str | None) -> None:
+    """Refuse a release this language's image does not have (it has one: the one it was built with)."""
+    if version in (None, "*"):
+        return
+    found = _VERSION_NUMBER.search(rootfs.version or "")
+    number = found.group(0) if found else ""
+    if not (number == version or number.startswith(f"{version}.")):
+        raise NotFound(f"version not found: {language.name} {version} (available: {number or rootfs.version})")
 
 
 def _text(data: str) -> str:
@@ -118,10 +138,23 @@ class Executor:
             labels={"language": language.name},
         ))
 
+    @staticmethod
+    def _files(language: Language, request: ExecutionRequest) -> dict[str, str]:
+        """The working folder's files, the program at the language's source name: ``code``, or
+        else the first of ``files`` (written at its own path too)."""
+        files = {path: b64encode(content) for path, content in request.files}
+        if request.code is not None:
+            if language.source in files:
+                raise InvalidRequest(f"files: {language.source} is where code goes; give one or the other")
+            return {language.source: b64encode(request.code.encode("utf-8")), **files}
+        if not request.files:
+            raise InvalidRequest("code: give the program as code, or as the first of files")
+        return {**files, language.source: b64encode(request.files[0][1])}
+
     def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> ExecuteRequest:
         return {
             "op": "execute",
-            "files": {language.source: b64encode(request.code.encode("utf-8"))},
+            "files": self._files(language, request),
             "compile": list(language.compile) if language.compile else None,
             "run": [*language.run, *request.args],
             "env": {**BASE_ENV, **language.env},
@@ -132,7 +165,8 @@ class Executor:
             "clock": time.time(),
         }
 
-    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+    def execute(self, request: ExecutionRequest, listener: Listener | None = None) -> ExecutionResult:
+        """Run ``request`` in a fresh sandbox; with a ``listener``, its output goes there as it comes."""
         language = self.catalog.get(request.language)
         limits = _limits.resolve(
             self.settings.limits, timeout=request.timeout, cpu_seconds=request.cpu_seconds,
@@ -141,8 +175,11 @@ class Executor:
         )
         backend = self.backends.choose(request.backend)
         rootfs = self.rootfs.get(language.name)
+        check_version(language, rootfs, request.version)
         spec = self.spec_for(backend, language, rootfs, limits)
         message = self._message(language, request, limits)
+        if listener is not None:
+            message["stream"] = True
         with self.admission.slot():
             started = time.monotonic()
             sandbox = self.pool.take(backend, spec)
@@ -150,19 +187,19 @@ class Executor:
             sandbox = sandbox or backend.start(spec)
             try:
                 loaded = time.monotonic()
-                reply, outcome = self._run(sandbox, message, limits)
+                reply, outcome = self._run(sandbox, message, limits, listener)
                 finished = time.monotonic()
             finally:
                 self.pool.dispose(sandbox)
-        result = self._result(language, rootfs, backend.name, reply, outcome,
+        result = self.result_from(language, rootfs, backend.name, reply, outcome,
                               (loaded - started) * 1000, (finished - loaded) * 1000)
         return dataclasses.replace(result, sandbox_start=how)
 
-    def _run(self, sandbox: Sandbox, message: ExecuteRequest,
-             limits: _limits.ResolvedLimits) -> tuple[ExecuteReply | None, HostOutcome]:
+    def _run(self, sandbox: Sandbox, message: ExecuteRequest, limits: _limits.ResolvedLimits,
+             listener: Listener | None = None) -> tuple[ExecuteReply | None, HostOutcome]:
         deadline = time.monotonic() + limits.timeout_seconds + HOST_GRACE_SECONDS
         try:
-            reply = sandbox.call(message, deadline)
+            reply = sandbox.call(message, deadline, listener)
         except AgentTimeout:
             return None, HostOutcome()  # the program held the sandbox past every limit
         except AgentError:
@@ -173,7 +210,7 @@ class Executor:
         assert reply["op"] == "execute"  # Sandbox.call answers the request's op or raises
         return reply, sandbox.outcome()
 
-    def _result(self, language: Language, rootfs: RootfsInfo, backend: str, reply: ExecuteReply | None,
+    def result_from(self, language: Language, rootfs: RootfsInfo, backend: str, reply: ExecuteReply | CellReply | None,
                 outcome: HostOutcome, load_ms: float, exec_ms: float) -> ExecutionResult:
         common: dict[str, Any] = {"language": language.name, "version": rootfs.version, "backend": backend,
                   "load_ms": load_ms, "exec_ms": exec_ms}

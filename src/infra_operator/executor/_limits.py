@@ -33,7 +33,7 @@ class ResolvedLimits:
         }
 
 
-def _pick(name: str, value: int | None, allowed: LimitRange) -> int:
+def pick(name: str, value: int | None, allowed: LimitRange) -> int:
     if value is None:
         return allowed.default
     if not allowed.minimum <= value <= allowed.maximum:
@@ -50,13 +50,13 @@ def resolve(
     output_kb: int | None = None,
     file_mb: int | None = None,
 ) -> ResolvedLimits:
-    wall = _pick("timeout", timeout, limits.timeout_seconds)
+    wall = pick("timeout", timeout, limits.timeout_seconds)
     return ResolvedLimits(
         timeout_seconds=wall,
         # CPU time defaults to the wall-clock budget: a program cannot use more of one than of the other.
-        cpu_seconds=_pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": wall})),
-        memory_mb=_pick("memory_mb", memory_mb, limits.memory_mb),
-        processes=_pick("processes", processes, limits.processes),
-        output_kb=_pick("output_kb", output_kb, limits.output_kb),
-        file_mb=_pick("file_mb", file_mb, limits.file_mb),
+        cpu_seconds=pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": wall})),
+        memory_mb=pick("memory_mb", memory_mb, limits.memory_mb),
+        processes=pick("processes", processes, limits.processes),
+        output_kb=pick("output_kb", output_kb, limits.output_kb),
+        file_mb=pick("file_mb", file_mb, limits.file_mb),
     )

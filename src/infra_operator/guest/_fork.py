@@ -15,6 +15,7 @@ traceback without our frames).
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import sys
@@ -73,6 +74,7 @@ class Forked:
         prepare: Callable[[], None],
         child_main: Callable[[], None],
         what: str,
+        keep: tuple[int, ...] = (),
     ) -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
@@ -83,7 +85,11 @@ class Forked:
                 os.setsid()
                 for fd, target in ((in_read, 0), (out_write, 1), (err_write, 2)):
                     os.dup2(fd, target)
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the agent's channel first of all
+                # ``keep`` (a session kernel's own pipes) becomes 3, 4, ...: moved past them first.
+                moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3 + len(keep)) for fd in keep]
+                for target, fd in enumerate(moved, start=3):
+                    os.dup2(fd, target)
+                os.closerange(3 + len(keep), os.sysconf("SC_OPEN_MAX"))  # the agent's channel first of all
                 os.chdir(cwd)
                 prepare()
                 child_main()

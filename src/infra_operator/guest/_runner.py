@@ -9,7 +9,7 @@ import time
 
 from . import _confine, _fork, _signals
 from ._signals import signal
-from .protocol import b64encode
+from .protocol import ProtocolError, b64encode, receive, send
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
@@ -52,17 +52,46 @@ class Limits:
         )
 
 
+class Watch:
+    """The host's side of a running step: where its output goes as it comes (``stream``),
+    and whether the host asked it to stop (an ``interrupt`` frame on the channel, or the
+    channel closing)."""
+
+    def __init__(self, read_fd: int, write_fd: int, stream: bool = False) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.stream = stream
+        self.interrupted = False
+
+    def chunk(self, name: str, data: bytes) -> None:
+        if self.stream and data:
+            send(self.write_fd, {"ok": True, "op": "chunk", "stream": name, "data": b64encode(data)})
+
+    def hear(self) -> None:
+        """The channel is readable while a step runs: only an interrupt is meant to come."""
+        try:
+            message = receive(self.read_fd, time.monotonic() + 5)
+        except ProtocolError:  # the host went away: nobody waits for this step
+            self.interrupted = True
+            return
+        if message.get("op") == "interrupt":
+            self.interrupted = True
+
+
 class _Stream:
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, name: str = "stdout") -> None:
         self.cap = cap
+        self.name = name
         self.kept = bytearray()
         self.total = 0
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, chunk: bytes) -> bytes:
+        """Count ``chunk``; the part of it that is kept."""
         self.total += len(chunk)
         room = self.cap - len(self.kept)
-        if room > 0:
-            self.kept += chunk[:room]
+        kept = chunk[:room] if room > 0 else b""
+        self.kept += kept
+        return kept
 
     @property
     def truncated(self) -> bool:
@@ -93,13 +122,14 @@ def run_step(
     stdin: bytes,
     limits: Limits,
     deadline: float,
+    watch: Watch | None = None,
 ) -> StepResult:
     cgroup = _confine.Cgroup.create(limits)
     started = time.monotonic()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = _fork.spawn(argv, cwd, env, bool(stdin), lambda: _preexec(limits, cgroup))
     exit_watch = _ExitWatch(process.pid)
-    timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline)
+    timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline, watch)
     process.returncode = exit_watch.wait()
     oom = cgroup.oom_killed() if cgroup is not None else False
     _confine.kill_leftovers(cgroup)
@@ -138,10 +168,12 @@ class _ExitWatch:
 
 
 def _collect(
-    process: _fork.Forked, exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float
+    process: _fork.Forked, exit_watch: _ExitWatch, stdin: bytes, limits: Limits, deadline: float,
+    watch: Watch | None = None,
 ) -> tuple[bool, bool, _Stream, _Stream]:
     assert process.stdout is not None and process.stderr is not None
-    streams = {process.stdout.fileno(): _Stream(limits.output_bytes), process.stderr.fileno(): _Stream(limits.output_bytes)}
+    streams = {process.stdout.fileno(): _Stream(limits.output_bytes, "stdout"),
+               process.stderr.fileno(): _Stream(limits.output_bytes, "stderr")}
     hard_cap = limits.output_bytes * HARD_CAP_FACTOR
     selector = selectors.DefaultSelector()
     for fd in streams:
@@ -150,6 +182,8 @@ def _collect(
     # it left behind keeps the pipes open.
     exit_fd = os.pidfd_open(process.pid)
     selector.register(exit_fd, selectors.EVENT_READ)
+    if watch is not None:
+        selector.register(watch.read_fd, selectors.EVENT_READ)
     pending_stdin = memoryview(stdin)
     if process.stdin is not None:
         os.set_blocking(process.stdin.fileno(), False)
@@ -169,10 +203,14 @@ def _collect(
             if fd == exit_fd:
                 selector.unregister(exit_fd)
                 exited_at = exited_at or time.monotonic()
+            elif watch is not None and fd == watch.read_fd:
+                watch.hear()
             elif fd in streams:
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    streams[fd].add(chunk)
+                    kept = streams[fd].add(chunk)
+                    if watch is not None:
+                        watch.chunk(streams[fd].name, kept)
                 else:
                     selector.unregister(fd)
             else:
@@ -187,6 +225,8 @@ def _collect(
                     process.stdin.close()
         if sum(stream.total for stream in streams.values()) > hard_cap:
             flooded = True
+            break
+        if watch is not None and watch.interrupted:
             break
     if timed_out or flooded or not exit_watch.exited():
         _signal_group(process.pid)

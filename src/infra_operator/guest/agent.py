@@ -11,18 +11,32 @@ import os
 import sys
 import time
 
-from . import _channels, _confine
-from ._runner import Limits, run_step
-from .protocol import ChannelClosed, ProtocolError, b64decode, receive, send
+from . import _cells, _channels, _confine, _paths
+from ._runner import Limits, Watch, run_step
+from .protocol import ChannelClosed, ProtocolError, b64decode, b64encode, receive, send
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from collections.abc import Callable
     from typing import Any
 
-    from .messages import ErrorReply, ExecuteReply, ExecuteRequest, PingReply
+    from .messages import (
+        CellReply,
+        ErrorReply,
+        ExecuteReply,
+        ExecuteRequest,
+        FileDeleteReply,
+        FileGetReply,
+        FileListReply,
+        FilePutReply,
+        PingReply,
+        SessionReply,
+        SessionRequest,
+    )
 
-    Handler = Callable[[dict[str, Any]], PingReply | ExecuteReply | ErrorReply]
+    Reply = (PingReply | ExecuteReply | SessionReply | CellReply | FilePutReply | FileGetReply | FileListReply
+             | FileDeleteReply | ErrorReply)
+    Handler = Callable[[dict[str, Any], Watch], Reply]
 
 WORK_DIR = "/work"
 USAGE = """usage: infra.operator guest [--channel stdio|virtio:NAME|vsock:PORT] [--work-dir DIR]
@@ -34,36 +48,82 @@ stdio, for each request on stdin (a unix socket); see guest/_template.py.
 """
 
 
-def _write_files(work_dir: str, files: dict[str, str]) -> None:
+def _write_files(work_dir: str, files: dict[str, str], limit: int = 1 << 62) -> None:
+    work_fd = -1
     for name, content in files.items():
-        if "/" in name or name in ("", ".", ".."):
+        if "/" in name:  # in a folder of its own (a multi-file program): made, and reached, beneath work_dir
+            work_fd = work_fd if work_fd >= 0 else os.open(work_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            _paths.put(work_fd, name, b64decode(content), 0, limit)
+            continue
+        if name in ("", ".", ".."):
             raise ValueError(f"bad file name {name!r}")
         # O_EXCL|O_NOFOLLOW: the work dir is fresh; never write through a planted link.
         fd = os.open(os.path.join(work_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(b64decode(content))
+    if work_fd >= 0:
+        os.close(work_fd)
 
 
-def execute(message: ExecuteRequest, work_dir: str = WORK_DIR) -> ExecuteReply:
+def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | None = None) -> ExecuteReply:
     started = time.monotonic()
     _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
     limits = Limits.from_message(message["limits"])
     deadline = started + limits.wall_seconds
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), limits.file_bytes)
-    _write_files(work_dir, message.get("files", {}))
+    _write_files(work_dir, message.get("files", {}), limits.file_bytes)
+    if watch is not None:
+        watch.stream = bool(message.get("stream"))
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
     compiled = None
     compile_argv = message.get("compile")
     if compile_argv:
-        compiled = run_step(list(compile_argv), work_dir, env, b"", limits, deadline)
+        compiled = run_step(list(compile_argv), work_dir, env, b"", limits, deadline, watch)
         if compiled["exit_code"] != 0 or compiled["timed_out"]:
             return {"ok": True, "op": "execute", "compile": compiled, "run": None}
     stdin = b64decode(message.get("stdin", ""))
-    ran = run_step(list(message["run"]), work_dir, env, stdin, limits, deadline)
+    ran = run_step(list(message["run"]), work_dir, env, stdin, limits, deadline, watch)
     return {"ok": True, "op": "execute", "compile": compiled, "run": ran}
 
 
-def handle(message: dict[str, Any], work_dir: str = WORK_DIR) -> PingReply | ExecuteReply | ErrorReply:
+_session: _cells.Session | None = None
+"""Set by the ``session`` request: this sandbox then serves one session for its life."""
+
+
+def open_session(message: SessionRequest, work_dir: str) -> SessionReply:
+    global _session
+    if _session is not None:
+        raise _paths.Refused("state", "this sandbox already serves a session")
+    _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
+    limits = message["limits"]
+    _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), int(limits["file_bytes"]))
+    _session = _cells.Session(message, work_dir)
+    return {"ok": True, "op": "session"}
+
+
+def _in_session(op: str, message: dict[str, Any], watch: Watch) -> Reply:
+    session = _session
+    if session is None:
+        raise _paths.Refused("state", f"{op} needs a session: this sandbox serves none")
+    fd = session.work_fd
+    if op == "cell":
+        return session.cell(message, watch)  # type: ignore[arg-type]  # its shape is checked as it is read
+    if op == "file_put":
+        size = _paths.put(fd, str(message["path"]), b64decode(message["data"]), int(message["offset"]),
+                          session.limits.file_bytes)
+        return {"ok": True, "op": "file_put", "path": str(message["path"]), "size": size}
+    if op == "file_get":
+        data, size = _paths.get(fd, str(message["path"]), int(message["offset"]), int(message["length"]))
+        return {"ok": True, "op": "file_get", "data": b64encode(data), "size": size}
+    if op == "file_list":
+        return {"ok": True, "op": "file_list", "files": _paths.listing(fd)}
+    if op == "file_delete":
+        _paths.delete(fd, str(message["path"]))
+        return {"ok": True, "op": "file_delete"}
+    return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+def handle(message: dict[str, Any], work_dir: str = WORK_DIR, watch: Watch | None = None) -> Reply:
     """Answer one request; a malformed one (a key missing, a value of the wrong type) is
     an ``ErrorReply``, never the agent's end."""
     op = message.get("op")
@@ -71,13 +131,21 @@ def handle(message: dict[str, Any], work_dir: str = WORK_DIR) -> PingReply | Exe
         if op == "ping":
             return {"ok": True, "op": "ping", "pid": os.getpid(), "uid": os.getuid()}
         if op == "execute":
-            return execute(message, work_dir)  # type: ignore[arg-type]  # its shape is checked as it is read
-        return {"ok": False, "error": f"unknown op {op!r}"}
+            return execute(message, work_dir, watch)  # type: ignore[arg-type]  # its shape is checked as it is read
+        if op == "session":
+            return open_session(message, work_dir)  # type: ignore[arg-type]  # its shape is checked as it is read
+        return _in_session(str(op), message, watch or Watch(-1, -1))
+    except _paths.Refused as exc:
+        return {"ok": False, "error": str(exc), "refused": exc.reason}
     except (KeyError, TypeError, ValueError, OSError) as exc:
         return {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"}
 
 
-def serve(read_fd: int, write_fd: int, handler: Handler = handle) -> None:
+def _handle(message: dict[str, Any], watch: Watch) -> Reply:
+    return handle(message, WORK_DIR, watch)
+
+
+def serve(read_fd: int, write_fd: int, handler: Handler = _handle) -> None:
     """Answer frames until the host closes the channel."""
     while True:
         try:
@@ -87,7 +155,9 @@ def serve(read_fd: int, write_fd: int, handler: Handler = handle) -> None:
         except ProtocolError as exc:
             send(write_fd, {"ok": False, "error": f"protocol: {exc}"})
             return
-        send(write_fd, handler(message))
+        if message.get("op") == "interrupt":
+            continue  # it came after what it meant to stop had answered
+        send(write_fd, handler(message, Watch(read_fd, write_fd)))
 
 
 def _options(argv: list[str]) -> dict[str, str]:
@@ -112,7 +182,7 @@ def _answer_host(channel: str, work_dir: str) -> None:
     os.chdir(work_dir)
     for read_fd, write_fd in _channels.by_name(channel):
         try:
-            serve(read_fd, write_fd, functools.partial(handle, work_dir=work_dir))
+            serve(read_fd, write_fd, lambda message, watch: handle(message, work_dir, watch))
         except ChannelClosed:
             continue
 

@@ -12,12 +12,22 @@ it answers, so the host can check it got the reply it asked for.
 Requests (host to guest) and their replies:
     ping      -> PingReply
     execute   -> ExecuteReply: the compile step (if the language compiles) and the run step
+    session   -> SessionReply: the sandbox becomes a session (a REPL kernel started, if its
+                 language has one); later calls to it are cells and file operations
+    cell      -> CellReply: one notebook cell (or, without a kernel, the program compiled
+                 and run afresh over the session's files)
+    file_put, file_get, file_list, file_delete -> File*Reply: the working folder's files,
+                 every path resolved by the agent beneath it (see ``guest/_paths.py``)
+    interrupt -> no reply: stop the execute or cell in progress (the host's client went away);
+                 one that arrives after the reply is ignored
+While an ``execute`` or ``cell`` with ``stream`` runs, the agent sends ``Chunk`` frames
+(output as the program writes it) before the reply.
 A request the agent cannot carry out answers ``ErrorReply``.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 
 class StepLimits(TypedDict):
@@ -50,9 +60,68 @@ class ExecuteRequest(TypedDict):
     must not share random state."""
     clock: float
     """The host's wall clock (seconds since the epoch): a restored clone's clock is stale."""
+    stream: NotRequired[bool]
+    """Send the program's output as ``Chunk`` frames while it runs."""
 
 
-Request = PingRequest | ExecuteRequest
+Kernel = Literal["python", "node", "bash"]
+"""The REPLs the agent keeps for a session's cells."""
+
+
+class SessionRequest(TypedDict):
+    op: Literal["session"]
+    kernel: Kernel | None
+    """None: each cell is written to ``source`` and compiled and run afresh."""
+    source: str
+    compile: list[str] | None
+    run: list[str]
+    env: dict[str, str]
+    limits: StepLimits
+    """Every cell's, but ``wall_seconds``, which each cell gives."""
+    entropy: str
+    clock: float
+
+
+class CellRequest(TypedDict):
+    op: Literal["cell"]
+    code: str
+    stdin: str
+    """Base64."""
+    wall_seconds: float
+    stream: bool
+
+
+class FilePutRequest(TypedDict):
+    op: Literal["file_put"]
+    path: str
+    data: str
+    """Base64; one piece of the file (the host sends a big file in pieces)."""
+    offset: int
+    """0 makes the file afresh (its folders too); else where this piece goes."""
+
+
+class FileGetRequest(TypedDict):
+    op: Literal["file_get"]
+    path: str
+    offset: int
+    length: int
+
+
+class FileListRequest(TypedDict):
+    op: Literal["file_list"]
+
+
+class FileDeleteRequest(TypedDict):
+    op: Literal["file_delete"]
+    path: str
+
+
+class InterruptRequest(TypedDict):
+    op: Literal["interrupt"]
+
+
+Request = (PingRequest | ExecuteRequest | SessionRequest | CellRequest | FilePutRequest | FileGetRequest
+           | FileListRequest | FileDeleteRequest | InterruptRequest)
 
 
 class StepResult(TypedDict):
@@ -93,10 +162,83 @@ class ExecuteReply(TypedDict):
     """None when the compile step failed, so nothing ran."""
 
 
+class RichResult(TypedDict):
+    """What a notebook shows of a cell besides its output: ``text`` (a final expression's
+    value) or ``image/png`` (a figure, base64 in ``data``)."""
+
+    type: Literal["text", "image/png"]
+    text: NotRequired[str]
+    data: NotRequired[str]
+
+
+class SessionReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["session"]
+
+
+class CellReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["cell"]
+    compile: StepResult | None
+    run: StepResult | None
+    results: list[RichResult]
+    reset: bool
+    """The kernel could not survive the cell (it crashed, or ignored the interrupt at its
+    time-out) and was started afresh: the names earlier cells defined are gone."""
+
+
+class FilePutReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["file_put"]
+    path: str
+    size: int
+
+
+class FileGetReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["file_get"]
+    data: str
+    size: int
+    """The whole file's size; ``data`` is the piece asked for."""
+
+
+class FileEntry(TypedDict):
+    path: str
+    size: int
+    type: Literal["file", "dir"]
+
+
+class FileListReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["file_list"]
+    files: list[FileEntry]
+
+
+class FileDeleteReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["file_delete"]
+
+
+class Chunk(TypedDict):
+    """Output of a streaming call, sent before its reply."""
+
+    ok: Literal[True]
+    op: Literal["chunk"]
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+Refusal = Literal["path", "missing", "too_large", "state"]
+"""Why the agent refused a file or session request: a path that leaves the working folder,
+a file that is not there, a file over the limit, a request the sandbox is not in a state for."""
+
+
 class ErrorReply(TypedDict):
     ok: Literal[False]
     error: str
+    refused: NotRequired[Refusal]
 
 
-Reply = PingReply | ExecuteReply
+Reply = (PingReply | ExecuteReply | SessionReply | CellReply | FilePutReply | FileGetReply | FileListReply
+         | FileDeleteReply)
 """What a successful call answers; the host turns an ``ErrorReply`` into an error."""

@@ -28,7 +28,7 @@ from ...errors import (
 )
 from ...guest.protocol import AGENT_VSOCK_PORT
 from .. import _channel, _microvm
-from ..base import Capabilities, GuestImages, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, GuestImages, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
 from . import _host, _vsock
 from ._api import FirecrackerApi, Refused
 from ._vm import API_SOCKET, PID_FILE, RUN_PREFIX, VSOCK_SOCKET, Launcher, MicroVm, jail_cgroups
@@ -76,13 +76,13 @@ class FirecrackerSandbox:
     def api(self) -> FirecrackerApi:
         return self._api
 
-    def call(self, message: Request, deadline: float) -> Reply:
+    def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         if self.state is State.DESTROYED or self._channel is None:
             raise AgentError(f"sandbox {self.id} is {self.state.value}: no agent to call")
         fd = self._channel.fileno()
         self.state = State.RUNNING
         try:
-            return _channel.call(fd, fd, message, deadline, self.id)
+            return _channel.call(fd, fd, message, deadline, self.id, listener)
         except AgentTimeout:
             # Its answer may still come and would be read as the next call's: no next call.
             self.close_channel()

@@ -29,7 +29,7 @@ from ... import guest
 from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
 from .. import _channel
 from .._leftovers import stale_run_folders
-from ..base import Capabilities, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
@@ -65,12 +65,12 @@ class JailSandbox:
             raise SandboxError(f"{exc.message}; the template said: {self._template.stderr_tail()}") from exc
         self.state = State.READY
 
-    def call(self, message: Request, deadline: float) -> Reply:
+    def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         if self.state is not State.READY:
             raise SandboxError(f"sandbox {self.id} is {self.state.value}, not ready")
         self.state = State.RUNNING
         try:
-            return _channel.call(self._read_fd, self._write_fd, message, deadline, self.id)
+            return _channel.call(self._read_fd, self._write_fd, message, deadline, self.id, listener)
         finally:
             if self.state is State.RUNNING:
                 self.state = State.READY

@@ -27,7 +27,7 @@ from ...errors import (
     SnapshotNotFound,
 )
 from .. import _channel, _microvm
-from ..base import Accelerator, Capabilities, GuestImages, HostOutcome, Isolation, SandboxSpec, SnapshotFiles, State
+from ..base import Accelerator, Capabilities, GuestImages, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
 from . import _command, _probe, _process
 from ._qmp import Monitor
 
@@ -139,13 +139,13 @@ class QemuSandbox:
             raise BootFailed(message) from exc
         self.state = State.READY
 
-    def call(self, message: Request, deadline: float) -> Reply:
+    def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         if self.state is not State.READY or self._agent is None:
             raise AgentError(f"sandbox {self.id} is {self.state.value}, not ready for a call")
         fd = self._agent.fileno()
         self.state = State.RUNNING
         try:
-            return _channel.call(fd, fd, message, deadline, self.id)
+            return _channel.call(fd, fd, message, deadline, self.id, listener)
         except AgentError as exc:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(0.2)

@@ -1,0 +1,376 @@
+"""Sessions: one sandbox kept across calls, with a notebook's cells and the working folder's files.
+
+A session is a sandbox taken from the pool (or started) and told by a ``session``
+request to keep a REPL kernel for its language (see ``guest/_cells.py``). The manager
+owns every session: one call at a time each (a second concurrent call is a 409, so a
+client never waits behind a long cell without knowing), an idle time-out enforced
+by a reaper thread, a server-wide cap on open sessions (429 past it), and ``close``
+when the server stops. Sessions live in this process only: a restarted server knows
+none (404), and on the jail their sandboxes died with the old server.
+
+Ids are unguessable (``secrets.token_urlsafe``). When API keys are configured, a session
+belongs to the key that made it: any other key is told it does not exist (404).
+A sandbox that dies under a cell (its agent killed with it, say by the OOM killer)
+is replaced by a fresh one, and the answer says the session was ``reset``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..backends import Listener
+from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound, PayloadTooLarge, SessionBusy, TooManySessions
+from ..guest import b64decode, b64encode
+from . import _limits
+from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, check_version
+
+if TYPE_CHECKING:
+    from ..backends import Backend, Sandbox, SandboxSpec
+    from ..config import Settings
+    from ..guest.messages import CellReply, CellRequest, FileEntry, Kernel, RichResult, SessionRequest
+    from ..images import RootfsInfo
+    from ..languages import Language
+    from ._executor import Executor
+
+log = logging.getLogger(__name__)
+
+KERNELS: dict[str, Kernel] = {"python": "python", "nodejs": "node", "bash": "bash"}
+"""Languages whose cells run in a REPL kernel that keeps their names; others compile and run afresh."""
+PIECE_BYTES = 1 << 20
+"""A file crosses the agent channel in pieces this big."""
+INTERRUPT_GRACE_SECONDS = 1.0
+"""What the agent gives a kernel after SIGINT (``guest/_cells.py``), waited for here too."""
+REAP_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What a client asks of a new session."""
+
+    language: str
+    version: str | None = None
+    idle_timeout: int | None = None
+    backend: str | None = None
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    processes: int | None = None
+    output_kb: int | None = None
+    file_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    language: str
+    version: str
+    backend: str
+    created_at: str
+    expires_at: str
+    idle_timeout: int
+    file_mb: int
+
+
+@dataclass(frozen=True)
+class CellResult:
+    result: ExecutionResult
+    results: list[RichResult]
+    reset: bool
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_path(path: str) -> str:
+    """Refuse at once what the agent would refuse anyway: a path that leaves the working folder."""
+    parts = path.split("/")
+    if not path or "\0" in path or "\\" in path or any(part in ("", ".", "..") for part in parts):
+        raise InvalidRequest(f"path {path!r} leaves the working folder: give a relative path without '.' or '..'")
+    return path
+
+
+@dataclass
+class _Session:
+    id: str
+    owner: str
+    language: Language
+    rootfs: RootfsInfo
+    backend: Backend
+    limits: _limits.ResolvedLimits
+    message: SessionRequest
+    """The agent's ``session`` request, kept to open a replacement sandbox the same way."""
+    idle_timeout: int
+    sandbox: Sandbox
+    created_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """The running cell's: set to interrupt it (its client went away, or the session is deleted)."""
+
+    def view(self) -> SessionView:
+        idle_for = time.monotonic() - self.last_used
+        return SessionView(id=self.id, language=self.language.name, version=self.rootfs.version,
+                           backend=self.backend.name, created_at=_iso(self.created_at),
+                           expires_at=_iso(time.time() + max(0.0, self.idle_timeout - idle_for)),
+                           idle_timeout=self.idle_timeout, file_mb=self.limits.file_mb)
+
+    def expired(self, now: float) -> bool:
+        return now - self.last_used > self.idle_timeout
+
+
+class SessionManager:
+    def __init__(self, settings: Settings, executor: Executor) -> None:
+        self.settings = settings
+        self.executor = executor
+        self._sessions: dict[str, _Session] = {}
+        self._opening = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # Lifecycle of the manager.
+    def start(self) -> None:
+        """Start the reaper of idle sessions."""
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
+            self._reaper.start()
+
+    def close(self) -> None:
+        """Destroy every session: the server is stopping."""
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            self._end(session, wait=2.0)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(REAP_INTERVAL_SECONDS):
+            now = time.monotonic()
+            with self._lock:
+                idle = [s for s in self._sessions.values() if s.expired(now) and not s.lock.locked()]
+                for session in idle:
+                    del self._sessions[session.id]
+            for session in idle:
+                log.info("session %s: idle for %d s, destroyed", session.id, session.idle_timeout)
+                self._end(session, wait=0.0)
+
+    def _end(self, session: _Session, wait: float) -> None:
+        """Destroy a session already taken out of the table: its cell is interrupted first."""
+        session.cancel.set()
+        acquired = session.lock.acquire(timeout=wait) if wait > 0 else session.lock.acquire(blocking=False)
+        try:
+            self.executor.pool.dispose(session.sandbox)
+        finally:
+            if acquired:
+                session.lock.release()
+
+    # Sessions.
+    def create(self, request: NewSession, owner: str) -> SessionView:
+        language = self.executor.catalog.get(request.language)
+        rootfs = self.executor.rootfs.get(language.name)
+        check_version(language, rootfs, request.version)
+        allowed = self.settings.limits
+        limits = _limits.resolve(
+            allowed, cpu_seconds=request.cpu_seconds or allowed.cpu_seconds.maximum, memory_mb=request.memory_mb,
+            processes=request.processes, output_kb=request.output_kb, file_mb=request.file_mb)
+        idle = _limits.pick("idle_timeout", request.idle_timeout, self.settings.sessions.idle_timeout_seconds)
+        backend = self.executor.backends.choose(request.backend)
+        spec = self.executor.spec_for(backend, language, rootfs, limits)
+        message: SessionRequest = {
+            "op": "session",
+            "kernel": KERNELS.get(language.name),
+            "source": language.source,
+            "compile": list(language.compile) if language.compile else None,
+            "run": list(language.run),
+            "env": {**BASE_ENV, **language.env},
+            "limits": {**limits.for_agent(), "wall_seconds": allowed.timeout_seconds.maximum},
+            "entropy": "",
+            "clock": 0.0,
+        }
+        with self._lock:
+            if len(self._sessions) + self._opening >= self.settings.sessions.max_open:
+                raise TooManySessions(f"the server holds {self.settings.sessions.max_open} sessions, its limit: "
+                                      "delete one or try later")
+            self._opening += 1
+        try:
+            sandbox = self._open(backend, message, spec)
+        finally:
+            with self._lock:
+                self._opening -= 1
+        session = _Session(id=secrets.token_urlsafe(18), owner=owner, language=language, rootfs=rootfs,
+                           backend=backend, limits=limits, message=message, idle_timeout=idle, sandbox=sandbox)
+        with self._lock:
+            self._sessions[session.id] = session
+        return session.view()
+
+    def _open(self, backend: Backend, message: SessionRequest, spec: SandboxSpec) -> Sandbox:
+        sandbox = self.executor.pool.take(backend, spec) or backend.start(spec)
+        try:
+            # Fresh per sandbox: clones of one snapshot must not share random state or a stale clock.
+            sandbox.call({**message, "entropy": b64encode(secrets.token_bytes(64)), "clock": time.time()},
+                         time.monotonic() + 30)
+        except BaseException:
+            self.executor.pool.dispose(sandbox)
+            raise
+        return sandbox
+
+    def list_views(self, owner: str) -> list[SessionView]:
+        with self._lock:
+            mine = [s for s in self._sessions.values() if s.owner == owner]
+        return [session.view() for session in sorted(mine, key=lambda s: s.created_at)]
+
+    def get(self, session_id: str, owner: str) -> SessionView:
+        return self._find(session_id, owner).view()
+
+    def delete(self, session_id: str, owner: str) -> None:
+        with self._lock:
+            session = self._find(session_id, owner)
+            del self._sessions[session.id]
+        grace = self.settings.limits.timeout_seconds.maximum + INTERRUPT_GRACE_SECONDS + HOST_GRACE_SECONDS
+        self._end(session, wait=grace)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def _find(self, session_id: str, owner: str) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None or not secrets.compare_digest(session.owner, owner):
+            raise NotFound(f"session not found: {session_id}")
+        return session
+
+    @contextmanager
+    def _use(self, session_id: str, owner: str, wait: float = 0.0) -> Iterator[_Session]:
+        with self._lock:
+            session = self._find(session_id, owner)
+        acquired = session.lock.acquire(timeout=wait) if wait > 0 else session.lock.acquire(blocking=False)
+        if not acquired:
+            raise SessionBusy(f"session {session_id} is busy with another call: one call at a time")
+        try:
+            if self._sessions.get(session_id) is not session:
+                raise NotFound(f"session not found: {session_id}")
+            session.last_used = time.monotonic()
+            yield session
+        finally:
+            session.last_used = time.monotonic()
+            session.lock.release()
+
+    # Cells.
+    def execute(self, session_id: str, owner: str, code: str, stdin: str = "", timeout: int | None = None,
+                listener: Listener | None = None) -> CellResult:
+        wall = _limits.pick("timeout", timeout, self.settings.limits.timeout_seconds)
+        with self._use(session_id, owner) as session:
+            # Its cancel interrupts the cell: set by the client going away, or by a delete.
+            heard = listener or Listener(_ignore)
+            session.cancel = heard.cancel
+            message: CellRequest = {
+                "op": "cell", "code": code, "stdin": b64encode(stdin.encode("utf-8")), "wall_seconds": wall,
+                "stream": listener is not None}
+            deadline = time.monotonic() + wall + INTERRUPT_GRACE_SECONDS + HOST_GRACE_SECONDS
+            with self.executor.admission.slot():
+                started = time.monotonic()
+                try:
+                    answer = session.sandbox.call(message, deadline, heard)
+                    assert answer["op"] == "cell"  # Sandbox.call answers the request's op or raises
+                    reply: CellReply | None = answer
+                    outcome = session.sandbox.outcome()
+                except (AgentTimeout, AgentError):
+                    reply, outcome = None, session.sandbox.outcome()
+                    self._replace_sandbox(session)
+                finished = time.monotonic()
+            result = self.executor.result_from(session.language, session.rootfs, session.backend.name, reply,
+                                               outcome, 0.0, (finished - started) * 1000)
+            result = dataclasses.replace(result, sandbox_start="session")
+            if reply is None:
+                return CellResult(result=result, results=[], reset=True)
+            return CellResult(result=result, results=reply["results"], reset=reply["reset"])
+
+    def _replace_sandbox(self, session: _Session) -> None:
+        """The sandbox died under a cell: the session goes on in a fresh one, reset."""
+        log.warning("session %s: its sandbox died during a cell; starting a fresh one", session.id)
+        self.executor.pool.dispose(session.sandbox)
+        spec = self.executor.spec_for(session.backend, session.language, session.rootfs, session.limits)
+        session.sandbox = self._open(session.backend, session.message, spec)
+
+    # Files.
+    def put_file(self, session_id: str, owner: str, path: str, pieces: Iterable[bytes]) -> tuple[str, int]:
+        """Write a file from its bytes, piece by piece; its path and size."""
+        check_path(path)
+        with self._use(session_id, owner) as session:
+            limit = session.limits.file_mb * 1024 * 1024
+            offset, size = 0, 0
+            for piece in _pieces(pieces):
+                if offset + len(piece) > limit:
+                    raise PayloadTooLarge(f"file {path} is larger than the session's file_mb ({session.limits.file_mb} MiB)")
+                reply = session.sandbox.call({"op": "file_put", "path": path, "data": b64encode(piece), "offset": offset},
+                                             time.monotonic() + 60)
+                assert reply["op"] == "file_put"
+                offset += len(piece)
+                size = reply["size"]
+            return path, size
+
+    def get_file(self, session_id: str, owner: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """A file's size and its bytes, piece by piece: the first is read now (so a bad path fails
+        here, before any answer starts), the rest as the caller iterates."""
+        check_path(path)
+        with self._use(session_id, owner) as session:
+            first, size = self._piece(session, path, 0)
+
+        def rest() -> Iterator[bytes]:
+            yield first
+            offset = len(first)
+            while offset < size:
+                # Between pieces another call may have the session: wait for it, not refuse.
+                with self._use(session_id, owner, wait=60.0) as session:
+                    piece, _ = self._piece(session, path, offset)
+                if not piece:
+                    return  # the file shrank meanwhile
+                offset += len(piece)
+                yield piece
+
+        return size, rest()
+
+    @staticmethod
+    def _piece(session: _Session, path: str, offset: int) -> tuple[bytes, int]:
+        reply = session.sandbox.call({"op": "file_get", "path": path, "offset": offset, "length": PIECE_BYTES},
+                                     time.monotonic() + 60)
+        assert reply["op"] == "file_get"
+        return b64decode(reply["data"]), reply["size"]
+
+    def list_files(self, session_id: str, owner: str) -> list[FileEntry]:
+        with self._use(session_id, owner) as session:
+            reply = session.sandbox.call({"op": "file_list"}, time.monotonic() + 60)
+        assert reply["op"] == "file_list"
+        return reply["files"]
+
+    def delete_file(self, session_id: str, owner: str, path: str) -> None:
+        check_path(path)
+        with self._use(session_id, owner) as session:
+            session.sandbox.call({"op": "file_delete", "path": path}, time.monotonic() + 60)
+
+
+def _ignore(stream: str, data: bytes) -> None:
+    """Output of a cell nobody streams: it is in the answer."""
+
+
+def _pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The body in pieces of at most ``PIECE_BYTES``; one empty piece for an empty file."""
+    sent = False
+    for chunk in pieces:
+        for start in range(0, len(chunk), PIECE_BYTES):
+            sent = True
+            yield chunk[start:start + PIECE_BYTES]
+    if not sent:
+        yield b""
