@@ -9,6 +9,7 @@ from ._common import reporting_errors
 from ._guest import guest
 from ._kernel import app as kernel_app
 from ._languages import languages
+from ._mcp import mcp
 from ._rootfs import app as rootfs_app
 from ._run import run
 from ._serve import api
@@ -22,6 +23,7 @@ app.command()(run)
 app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
+app.command()(mcp)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")
