@@ -33,6 +33,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from .. import __version__
+from ..errors import InvalidRequest, OperatorError
+from ..executor import check_path
 from ._deps import require_api_key
 from ._models import ExecuteRequest, FileIn, SessionCreateRequest, SessionExecuteRequest
 
@@ -126,10 +128,6 @@ TOOLS = [
 BY_NAME = {tool.name: tool for tool in TOOLS}
 
 
-class ToolError(Exception):
-    """A call that cannot be made as asked: its message is the tool's error result."""
-
-
 def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
@@ -141,19 +139,20 @@ def _request(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, dict[str, A
     for name in tool.path_args:
         value = rest.pop(name, None)
         if not isinstance(value, str) or not value:
-            raise ToolError(f"{name} is required: a non-empty string")
-        parts[name] = quote(value, safe="/" if name == "path" else "")
+            raise InvalidRequest(f"{name} is required: a non-empty string")
+        # A client library would tidy `..` away before the API saw it: refuse it here, as the API would.
+        parts[name] = quote(check_path(value), safe="/") if name == "path" else quote(value, safe="")
     url = tool.path.format(**parts)
     if tool.raw_body:
         try:
             file = FileIn.model_validate({**rest, "path": arguments["path"]})
         except ValidationError as exc:
-            raise ToolError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+            raise InvalidRequest("; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                                       for e in exc.errors())) from exc
         return url, {"content": file.data(), "headers": {"content-type": "application/octet-stream"}}
     if tool.method in ("GET", "DELETE"):
         if rest:
-            raise ToolError(f"unknown arguments: {', '.join(sorted(rest))}")
+            raise InvalidRequest(f"unknown arguments: {', '.join(sorted(rest))}")
         return url, {}
     return url, {"json": rest}
 
@@ -202,8 +201,8 @@ def build_server(client: httpx.AsyncClient) -> Server[Any]:
             url, sending = _request(tool, arguments)
             sending["headers"] = {**sending.get("headers", {}), **headers}
             response = await client.request(tool.method, url, **sending)
-        except ToolError as exc:
-            return _error(f"400: {exc}")
+        except OperatorError as exc:  # a call that cannot be made as asked, told as the API would
+            return _error(f"{exc.status}: {exc.message}")
         except httpx.HTTPError as exc:
             return _error(f"the API at {client.base_url} could not be reached: {type(exc).__name__}: {exc}")
         return _answer(tool, arguments, response)
