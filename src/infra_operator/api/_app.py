@@ -20,6 +20,7 @@ from ._body_limit import BodyLimit
 from ._mcp import McpEndpoint
 from ._metrics import Metrics
 from ._metrics import router as metrics_router
+from ._playground import playground
 from ._request_log import RequestLog
 from ._routes import api, public
 from ._sessions import sessions
@@ -91,6 +92,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(api)
     app.include_router(metrics_router)
     app.include_router(sessions)
+    app.include_router(playground)
     mcp = McpEndpoint(app)
     app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False))
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes,
