@@ -104,6 +104,7 @@ async function loadLanguages() {
   ui.language.value = built.some((entry) => entry.name === wanted) ? wanted : (built.some((e) => e.name === "python") ? "python" : built[0]?.name || "");
   await languageChanged();
   setStatus(built.length ? "ready" : "no language is built on this server", built.length ? "" : "error");
+  performance.mark("ready");
 }
 
 function fillReleases(entry) {
@@ -146,7 +147,7 @@ async function openSession() {
   if (!response.ok) throw new Error(await failure(response));
   const opened = await response.json();
   session = { id: opened.id, language: opened.language, version: opened.version };
-  ui.session.textContent = `session ${opened.id} (${opened.language} ${opened.version}, ${opened.backend})`;
+  ui.session.textContent = `session ${opened.id} (${opened.version} on ${opened.backend}): names and files stay`;
   return session;
 }
 
@@ -201,6 +202,11 @@ function showResult(result) {
     return [term, detail];
   }));
   if (result.compile_output) append(ui.stderr, result.compile_output);
+  if ((result.results || []).length) {
+    const heading = document.createElement("h2");
+    heading.textContent = "result";
+    ui.results.append(heading);
+  }
   (result.results || []).forEach((entry, index) => {
     if (entry.type === "image/png" && entry.data) {
       const image = new Image();
