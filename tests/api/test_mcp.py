@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -234,3 +235,13 @@ def test_stdio_with_url_says_when_the_server_cannot_be_reached(tmp_path: Path) -
         text = error(await mcp.call_tool("list_languages", {}))
         assert text.startswith("the API at http://127.0.0.1:9 could not be reached: ConnectError")
     run(scenario, stdio("--url", "http://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--api-key", "k"], "error: --api-key goes with --url: in process, API keys do not apply"),
+    (["--url", "ftp://x"], "error: --url ftp://x: give the server's address, e.g. http://127.0.0.1:8080"),
+])
+def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "infra_operator", "mcp", *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr.strip()) == (2, "", message)

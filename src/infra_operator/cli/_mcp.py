@@ -16,6 +16,7 @@ import anyio
 import httpx
 import typer
 
+from ..errors import InvalidRequest
 from ._common import DataDir, make_services, reporting_errors
 
 URL_TIMEOUT = httpx.Timeout(10.0, read=None)
@@ -38,7 +39,11 @@ def mcp(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with reporting_errors():
+        if url is None and api_key is not None:
+            raise InvalidRequest("--api-key goes with --url: in process, API keys do not apply")
         if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise InvalidRequest(f"--url {url}: give the server's address, e.g. http://127.0.0.1:8080")
             headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
             client = httpx.AsyncClient(base_url=url, headers=headers, timeout=URL_TIMEOUT)
             anyio.run(serve_stdio, client)
