@@ -34,7 +34,7 @@ def _images() -> None:
     require_images("python")
 
 
-def stdio(*args: str, env: dict[str, str] | None = None) -> Connect:
+def stdio(*args: str, env: dict[str, str] | None = None, mode: str = "auto") -> Connect:
     """``infra.operator mcp`` as the subprocess an agent's host would start."""
     parameters = StdioServerParameters(
         command=sys.executable, args=["-m", "infra_operator", "mcp", *args],
@@ -43,17 +43,17 @@ def stdio(*args: str, env: dict[str, str] | None = None) -> Connect:
 
     @asynccontextmanager
     async def connect() -> AsyncIterator[Client]:
-        async with Client(parameters) as client:
+        async with Client(parameters, mode=mode) as client:
             yield client
     return connect
 
 
-def http(server: Server, key: str | None = None) -> Connect:
+def http(server: Server, key: str | None = None, mode: str = "auto") -> Connect:
     @asynccontextmanager
     async def connect() -> AsyncIterator[Client]:
         headers = {"authorization": f"Bearer {key}"} if key else {}
         async with httpx2.AsyncClient(headers=headers, timeout=120) as session, \
-                Client(streamable_http_client(f"{server.url}/mcp", http_client=session)) as client:
+                Client(streamable_http_client(f"{server.url}/mcp", http_client=session), mode=mode) as client:
             yield client
     return connect
 
@@ -88,6 +88,7 @@ def error(result: CallToolResult) -> str:
 
 def test_the_tools_are_listed_with_the_api_field_names_and_descriptions(connect: Connect) -> None:
     async def scenario(client: Client) -> None:
+        assert client.protocol_version >= "2026"  # the SDK's own era, found by server/discover
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         assert set(tools) == TOOLS
         for tool in tools.values():
@@ -113,6 +114,18 @@ def test_execute_and_list_languages(connect: Connect) -> None:
         failed = answer(await client.call_tool("execute", {"language": "python", "code": "raise SystemExit(3)"}))
         assert failed["exit_code"] == 3  # the program's failure is a result, not a tool error
     run(scenario, connect)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_client_of_the_handshake_era_is_served_too(transport: str, server: Server) -> None:
+    """``mode="legacy"``: the ``initialize`` handshake of protocol versions before 2026-07-28."""
+    async def scenario(client: Client) -> None:
+        assert client.protocol_version < "2026"
+        assert client.instructions and "list_languages" in client.instructions
+        assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+        ran = answer(await client.call_tool("execute", {"language": "python", "code": "print('old')"}))
+        assert ran["stdout"] == "old\n"
+    run(scenario, stdio(mode="legacy") if transport == "stdio" else http(server, mode="legacy"))
 
 
 def test_bad_input_is_an_error_result_with_the_apis_message(connect: Connect) -> None:
