@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firecracker_double import ApiSpec, read_records, write_fake_firecracker, write_fake_jailer  # noqa: E402
 
-from infra_operator.backends.base import KernelFiles, SandboxSpec, State  # noqa: E402
+from infra_operator.backends.base import KernelFiles, Listener, SandboxSpec, State  # noqa: E402
 from infra_operator.backends.firecracker import FirecrackerBackend  # noqa: E402
 from infra_operator.backends.firecracker._api import FirecrackerApi  # noqa: E402
 from infra_operator.config import Settings  # noqa: E402
-from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
+from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed, InvalidRequest  # noqa: E402
 from infra_operator.guest.messages import ExecuteRequest, StepLimits  # noqa: E402
 from infra_operator.guest.protocol import b64decode, b64encode  # noqa: E402
 
@@ -486,3 +486,40 @@ def test_spec_copy_is_the_published_one() -> None:
     assert loaded.version == "1.16.1"
     logger = loaded.document["definitions"]["Logger"]["properties"]["level"]["enum"]
     assert "Off" in logger
+
+
+def test_a_session_over_vsock_keeps_names_streams_and_guards_its_files(rig: Rig) -> None:
+    """Sessions on Firecracker: the session, cell, file and interrupt frames over the vsock
+    channel, to a real agent and its python kernel."""
+    sandbox = rig.backend.start(rig.spec)
+    try:
+        sandbox.call({"op": "session", "kernel": "python", "source": "main.py", "compile": None,
+                      "run": [GUEST_PYTHON, "main.py"], "env": {"PATH": "/usr/bin:/bin"}, "limits": LIMITS,
+                      "entropy": "", "clock": time.time()}, time.monotonic() + 20)
+        heard: list[tuple[str, bytes]] = []
+        listener = Listener(lambda stream, data: heard.append((stream, data)))
+        first = sandbox.call({"op": "cell", "code": "x = 41\nprint('streamed')\nx", "stdin": "", "wall_seconds": 10,
+                              "stream": True}, time.monotonic() + 20, listener)
+        assert first["op"] == "cell" and first["results"] == [{"type": "text", "text": "41"}]
+        assert b"".join(data for stream, data in heard if stream == "stdout") == b"streamed\n"
+        put = sandbox.call({"op": "file_put", "path": "d/f.bin", "data": b64encode(b"\x00\x01"), "offset": 0},
+                           time.monotonic() + 20)
+        assert put["op"] == "file_put" and put["size"] == 2
+        second = sandbox.call({"op": "cell", "code": "import os\nprint(x + 1, open('d/f.bin', 'rb').read())\n"
+                               "print(os.getcwd())", "stdin": "", "wall_seconds": 10, "stream": False},
+                              time.monotonic() + 20)
+        assert second["op"] == "cell" and second["run"] is not None
+        answer, work = b64decode(second["run"]["stdout"]).decode().splitlines()
+        assert answer == "42 b'\\x00\\x01'"
+        (Path(work) / "p").symlink_to("/etc/passwd")  # as a program would plant it (the double's folder is root's)
+        with pytest.raises(InvalidRequest):
+            sandbox.call({"op": "file_get", "path": "p", "offset": 0, "length": 100}, time.monotonic() + 20)
+        cancelled = Listener(lambda stream, data: None)
+        cancelled.cancel.set()  # the client went away: the cell is interrupted, the names stay
+        stopped = sandbox.call({"op": "cell", "code": "import time\ntime.sleep(60)", "stdin": "", "wall_seconds": 30,
+                                "stream": True}, time.monotonic() + 20, cancelled)
+        assert stopped["op"] == "cell" and stopped["reset"] is False and stopped["run"] is not None
+        assert b"KeyboardInterrupt" in b64decode(stopped["run"]["stderr"])
+    finally:
+        sandbox.destroy()
+    _assert_all_valid(rig.records())

@@ -158,3 +158,18 @@ def test_each_bare_worker_keeps_its_caches_in_its_own_tmp_folder() -> None:
     worker = _bare_helper.Worker(config, "/work", "/tmp", 3)
     assert worker.env["GOCACHE"] == "/tmp/t3/go-cache" and worker.env["LANG"] == "C.UTF-8"
     assert worker.steps == [["nim", "c", "--nimcache:/tmp/t3/nimcache", "main.nim"], ["/var/tmp/keep", "/tmpfoo"]]
+
+
+def test_sessions_measures_each_figure_side_by_side(tmp_path: Path) -> None:
+    require_images("python")
+    output = tmp_path / "sessions.json"
+    done = benchmark("--sessions", "--backend", "jail", "--requests", "4", "--session-count", "3",
+                     "--output", str(output))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(output.read_text())
+    assert report["backend"] == "jail" and report["opened"] == 3
+    for figure in ("create_ms", "cell_ms", "bare_ms", "sse_delay_ms"):
+        assert len(report[figure]["samples"]) >= 4 and report[figure]["p50"] > 0
+    assert report["idle_pss_mib"] > 0 and report["per_session_mib"] > 0 and report["capacity"] > 0
+    assert len(report["goals"]) == 5
+    assert "session create p50/p95" in done.stdout and "write to SSE event" in done.stdout

@@ -15,11 +15,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from conftest import Sandboxes
+from conftest import DATA_DIR, Sandboxes, Server, require_images, start_server, stop_server
 
 from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
@@ -160,3 +162,31 @@ def sandboxes(backend: QemuBackend, settings: Settings) -> Iterator[Sandboxes[Qe
         assert not qemu_alive(sandbox), f"QEMU {sandbox.process.pid} survived destroy()"
     leftovers = list(settings.run_dir.glob("qemu-*")) if settings.run_dir.exists() else []
     assert leftovers == [], f"run folders left behind: {leftovers}"
+
+
+@contextmanager
+def own_vm_server(root: Path, languages: tuple[str, ...]) -> Iterator[Server]:
+    """A server over a data dir of its own under ``root`` (the ``languages``' images and the
+    kernel hard-linked from the shared one), so snapshots and rebuilds there touch nothing else;
+    skipped, saying why, where QEMU cannot run."""
+    require_images(*languages)
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    if not (DATA_DIR / "kernels" / "kernel.json").exists():
+        pytest.skip(f"no guest kernel in {DATA_DIR}: run `infra.operator kernel build`")
+    data = root / "data"
+    (data / "images").mkdir(parents=True)
+    for language in languages:
+        for suffix in ("ext4", "json"):
+            os.link(DATA_DIR / "images" / f"rootfs-{language}.{suffix}", data / "images" / f"rootfs-{language}.{suffix}")
+    subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
+    server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
+                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})
+    try:
+        health = httpx.get(f"{server.url}/health").json()
+        qemu = next(b for b in health["backends"] if b["name"] == "qemu")
+        if not qemu["usable"]:
+            pytest.skip(f"qemu cannot run here: {'; '.join(qemu['missing'])}")
+        yield server
+    finally:
+        stop_server(server)

@@ -5,7 +5,6 @@ killed in the middle of an execution."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -16,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DATA_DIR, Server, require_images, start_server, stop_server, wait_for_job
+from conftest import Server, wait_for_job
+
+from .conftest import own_vm_server
 
 GO_HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("Hello from Go in a VM") }\n'
 
@@ -25,28 +26,8 @@ GO_HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("Hello fro
 def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server over a data dir of its own (images and kernel hard-linked from the shared
     one), so snapshots and rebuilds here touch nothing else."""
-    require_images("python", "go")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-    if not (DATA_DIR / "kernels" / "kernel.json").exists():
-        pytest.skip(f"no guest kernel in {DATA_DIR}: run `infra.operator kernel build`")
-    root = tmp_path_factory.mktemp("vm")
-    data = root / "data"
-    (data / "images").mkdir(parents=True)
-    for language in ("python", "go"):
-        for suffix in ("ext4", "json"):
-            os.link(DATA_DIR / "images" / f"rootfs-{language}.{suffix}", data / "images" / f"rootfs-{language}.{suffix}")
-    subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
-    server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
-                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})
-    try:
-        health = httpx.get(f"{server.url}/health").json()
-        qemu = next(b for b in health["backends"] if b["name"] == "qemu")
-        if not qemu["usable"]:
-            pytest.skip(f"qemu cannot run here: {'; '.join(qemu['missing'])}")
+    with own_vm_server(tmp_path_factory.mktemp("vm"), ("python", "go")) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from ._bench import (
     run_benchmark,
 )
 from ._report import draw_chart, write_json
+from ._sessions import SessionReport, run_session_benchmark
 from ._targets import InProcess, OverHttp, Sample, Target
 
 __all__ = [
@@ -22,9 +23,11 @@ __all__ = [
     "LanguageResult",
     "OverHttp",
     "Sample",
+    "SessionReport",
     "Stats",
     "Target",
     "draw_chart",
     "run_benchmark",
+    "run_session_benchmark",
     "write_json",
 ]

@@ -14,6 +14,7 @@ from ._rootfs import app as rootfs_app
 from ._run import run
 from ._serve import api
 from ._setup import setup
+from ._shell import shell
 from ._snapshot import app as snapshot_app
 
 app = typer.Typer(name="infra.operator", help="Run untrusted code in fresh sandboxes.", no_args_is_help=True,
@@ -24,6 +25,7 @@ app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
 app.command()(mcp)
+app.command()(shell)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")

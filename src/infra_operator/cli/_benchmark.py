@@ -19,9 +19,11 @@ from ..benchmark import (
     InProcess,
     LanguageResult,
     OverHttp,
+    SessionReport,
     Target,
     draw_chart,
     run_benchmark,
+    run_session_benchmark,
     write_json,
 )
 from ..errors import InvalidRequest
@@ -52,12 +54,20 @@ def benchmark(
     output: Annotated[
         Path, typer.Option(help="where to write the JSON results and, beside it, the PNG chart")
     ] = Path("benchmark.json"),
+    sessions: Annotated[
+        bool, typer.Option("--sessions", help="measure sessions instead: create, a cell against a bare "
+                                              "python3 -c, idle memory and how many fit, SSE delay")
+    ] = False,
+    session_count: Annotated[int, typer.Option(min=1, help="with --sessions: idle sessions opened at once")] = 500,
     data_dir: DataDir = None,
 ) -> None:
     """Measure load, exec and end-to-end latency and throughput against the bare program."""
     if not output.parent.is_dir():  # said now, not after minutes of measuring
         raise InvalidRequest(f"--output {output}: no folder {output.parent}")
     services = make_services(data_dir)
+    if sessions:
+        _sessions(services.backends.choose(backend).name, services.settings.data_dir, requests, session_count, output)
+        return
     if all_languages == (langs is not None):
         raise InvalidRequest("give exactly one of --langs and --all")
     if all_languages:
@@ -118,6 +128,34 @@ def benchmark(
         console.print(f"[red]not measured[/]: {why}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _sessions(backend: str, data_dir: Path, samples: int, count: int, output: Path) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    with progress_display("benchmark --sessions") as show:
+        report = run_session_benchmark(backend, {"INFRA_OPERATOR_DATA_DIR": str(data_dir)}, samples, count, show)
+    (out if out.is_terminal else Console(width=170)).print(_session_table(report))
+    output.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    console.print(f"results: {output}", highlight=False)
+
+
+def _session_table(report: SessionReport) -> Table:
+    table = Table(title=f"sessions on {report.backend}, over HTTP", title_justify="left")
+    for column in ("measure", "value", "goal", "met"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    goals = list(report.goals().items())
+    rows = [
+        ("session create p50/p95 (ms, from the pool)", f"{_ms(report.create_ms.p50)}/{_ms(report.create_ms.p95)}"),
+        ("cell print(x + 1) p50 (ms) / bare python3 -c p50 (ms)",
+         f"{_ms(report.cell_ms.p50)} / {_ms(report.bare_ms.p50)} = {report.cell_ratio:.2f}x"),
+        ("PSS of one idle python session (MiB)", f"{report.idle_pss_mib:.1f}"),
+        (f"idle sessions held at once (each {report.per_session_mib:.1f} MiB); this host would hold",
+         f"{report.opened}; {report.capacity}"),
+        ("write to SSE event p50/p95 (ms)", f"{_ms(report.sse_delay_ms.p50)}/{_ms(report.sse_delay_ms.p95)}"),
+    ]
+    for (measure, value), (goal, met) in zip(rows, goals, strict=True):
+        table.add_row(measure, value, goal, "[green]yes[/]" if met else "[red]no[/]")
+    return table
 
 
 def _ms(value: float) -> str:

@@ -82,15 +82,16 @@ requests.on('end', () => process.exit(0));
 """
 
 # Bash: a cell is its length in bytes, a newline and the code, then the same for its
-# stdin; the kernel evals it in the shell itself and answers the status on fd 4. A
-# trapped SIGINT stops the command running and lets the shell go on.
+# stdin; the kernel evals it in the shell itself (no process substitution: a VM's /dev
+# has no /dev/fd) and answers the status on fd 4. A trapped SIGINT stops the command
+# running and lets the shell go on.
 _BASH_KERNEL = r"""
 trap ':' INT
 while IFS= read -r __cell_bytes <&3; do
   __cell=$(/usr/bin/head -c "$__cell_bytes" <&3)
   IFS= read -r __stdin_bytes <&3
   __stdin=$(/usr/bin/head -c "$__stdin_bytes" <&3)
-  eval "$__cell" < <(printf '%s' "$__stdin")
+  if [ "$__stdin_bytes" -gt 0 ]; then eval "$__cell" <<<"$__stdin"; else eval "$__cell" </dev/null; fi
   echo "$?" >&4
 done
 """
@@ -223,24 +224,30 @@ class _Kernel:
                 pipe.close()
 
 
+def _victim(entry: str, keep: int, as_init: bool) -> bool:
+    """Whether process ``entry`` is one a cell left: as the sandbox's init (a jail's PID
+    namespace, a VM), any live process of the sandbox's user; else (an agent run on a host
+    for tests) only those still in the kernel's own session, never a stranger's."""
+    try:
+        with open(f"/proc/{entry}/status", "rb") as status:  # right even for an undumpable process
+            fields = dict(line.split(b":", 1) for line in status if b":" in line)
+    except OSError:
+        return False  # gone already
+    if fields.get(b"State", b"Z").strip().startswith(b"Z"):
+        return False
+    if as_init:
+        return int(fields.get(b"Uid", b"-1").split()[0]) == _runner.SANDBOX_UID
+    return int(fields.get(b"NSsid", b"-1").split()[0]) == keep
+
+
 def _kill_others(keep: int) -> None:
-    """Kill every process of the sandbox's user but the kernel (and the agent): what a cell
-    started in the background. Repeated until none is left, so a fork bomb cannot outrun it."""
+    """Kill every process a cell started in the background, the kernel (and the agent) aside.
+    Repeated until none is left, so a fork bomb cannot outrun it."""
     me = os.getpid()
+    as_init = me == 1
     for _ in range(100):
-        victims = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in (me, keep):
-                continue
-            try:
-                with open(f"/proc/{entry}/status", "rb") as status:
-                    fields = dict(line.split(b":", 1) for line in status if b":" in line)
-            except OSError:
-                continue  # gone already
-            if fields.get(b"State", b"").strip().startswith(b"Z"):
-                continue
-            if int(fields.get(b"Uid", b"-1").split()[0]) == _runner.SANDBOX_UID:
-                victims.append(int(entry))
+        victims = [int(entry) for entry in os.listdir("/proc")
+                   if entry.isdigit() and int(entry) not in (me, keep) and _victim(entry, keep, as_init)]
         if not victims:
             return
         for pid in victims:
