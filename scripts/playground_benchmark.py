@@ -9,6 +9,10 @@ page ready (languages listed, editor filled: the page's ``ready`` mark), bytes o
 for that first load, and, after Run, the time from the click's ``run`` mark to the page's
 ``first-output`` mark (the first stdout text shown) and to the result. Prints the median of
 each, and every run, as JSON. Measures; asserts nothing.
+
+docs/playground.png was taken with --url to a server whose python image has matplotlib
+(the session figure test's, INFRA_OPERATOR_DATA_DIR=/var/tmp/infra-operator-tests/python-matplotlib),
+so its cell draws a real figure; elsewhere the same cell just skips it.
 """
 
 from __future__ import annotations
@@ -34,11 +38,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "src" / "infra_operator" / "api" / "playground"
 CHROMIUM = "/usr/bin/chromium"
 PROGRAM = "print('hello from the playground')"
-SHOWCASE = """import sys, time
+SHOWCASE = """import math, sys, time
 for step in range(1, 4):
     print(f"step {step}: {2 ** (10 * step)}", flush=True)
     time.sleep(0.2)
 print("a warning on stderr", file=sys.stderr)
+try:  # a figure, on an image with matplotlib
+    import matplotlib.pyplot as plt
+    xs = [x / 10 for x in range(63)]
+    plt.figure(figsize=(5, 2.2))
+    plt.plot(xs, [math.sin(x) for x in xs])
+except ImportError:
+    pass
 sum(range(10))
 """
 
@@ -113,7 +124,7 @@ def main() -> None:
             runs.append(one_run(context.new_page(), base))
             context.close()
         if options.screenshot:
-            context = browser.new_context(viewport={"width": 1280, "height": 720}, device_scale_factor=1)
+            context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
             page = context.new_page()
             page.goto(base + "/")
             expect(page.locator("#status")).to_have_text("ready", timeout=60_000)
