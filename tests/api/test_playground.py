@@ -50,7 +50,11 @@ def page(browser: Browser, site: Server) -> Iterator[Page]:
     opened = context.new_page()
     requested: list[str] = []
     opened.on("request", lambda request: requested.append(request.url))
-    opened.goto(site.url + "/")
+    violations: list[str] = []
+    opened.on("console", lambda message: violations.append(message.text)
+              if "Content Security Policy" in message.text else None)
+    answer = opened.goto(site.url + "/")
+    assert answer is not None and "default-src 'self'" in answer.headers["content-security-policy"]
     expect(opened.locator("#status")).to_have_text("ready")
     try:
         yield opened
@@ -58,6 +62,7 @@ def page(browser: Browser, site: Server) -> Iterator[Page]:
         context.close()
     foreign = [url for url in requested if not url.startswith((site.url + "/", "data:"))]
     assert foreign == [], "the page fetched something from elsewhere"
+    assert violations == [], "the page broke its own Content-Security-Policy"
 
 
 def type_code(page: Page, code: str) -> None:
