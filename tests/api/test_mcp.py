@@ -258,3 +258,13 @@ def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> N
     done = subprocess.run([sys.executable, "-m", "infra_operator", "mcp", *args], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr.strip()) == (2, "", message)
+
+
+def test_mcp_is_post_only_and_a_malformed_message_is_a_json_rpc_error(server: Server) -> None:
+    """Stateless: no stream left open for server-initiated messages (GET), no session to end (DELETE)."""
+    for method in ("GET", "DELETE"):
+        answered = httpx.request(method, f"{server.url}/mcp", headers={"accept": "text/event-stream"}, timeout=10)
+        assert (answered.status_code, answered.json()) == (405, {"error": "Method Not Allowed"})
+    garbled = httpx.post(f"{server.url}/mcp", content=b"{not json", timeout=10, headers={
+        "content-type": "application/json", "accept": "application/json, text/event-stream"})
+    assert garbled.status_code == 400 and garbled.json()["error"]["code"] == -32700

@@ -94,7 +94,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(sessions)
     app.include_router(playground)
     mcp = McpEndpoint(app)
-    app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False))
+    # POST only: stateless, /mcp keeps no stream open for server-initiated messages (GET) and no session to end (DELETE).
+    app.router.routes.append(Route("/mcp", mcp, methods=["POST"], include_in_schema=False))
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes,
                        upload_bytes=services.settings.limits.file_mb.maximum * 1024 * 1024)
     return app
