@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,6 +21,7 @@ import httpx2
 import pytest
 from agentkit import FIGURE_CELL, PNG
 from conftest import DATA_DIR, Server, require_images, start_server, stop_server
+from hostcheck import cgroups_of, descendants, processes_with, run_folders_of
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ImageContent, TextContent
@@ -34,12 +36,12 @@ def _images() -> None:
     require_images("python")
 
 
-def stdio(*args: str, env: dict[str, str] | None = None, mode: str = "auto") -> Connect:
+def stdio(*args: str, env: dict[str, str] | None = None, mode: str = "auto", cwd: Path | None = None) -> Connect:
     """``infra.operator mcp`` as the subprocess an agent's host would start."""
     parameters = StdioServerParameters(
         command=sys.executable, args=["-m", "infra_operator", "mcp", *args],
         env={"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR),
-             "INFRA_OPERATOR_POOL__SIZE": "0", **(env or {})})
+             "INFRA_OPERATOR_POOL__SIZE": "0", **(env or {})}, cwd=cwd)
 
     @asynccontextmanager
     async def connect() -> AsyncIterator[Client]:
@@ -268,3 +270,32 @@ def test_mcp_is_post_only_and_a_malformed_message_is_a_json_rpc_error(server: Se
     garbled = httpx.post(f"{server.url}/mcp", content=b"{not json", timeout=10, headers={
         "content-type": "application/json", "accept": "application/json, text/event-stream"})
     assert garbled.status_code == 400 and garbled.json()["error"]["code"] == -32700
+
+
+@pytest.mark.parametrize("ending", ["stdin closed", "SIGTERM"])
+def test_stdio_in_process_leaves_nothing_when_its_client_goes(ending: str, tmp_path: Path) -> None:
+    """The sessions ``infra.operator mcp`` opens in process end with it: their sandboxes, cgroups
+    and run folders go when the agent's host closes the pipe or terminates it, without a close_session."""
+    def the_server() -> int:
+        found = [pid for pid in processes_with("infra_operator mcp")
+                 if Path(f"/proc/{pid}/cwd").resolve() == tmp_path.resolve()]
+        assert len(found) == 1, found
+        return found[0]
+
+    async def scenario(client: Client) -> tuple[int, set[int]]:
+        session_id = answer(await client.call_tool("create_session", {"language": "python"}))["id"]
+        answer(await client.call_tool("execute_in_session", {"session_id": session_id, "code": "x = 1"}))
+        pid = the_server()
+        held = descendants(pid)
+        assert held and cgroups_of(pid) and run_folders_of(pid)
+        if ending == "SIGTERM":
+            os.kill(pid, signal.SIGTERM)
+            with anyio.fail_after(30):
+                while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                    await anyio.sleep(0.05)
+        return pid, held
+
+    pid, held = run(scenario, stdio(cwd=tmp_path))
+    assert not Path(f"/proc/{pid}").exists()
+    assert not {child for child in held if Path(f"/proc/{child}").exists()}, "the session outlived the command"
+    assert not cgroups_of(pid) and not run_folders_of(pid)

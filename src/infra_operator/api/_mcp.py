@@ -16,14 +16,18 @@ to a server given with ``--url``.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
+import anyio
 import httpx
 import mcp_types as types
 from mcp.server.lowlevel import Server
@@ -233,12 +237,69 @@ class McpEndpoint:
 
 
 async def serve_stdio(client: httpx.AsyncClient, app: FastAPI | None = None) -> None:
-    """Serve MCP on stdin and stdout until stdin closes. With ``app`` (the in-process case), its start-up
-    and shutdown run around the serving, after the SDK has moved stdout aside (so nothing a sandbox or a
-    log prints can reach the protocol's stream)."""
+    """Serve MCP on stdin and stdout until stdin closes or SIGTERM comes (how an agent's host ends it).
+    With ``app`` (the in-process case), its start-up and shutdown run around the serving, after the SDK
+    has moved stdout aside (so nothing a sandbox or a log prints can reach the protocol's stream): the
+    shutdown destroys the sessions' sandboxes either way."""
     server = build_server(client)
-    async with stdio_server() as (read_stream, write_stream), _lifespan(app), client:
+    stdin = _StdinLines()
+    lines = cast("anyio.AsyncFile[str]", stdin)  # the SDK only iterates it, line by line
+    async with stdio_server(stdin=lines) as (read_stream, write_stream), _lifespan(app), client, \
+            anyio.create_task_group() as watching:
+        watching.start_soon(_end_on_sigterm, stdin)
         await server.run(read_stream, write_stream, server.create_initialization_options())
+        watching.cancel_scope.cancel()
+
+
+class _StdinLines:
+    """stdin as lines of text, read as the event loop finds it readable rather than in a thread (the SDK's
+    own reader, which nothing can stop before stdin closes), so that ``end`` can end it as if stdin had
+    closed. Like the SDK, it takes stdin for itself: fd 0 becomes /dev/null for everything else (a
+    sandbox's process must never read the protocol's bytes)."""
+
+    def __init__(self) -> None:
+        self.fd = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.set_blocking(self.fd, False)
+        self.pending = b""
+        self.ended = False
+        self.waiting: anyio.CancelScope | None = None
+
+    def end(self) -> None:
+        self.ended = True
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    def __aiter__(self) -> _StdinLines:
+        return self
+
+    async def __anext__(self) -> str:
+        while b"\n" not in self.pending:
+            with anyio.CancelScope() as self.waiting:
+                await anyio.wait_readable(self.fd)
+            if self.ended:
+                raise StopAsyncIteration
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                if not self.pending:
+                    raise StopAsyncIteration
+                chunk = b"\n"
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
+
+
+async def _end_on_sigterm(stdin: _StdinLines) -> None:
+    """SIGTERM ends the serving as the end of stdin does: the shutdown then runs whole."""
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            stdin.end()
+            return
 
 
 @asynccontextmanager
