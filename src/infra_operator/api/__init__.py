@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from ._app import create_app
-from ._mcp import IN_PROCESS, TOOLS, serve_stdio
+from ._mcp import IN_PROCESS, serve_stdio
 
-__all__ = ["IN_PROCESS", "TOOLS", "create_app", "serve_stdio"]
+__all__ = ["IN_PROCESS", "create_app", "serve_stdio"]
