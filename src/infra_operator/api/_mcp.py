@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
-import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Mapping
@@ -46,8 +45,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from mcp.server.context import ServerRequestContext
     from starlette.types import Receive, Scope, Send
-
-log = logging.getLogger(__name__)
 
 FORWARDED_HEADERS = ("authorization", "x-api-key", "x-request-id")
 """What a call to ``/mcp`` hands on to the API requests it makes: who is calling, and its id."""
