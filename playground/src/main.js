@@ -252,12 +252,14 @@ async function execute() {
     response = await api(`/api/v1/sessions/${held.id}/execute`, { method: "POST", headers, body: JSON.stringify(body) });
   }
   if (!response.ok) throw new Error(await failure(response));
+  let ended = false;
   await readEvents(response, (name, data) => {
     if (name === "stdout") append(ui.stdout, data.data);
     else if (name === "stderr") append(ui.stderr, data.data);
-    else if (name === "result") showResult(data);
-    else if (name === "error") setStatus(data.error, "error");
+    else if (name === "result") { ended = true; showResult(data); }
+    else if (name === "error") { ended = true; setStatus(data.error, "error"); }
   });
+  if (!ended) setStatus("the answer broke off before its result", "error");
 }
 
 async function run() {
