@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from ._app import create_app
+from ._mcp import IN_PROCESS, serve_stdio
 
-__all__ = ["create_app"]
+__all__ = ["IN_PROCESS", "create_app", "serve_stdio"]

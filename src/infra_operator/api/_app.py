@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .. import __version__
@@ -16,8 +17,10 @@ from ..errors import OperatorError
 from ..services import Services
 from . import _errors
 from ._body_limit import BodyLimit
+from ._mcp import McpEndpoint
 from ._metrics import Metrics
 from ._metrics import router as metrics_router
+from ._playground import playground
 from ._request_log import RequestLog
 from ._routes import api, public
 from ._sessions import sessions
@@ -70,7 +73,8 @@ def create_app(services: Services) -> FastAPI:
         # Requests waiting for a sandbox slot wait in threads: leave room for all of them.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, services.settings.max_concurrency + services.settings.max_queue + 16)
-        yield
+        async with mcp.running():
+            yield
         drained = await anyio.to_thread.run_sync(services.executor.admission.drain, SHUTDOWN_GRACE_SECONDS)
         log.info("shutdown: %s", "in-flight executions finished" if drained else "gave up waiting for executions")
         await anyio.to_thread.run_sync(services.close)
@@ -88,6 +92,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(api)
     app.include_router(sessions)
     app.include_router(metrics_router)
+    app.include_router(playground)
+    mcp = McpEndpoint(app)
+    # POST only: stateless, /mcp keeps no stream open for server-initiated messages (GET) and no session to end (DELETE).
+    app.router.routes.append(Route("/mcp", mcp, methods=["POST"], include_in_schema=False))
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes,
                        upload_bytes=services.settings.limits.file_mb.maximum * 1024 * 1024)
     return app

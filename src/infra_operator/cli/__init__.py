@@ -9,6 +9,7 @@ from ._common import reporting_errors
 from ._guest import guest
 from ._kernel import app as kernel_app
 from ._languages import languages
+from ._mcp import mcp
 from ._rootfs import app as rootfs_app
 from ._run import run
 from ._serve import api
@@ -24,6 +25,7 @@ app.command()(run)
 app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
+app.command()(mcp)
 app.command()(shell)
 app.command(name="benchmark-cluster")(benchmark_cluster)
 app.command()(worker)
