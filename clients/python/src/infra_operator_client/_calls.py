@@ -152,7 +152,10 @@ def run_cell(session_id: str, code: str, stdin: str | None, timeout: int | None,
 
 
 def _file_url(session_id: str, path: str) -> str:
-    return f"{API}/sessions/{quote(session_id, safe='')}/files/{quote(path, safe='/')}"
+    """Each part of ``path`` percent-encoded, dots of ``.`` and ``..`` too: left as they are, the
+    URL would be normalised to another path (``a/../b`` to ``b``) instead of refused by the server."""
+    parts = (quote(part, safe="") if part.strip(".") else part.replace(".", "%2E") for part in path.split("/"))
+    return f"{API}/sessions/{quote(session_id, safe='')}/files/{'/'.join(parts)}"
 
 
 def write_file(session_id: str, path: str, source: FileSource) -> Call[WrittenFile]:
