@@ -242,10 +242,14 @@ function segment(value) {
   return encodeURIComponent(value);
 }
 
-// A session file's path: each part encoded, and "." and ".." too, which a URL would otherwise normalise away.
+// A session file's path, each part encoded. A "." or ".." part cannot travel: URLs (WHATWG) resolve it,
+// "%2E" included, and the request would name another file or another endpoint. It is refused here.
 function filePath(path) {
-  return path.split("/").map((part) => (/^\.+$/.test(part) ? part.replaceAll(".", "%2E") : encodeURIComponent(part)))
-    .join("/");
+  const parts = path.split("/");
+  if (parts.some((part) => part === "." || part === "..")) {
+    throw new InfraOperatorError(`file path ${JSON.stringify(path)}: "." and ".." parts are not allowed`);
+  }
+  return parts.map(encodeURIComponent).join("/");
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -432,13 +436,13 @@ export class Session {
   }
 
   /** Writes a file: a string is its text (UTF-8); Uint8Array, ArrayBuffer or Blob its bytes. */
-  write(path, content) {
+  async write(path, content) {
     const data = typeof content === "string" ? new TextEncoder().encode(content) : content;
     return this.#client._request("PUT", this.#path(`/files/${filePath(path)}`), { content: data });
   }
 
   /** A file's bytes. */
-  read(path) {
+  async read(path) {
     return this.#client._request("GET", this.#path(`/files/${filePath(path)}`));
   }
 

@@ -15,13 +15,24 @@ CLIENTS = Path(__file__).resolve().parents[2] / "clients"
 sys.path.insert(0, str(CLIENTS / "python" / "src"))
 
 import infra_operator_client as sdk  # noqa: E402
-from conftest import Server  # noqa: E402
+from conftest import Server, start_server, stop_server  # noqa: E402
 from infra_operator_client import AsyncClient, Client  # noqa: E402
 
-__all__ = ["CLIENTS", "AsyncClient", "Client", "sdk"]
+__all__ = ["API_KEY", "CLIENTS", "AsyncClient", "Client", "sdk"]
+API_KEY = "sdk-key-1"
 
 
 @pytest.fixture
 def client(server: Server) -> Iterator[Client]:  # the SDK's, in place of tests/conftest.py's httpx one
     with Client(server.url) as client:
         yield client
+
+
+@pytest.fixture(scope="package")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with an API key configured (``API_KEY``)."""
+    running = start_server(tmp_path_factory.mktemp("keyed"), env={"INFRA_OPERATOR_API_KEYS": f'["{API_KEY}"]'})
+    try:
+        yield running
+    finally:
+        stop_server(running)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, require_images, start_server, stop_server
+from conftest import Server, require_images
 
-from .conftest import AsyncClient, Client, sdk
+from .conftest import API_KEY, AsyncClient, Client, sdk
 
 
 @pytest.fixture(autouse=True)
@@ -80,15 +80,6 @@ def test_no_answer_within_the_timeout_is_a_timeout(silent_server: str) -> None:
         client.health()
 
 
-@pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("keyed"), env={"INFRA_OPERATOR_API_KEYS": '["sdk-key-1"]'})
-    try:
-        yield running
-    finally:
-        stop_server(running)
-
-
 def test_api_keys_as_bearer(keyed_server: Server) -> None:
     with Client(keyed_server.url) as anonymous:
         assert anonymous.health()["status"] in ("healthy", "degraded")  # /health needs no key
@@ -97,7 +88,7 @@ def test_api_keys_as_bearer(keyed_server: Server) -> None:
         assert refused.value.status == 401 and "API key" in refused.value.message
     with Client(keyed_server.url, api_key="wrong") as wrong, pytest.raises(sdk.Unauthorized):
         wrong.languages()
-    with Client(keyed_server.url, api_key="sdk-key-1") as keyed:
+    with Client(keyed_server.url, api_key=API_KEY) as keyed:
         assert keyed.execute("python", "print(7)")["stdout"] == "7\n"
 
 
@@ -173,6 +164,8 @@ def test_a_session_keeps_names_and_files_and_is_deleted_at_the_end(client: Clien
             session.read("raw.bin")
         with pytest.raises(sdk.BadRequest):
             session.write("../escape.txt", "x")
+        with pytest.raises(sdk.BadRequest):
+            session.write("/etc/passwd", "x")
         assert client.attach(session.id).info["id"] == session.id
         assert session.refresh()["id"] == session.id
     with pytest.raises(sdk.NotFound):

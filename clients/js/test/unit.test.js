@@ -216,13 +216,20 @@ test("a call that runs a program waits for the program's own timeout", async () 
   assert.equal(aborted, false);
 });
 
-test("session file paths: each part encoded, dots too", async () => {
+test("session file paths: each part encoded; . and .. parts refused before anything is sent", async () => {
   const { seen, fetch } = recorder((url, init) => (init.method === "POST"
     ? Response.json({ id: "a b", language: "python", version: "3", backend: "jail", created_at: "", expires_at: "" }, { status: 201 })
     : Response.json({ path: "x", size: 1 }, { status: 201 })));
   const client = new Client({ baseUrl: "http://sdk.test", fetch });
-  await client.withSession("python", (session) => session.write("dir one/ü?#/../x.txt", Uint8Array.of(1)));
-  assert.equal(seen[1].url, "http://sdk.test/api/v1/sessions/a%20b/files/dir%20one/%C3%BC%3F%23/%2E%2E/x.txt");
+  await client.withSession("python", async (session) => {
+    await session.write("dir one/ü?#/...x.txt", Uint8Array.of(1));
+    for (const path of ["../x", "a/./b", "a/.."]) {
+      await assert.rejects(session.write(path, "x"), (error) => error instanceof sdk.InfraOperatorError && /not allowed/.test(error.message));
+      await assert.rejects(session.read(path), sdk.InfraOperatorError);
+      await assert.rejects(session.deleteFile(path), sdk.InfraOperatorError);
+    }
+  });
+  assert.equal(seen[1].url, "http://sdk.test/api/v1/sessions/a%20b/files/dir%20one/%C3%BC%3F%23/...x.txt");
   assert.equal(seen[1].headers["content-type"], "application/octet-stream");
-  assert.equal(seen[2].method, "DELETE");
+  assert.deepEqual(seen.map((request) => request.method), ["POST", "PUT", "DELETE"]);
 });
