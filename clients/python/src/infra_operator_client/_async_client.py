@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar, Unpack
 import httpx
 
 from . import _calls as calls
+from . import _types as types
 from ._common import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
@@ -24,21 +25,6 @@ from ._common import (
 )
 from ._exceptions import NotFound, error_for
 from ._sse import Event
-from ._types import (
-    CellResult,
-    ExecuteResult,
-    FileEntry,
-    FileSource,
-    Health,
-    Languages,
-    RunOptions,
-    SessionInfo,
-    SessionOptions,
-    Submission,
-    SubmissionSpec,
-    TestCase,
-    WrittenFile,
-)
 
 T = TypeVar("T")
 C = TypeVar("C", bound="_Closable")
@@ -104,22 +90,22 @@ class AsyncClient(AsyncClosing):
                 raise error_for(response)
         return response
 
-    async def health(self) -> Health:
+    async def health(self) -> types.Health:
         return await self._send(calls.health())
 
-    async def languages(self) -> Languages:
+    async def languages(self) -> types.Languages:
         return await self._send(calls.languages())
 
     async def language(self, name: str) -> dict[str, Any]:
         return await self._send(calls.language(name))
 
     async def execute(self, language: str, code: str | None = None, timeout: int | None = None,
-                **options: Unpack[RunOptions]) -> ExecuteResult:
+                **options: Unpack[types.RunOptions]) -> types.ExecuteResult:
         """Runs ``code`` in a fresh sandbox. A program that fails is a result, not an exception."""
         return await self._send(calls.execute(language, code, timeout, options))
 
     def stream(self, language: str, code: str | None = None, timeout: int | None = None,
-               **options: Unpack[RunOptions]) -> Opening[AsyncEventStream]:
+               **options: Unpack[types.RunOptions]) -> Opening[AsyncEventStream]:
         """As ``execute``, its output as events while the program runs, then the result:
         ``async with client.stream(...) as events: async for event in events: ...``."""
         return Opening(self._stream(calls.execute(language, code, timeout, options, stream=True)))
@@ -127,37 +113,37 @@ class AsyncClient(AsyncClosing):
     async def _stream(self, call: calls.Call[Any]) -> AsyncEventStream:
         return AsyncEventStream(await self._open(call))
 
-    def session(self, language: str, **options: Unpack[SessionOptions]) -> Opening[AsyncSession]:
+    def session(self, language: str, **options: Unpack[types.SessionOptions]) -> Opening[AsyncSession]:
         """A new session: ``async with client.session("python") as session:`` closes it at the
         end; ``await client.session("python")`` leaves that to ``aclose()``."""
         return Opening(self._create_session(language, options))
 
-    async def _create_session(self, language: str, options: SessionOptions) -> AsyncSession:
+    async def _create_session(self, language: str, options: types.SessionOptions) -> AsyncSession:
         return AsyncSession(self, await self._send(calls.create_session(language, options)))
 
     async def attach(self, session_id: str) -> AsyncSession:
         """An open session, by its id."""
         return AsyncSession(self, await self._send(calls.session_info(session_id)))
 
-    async def sessions(self) -> list[SessionInfo]:
+    async def sessions(self) -> list[types.SessionInfo]:
         return await self._send(calls.list_sessions())
 
     async def submit(self, language: str, code: str | None = None, timeout: int | None = None, *,
-               tests: Sequence[TestCase] | None = None, callback_url: str | None = None, wait: bool = False,
-               **options: Unpack[RunOptions]) -> Submission:
+               tests: Sequence[types.TestCase] | None = None, callback_url: str | None = None, wait: bool = False,
+               **options: Unpack[types.RunOptions]) -> types.Submission:
         """Queues a submission; with ``wait=True``, answers once it has finished."""
         found = await self._send(calls.submit(calls.spec(language, code, timeout, tests, callback_url, options), wait))
         return await self.wait(found["id"]) if wait and found["status"] not in calls.FINISHED else found
 
-    async def submit_batch(self, submissions: Sequence[SubmissionSpec]) -> list[str]:
+    async def submit_batch(self, submissions: Sequence[types.SubmissionSpec]) -> list[str]:
         """Queues several submissions; their ids, in the same order."""
         return await self._send(calls.submit_batch(submissions))
 
-    async def submission(self, submission_id: str) -> Submission:
+    async def submission(self, submission_id: str) -> types.Submission:
         """The submission as it is now (one poll)."""
         return await self._send(calls.submission(submission_id))
 
-    async def wait(self, submission_id: str, timeout: float | None = None) -> Submission:
+    async def wait(self, submission_id: str, timeout: float | None = None) -> types.Submission:
         """Polls until the submission is done or failed; ``WaitTimeout`` after ``timeout`` seconds."""
         poller = Poller(submission_id, timeout)
         while not poller.finished(found := await self.submission(submission_id)):
@@ -175,7 +161,7 @@ class AsyncEventStream(AsyncClosing):
         self._state = StreamState()
 
     @property
-    def result(self) -> ExecuteResult | None:
+    def result(self) -> types.ExecuteResult | None:
         return self._state.result
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -197,7 +183,7 @@ class AsyncSession(AsyncClosing):
     """A sandbox kept across calls: names one cell defines are there for the next, and so are
     its files. A context manager: the session is deleted at the end of the ``async with`` block."""
 
-    def __init__(self, client: AsyncClient, info: SessionInfo) -> None:
+    def __init__(self, client: AsyncClient, info: types.SessionInfo) -> None:
         self._client = client
         self.info = info
         self.id = info["id"]
@@ -209,17 +195,17 @@ class AsyncSession(AsyncClosing):
         except NotFound:
             pass
 
-    async def refresh(self) -> SessionInfo:
+    async def refresh(self) -> types.SessionInfo:
         self.info = await self._client._send(calls.session_info(self.id))
         return self.info
 
-    async def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> CellResult:
+    async def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> types.CellResult:
         return await self._client._send(calls.run_cell(self.id, code, stdin, timeout))
 
     def stream(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> Opening[AsyncEventStream]:
         return Opening(self._client._stream(calls.run_cell(self.id, code, stdin, timeout, stream=True)))
 
-    async def write(self, path: str, source: FileSource) -> WrittenFile:
+    async def write(self, path: str, source: types.FileSource) -> types.WrittenFile:
         """Writes a file: ``str`` is text, ``bytes`` bytes, a ``pathlib.Path`` a local file to upload."""
         return await self._client._send(calls.write_file(self.id, path, source))
 
@@ -238,7 +224,7 @@ class AsyncSession(AsyncClosing):
             await response.aclose()
         return target
 
-    async def files(self) -> list[FileEntry]:
+    async def files(self) -> list[types.FileEntry]:
         return await self._client._send(calls.list_files(self.id))
 
     async def delete_file(self, path: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, Unpack
 import httpx
 
 from . import _calls as calls
+from . import _types as types
 from ._common import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
@@ -23,21 +24,6 @@ from ._common import (
 )
 from ._exceptions import NotFound, error_for
 from ._sse import Event
-from ._types import (
-    CellResult,
-    ExecuteResult,
-    FileEntry,
-    FileSource,
-    Health,
-    Languages,
-    RunOptions,
-    SessionInfo,
-    SessionOptions,
-    Submission,
-    SubmissionSpec,
-    TestCase,
-    WrittenFile,
-)
 
 T = TypeVar("T")
 
@@ -77,26 +63,26 @@ class Client(Closing):
                 raise error_for(response)
         return response
 
-    def health(self) -> Health:
+    def health(self) -> types.Health:
         return self._send(calls.health())
 
-    def languages(self) -> Languages:
+    def languages(self) -> types.Languages:
         return self._send(calls.languages())
 
     def language(self, name: str) -> dict[str, Any]:
         return self._send(calls.language(name))
 
     def execute(self, language: str, code: str | None = None, timeout: int | None = None,
-                **options: Unpack[RunOptions]) -> ExecuteResult:
+                **options: Unpack[types.RunOptions]) -> types.ExecuteResult:
         """Runs ``code`` in a fresh sandbox. A program that fails is a result, not an exception."""
         return self._send(calls.execute(language, code, timeout, options))
 
     def stream(self, language: str, code: str | None = None, timeout: int | None = None,
-               **options: Unpack[RunOptions]) -> EventStream:
+               **options: Unpack[types.RunOptions]) -> EventStream:
         """As ``execute``, its output as events while the program runs, then the result."""
         return EventStream(self._open(calls.execute(language, code, timeout, options, stream=True)))
 
-    def session(self, language: str, **options: Unpack[SessionOptions]) -> Session:
+    def session(self, language: str, **options: Unpack[types.SessionOptions]) -> Session:
         """A new session; ``with client.session("python") as session:`` closes it at the end."""
         return Session(self, self._send(calls.create_session(language, options)))
 
@@ -104,25 +90,25 @@ class Client(Closing):
         """An open session, by its id."""
         return Session(self, self._send(calls.session_info(session_id)))
 
-    def sessions(self) -> list[SessionInfo]:
+    def sessions(self) -> list[types.SessionInfo]:
         return self._send(calls.list_sessions())
 
     def submit(self, language: str, code: str | None = None, timeout: int | None = None, *,
-               tests: Sequence[TestCase] | None = None, callback_url: str | None = None, wait: bool = False,
-               **options: Unpack[RunOptions]) -> Submission:
+               tests: Sequence[types.TestCase] | None = None, callback_url: str | None = None, wait: bool = False,
+               **options: Unpack[types.RunOptions]) -> types.Submission:
         """Queues a submission; with ``wait=True``, answers once it has finished."""
         found = self._send(calls.submit(calls.spec(language, code, timeout, tests, callback_url, options), wait))
         return self.wait(found["id"]) if wait and found["status"] not in calls.FINISHED else found
 
-    def submit_batch(self, submissions: Sequence[SubmissionSpec]) -> list[str]:
+    def submit_batch(self, submissions: Sequence[types.SubmissionSpec]) -> list[str]:
         """Queues several submissions; their ids, in the same order."""
         return self._send(calls.submit_batch(submissions))
 
-    def submission(self, submission_id: str) -> Submission:
+    def submission(self, submission_id: str) -> types.Submission:
         """The submission as it is now (one poll)."""
         return self._send(calls.submission(submission_id))
 
-    def wait(self, submission_id: str, timeout: float | None = None) -> Submission:
+    def wait(self, submission_id: str, timeout: float | None = None) -> types.Submission:
         """Polls until the submission is done or failed; ``WaitTimeout`` after ``timeout`` seconds."""
         poller = Poller(submission_id, timeout)
         while not poller.finished(found := self.submission(submission_id)):
@@ -140,7 +126,7 @@ class EventStream(Closing):
         self._state = StreamState()
 
     @property
-    def result(self) -> ExecuteResult | None:
+    def result(self) -> types.ExecuteResult | None:
         return self._state.result
 
     def __iter__(self) -> Iterator[Event]:
@@ -160,7 +146,7 @@ class Session(Closing):
     """A sandbox kept across calls: names one cell defines are there for the next, and so are
     its files. A context manager: the session is deleted at the end of the ``with`` block."""
 
-    def __init__(self, client: Client, info: SessionInfo) -> None:
+    def __init__(self, client: Client, info: types.SessionInfo) -> None:
         self._client = client
         self.info = info
         self.id = info["id"]
@@ -172,17 +158,17 @@ class Session(Closing):
         except NotFound:
             pass
 
-    def refresh(self) -> SessionInfo:
+    def refresh(self) -> types.SessionInfo:
         self.info = self._client._send(calls.session_info(self.id))
         return self.info
 
-    def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> CellResult:
+    def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> types.CellResult:
         return self._client._send(calls.run_cell(self.id, code, stdin, timeout))
 
     def stream(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> EventStream:
         return EventStream(self._client._open(calls.run_cell(self.id, code, stdin, timeout, stream=True)))
 
-    def write(self, path: str, source: FileSource) -> WrittenFile:
+    def write(self, path: str, source: types.FileSource) -> types.WrittenFile:
         """Writes a file: ``str`` is text, ``bytes`` bytes, a ``pathlib.Path`` a local file to upload."""
         return self._client._send(calls.write_file(self.id, path, source))
 
@@ -201,7 +187,7 @@ class Session(Closing):
             response.close()
         return target
 
-    def files(self) -> list[FileEntry]:
+    def files(self) -> list[types.FileEntry]:
         return self._client._send(calls.list_files(self.id))
 
     def delete_file(self, path: str) -> None:
