@@ -52,7 +52,9 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, host:
     # No ready sandboxes unless a test asks for them: leak and start-up checks then see only
     # what executions made. The pool has servers of its own (tests/api/test_pool_server.py).
     no_pool = {"INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0"}
-    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **no_pool, **(env or {})}
+    # Each server its own submissions, never those of another suite's server on the shared data dir.
+    own_store = {"INFRA_OPERATOR_SUBMISSIONS__STORE": str(tmp / f"submissions-{port}.sqlite3")}
+    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **no_pool, **own_store, **(env or {})}
     if os.environ.get("FIRECRACKER_BIN"):  # the same suites then run on Firecracker too
         environment.setdefault("INFRA_OPERATOR_FIRECRACKER_BIN", os.environ["FIRECRACKER_BIN"])
     with log.open("wb") as output:
@@ -81,14 +83,19 @@ def failing_builds(data_dir: Path) -> dict[str, str]:
             "INFRA_OPERATOR_DEBIAN_SUITE": "no-such-suite"}
 
 
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
+def stop_process(process: subprocess.Popen[bytes], seconds: float = 40) -> None:
+    """SIGTERM, and SIGKILL when that has not ended it within ``seconds``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            server.process.wait(timeout=40)
+            process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+            process.kill()
+            process.wait()
+
+
+def stop_server(server: Server) -> None:
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="session")

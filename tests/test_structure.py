@@ -25,12 +25,15 @@ ALLOWED: dict[str, set[str]] = {
     "images": {"images", "languages", "backends", "guest"} | BASE,  # the initramfs carries the agent
     "executor": {"executor", "backends", "guest", "images", "languages"} | BASE,
     "jobs": {"jobs"} | BASE,
-    "services": {"services", "executor", "backends", "images", "languages", "jobs", "guest"} | BASE,
+    "submissions": {"submissions", "executor"} | BASE,
+    "cluster": {"cluster", "submissions", "executor"} | BASE,
+    "services": {"services", "executor", "backends", "images", "languages", "jobs", "guest", "submissions",
+                 "cluster"} | BASE,
     "benchmark": {"benchmark", "services", "executor", "backends", "images", "languages", "jobs"} | BASE,
     "verify": {"verify", "services", "executor", "images", "languages", "jobs"} | BASE,
-    "api": {"api", "services", "executor", "backends", "images", "languages", "jobs"} | BASE,
+    "api": {"api", "services", "executor", "backends", "images", "languages", "jobs", "submissions"} | BASE,
     "cli": {"cli", "api", "services", "executor", "backends", "images", "languages", "jobs", "guest",
-            "benchmark", "verify"} | BASE,
+            "benchmark", "verify", "cluster"} | BASE,
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -90,6 +90,32 @@ class JobSettings(BaseModel):
     keep_finished: int = Field(default=100, ge=1)
 
 
+class SubmissionSettings(BaseModel):
+    """Asynchronous and judged work (see ``submissions``)."""
+
+    store: Path | None = None
+    """The embedded store of a single process (sqlite); default ``<data_dir>/submissions.sqlite3``."""
+    retention_seconds: float = Field(default=86400.0, gt=0)
+    """How long a finished submission is kept, then forgotten (404)."""
+    runners: int = Field(default=4, ge=1)
+    """Submissions run at once by a single process (each waits for an executor slot as well)."""
+    max_queued: int = Field(default=10000, ge=1)
+    """Unfinished submissions of all keys together; past it, 503 with Retry-After."""
+    max_queued_per_key: int = Field(default=2000, ge=1)
+    """Unfinished submissions of one API key; past it, 429 with Retry-After."""
+    rate_per_minute: int = Field(default=6000, ge=0)
+    """Submissions one API key may make per minute (0: no limit); past it, 429 with Retry-After."""
+    max_batch: int = Field(default=1000, ge=1)
+    max_tests: int = Field(default=200, ge=1)
+    callback_secret: str | None = None
+    """The HMAC-SHA256 key callbacks are signed with; a callback_url needs one."""
+    callback_allow: list[str] = Field(default_factory=list)
+    """Networks (CIDR) a callback may reach although they are loopback, private or link-local."""
+    callback_attempts: int = Field(default=5, ge=1)
+    callback_backoff_seconds: float = Field(default=1.0, gt=0)
+    """The first wait between attempts; each next one doubles."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFRA_OPERATOR_", env_nested_delimiter="__",
                                       nested_model_default_partial_update=True)
@@ -103,6 +129,10 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
     jobs: JobSettings = JobSettings()
+    submissions: SubmissionSettings = SubmissionSettings()
+    redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://\S+$")
+    """With one, submissions and executions go through Redis to workers (``infra.operator worker``):
+    ``redis://[:PASSWORD@]HOST:PORT/DB``, ``rediss://`` for TLS, or ``unix:///PATH``."""
     api_keys: list[str] = Field(default_factory=list)
     api_keys_file: Path | None = None
     """More keys, read once at start-up (see ``_read_keys``): a file keeps them out of the
@@ -155,6 +185,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.package_cache_dir or self.data_dir / "cache"
+
+    @property
+    def submissions_store(self) -> Path:
+        return self.submissions.store or self.data_dir / "submissions.sqlite3"
 
     @property
     def run_dir(self) -> Path:

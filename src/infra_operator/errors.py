@@ -15,6 +15,7 @@ error: it is a result (see ``executor``).
     │   └── SnapshotNotFound
     ├── PayloadTooLarge (413)
     ├── Overloaded (503, Retry-After)
+    │   └── RateLimited (429)          one API key asked too much, or has too much queued
     ├── RemoteStoreError (502)        the object store is unreachable, refuses us, or sent a corrupt object
     ├── BuildFailed (500)             an image, kernel or snapshot could not be made
     └── SandboxError (500)
@@ -79,6 +80,10 @@ class Overloaded(OperatorError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(Overloaded):
+    status = 429
 
 
 class RemoteStoreError(OperatorError):

@@ -6,16 +6,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from . import images
+import redis
+
+from . import cluster, images
 from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
 from .errors import InvalidRequest, OperatorError
-from .executor import Executor, Pool
+from .executor import ExecutionRequest, ExecutionResult, Executor, Pool
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
+from .submissions import CallbackSender, LocalRunners, MemoryLimiter, SqliteStore, Submissions
 
 if TYPE_CHECKING:
     from .images import RemoteStore
@@ -69,6 +72,74 @@ class Services:
         log.info("pool: keeping %s ready on %s", ", ".join(warmed) or "nothing", backend.name)
         return warmed
 
+    # ---- submissions, and the cluster when there is one (``redis_url``)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        if self.settings.redis_url is None:
+            raise InvalidRequest("no Redis is configured (--redis URL)")
+        try:
+            return redis.Redis.from_url(self.settings.redis_url, health_check_interval=10)
+        except ValueError as exc:
+            raise InvalidRequest(f"bad Redis URL {self.settings.redis_url!r}: {exc}") from exc
+
+    @cached_property
+    def router(self) -> cluster.Router:
+        return cluster.Router(self.redis)
+
+    @cached_property
+    def callbacks(self) -> CallbackSender:
+        return CallbackSender(self.settings.submissions)
+
+    @cached_property
+    def local_store(self) -> SqliteStore:
+        return SqliteStore(self.settings.submissions_store)
+
+    @cached_property
+    def runners(self) -> LocalRunners:
+        return LocalRunners(self.local_store, self.executor, self.callbacks, self.settings.submissions)
+
+    @cached_property
+    def submissions(self) -> Submissions:
+        config = self.settings.submissions
+        if self.settings.redis_url is None:
+            return Submissions(self.local_store, MemoryLimiter(config.rate_per_minute), self.callbacks, config,
+                               self._check)
+        return Submissions(cluster.RedisStore(self.redis, self.router, config.retention_seconds),
+                           cluster.RedisLimiter(self.redis, config.rate_per_minute), self.callbacks, config,
+                           self._check)
+
+    def _check(self, fields: dict[str, Any]) -> None:
+        # Through a cluster, this host need not have the image or the backend: the workers do.
+        self.executor.check(ExecutionRequest.from_json(fields), here=self.settings.redis_url is None)
+
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run here, or by a worker of the cluster."""
+        if self.settings.redis_url is None:
+            return self.executor.execute(request)
+        self.executor.check(request, here=False)
+        return self.dispatcher.execute(request)
+
+    @cached_property
+    def dispatcher(self) -> cluster.Dispatcher:
+        return cluster.Dispatcher(self.redis, self.router, self.settings.limits.timeout_seconds.default)
+
+    def start(self) -> None:
+        """What a serving API process starts: alone, the pool and the submission runners; in a
+        cluster, nothing (the workers run everything)."""
+        if self.settings.redis_url is None:
+            self.start_pool()
+            self.runners.start()
+
+    def worker(self, worker_id: str, claim_idle_seconds: float) -> cluster.Worker:
+        """This host as a worker of the cluster: its pool started, its adverts made."""
+        warm = self.start_pool()
+        usable = [c.name for c in self.backends.capabilities() if c.usable]
+        advert = cluster.Advert(id=worker_id, backends=usable, languages=[i.language for i in self.rootfs.list()],
+                                warm=warm, capacity=self.settings.max_concurrency)
+        return cluster.Worker(self.redis, self.router, self.executor, self.callbacks, advert,
+                              self.settings.submissions.retention_seconds, claim_idle_seconds)
+
     @cached_property
     def jobs(self) -> JobBoard:
         return JobBoard(self.settings.jobs)
@@ -114,6 +185,12 @@ class Services:
                                   self.settings.s3_endpoint_url, self.settings.s3_region)
 
     def close(self) -> None:
+        if "runners" in self.__dict__:
+            self.runners.close(timeout=1.0)
+        if "callbacks" in self.__dict__:
+            self.callbacks.close()
+        if "local_store" in self.__dict__:
+            self.local_store.close()
         self.pool.close()
         self.jobs.wait(timeout=1.0)
         self.backends.close()

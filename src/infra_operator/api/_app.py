@@ -64,7 +64,7 @@ def create_app(services: Services) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _announce(services)
         await anyio.to_thread.run_sync(services.sweep)
-        await anyio.to_thread.run_sync(services.start_pool)
+        await anyio.to_thread.run_sync(services.start)
         # Requests waiting for a sandbox slot wait in threads: leave room for all of them.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, services.settings.max_concurrency + services.settings.max_queue + 16)

@@ -21,6 +21,22 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+def _offered_key(request: Request) -> str:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
+
+
+def owner(request: Request) -> str:
+    """Whose work this is, for per-key rate limits and caps: a digest of the API key (the key
+    itself is never stored), or ``anonymous`` on a server without keys."""
+    offered = _offered_key(request)
+    return hashlib.sha256(offered.encode()).hexdigest()[:32] if offered else "anonymous"
+
+
+OwnerDep = Annotated[str, Depends(owner)]
+
+
 def key_matches(offered: str, keys: Sequence[str]) -> bool:
     """Whether ``offered`` is one of ``keys``, in time that does not depend on which key matched
     or how much of one did: every key is compared (``any`` would stop at the first match), and both
@@ -38,8 +54,6 @@ def require_api_key(request: Request, found: ServicesDep) -> None:
     keys = found.settings.api_keys
     if not keys:
         return
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    offered = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
+    offered = _offered_key(request)
     if not offered or not key_matches(offered, keys):
         raise Unauthorized("a valid API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`")

@@ -6,7 +6,7 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -57,6 +57,44 @@ class ExecuteRequest(_Request):
     file_mb: int | None = Field(default=None, description="largest file the program may write")
 
 
+class TestCaseRequest(_Request):
+    stdin: Text = Field(default="", description="given to the program on standard input")
+    expected_output: Text = Field(description="compared ignoring trailing whitespace of lines and of the output")
+
+
+class SubmissionRequest(ExecuteRequest):
+    tests: list[TestCaseRequest] | None = Field(
+        default=None, min_length=1, description="judge mode: compiled once, each test run fresh, each with a verdict")
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="POSTed the finished submission, signed (HMAC-SHA256)")
+
+
+class BatchRequest(_Request):
+    submissions: list[SubmissionRequest] = Field(min_length=1)
+
+
+class SubmissionCreated(BaseModel):
+    id: str
+    status: Literal["queued"]
+
+
+class BatchCreated(BaseModel):
+    ids: list[str] = Field(description="in the order of the request's submissions")
+
+
+class SubmissionView(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    result: dict[str, Any] | None = Field(
+        default=None, description="when done: the execute answer, or in judge mode verdict and tests")
+    error: str | None = Field(default=None, description="when failed: why")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = Field(description="how many times a runner started it")
+    worker: str | None = Field(default=None, description="in a cluster: the worker that last started it")
+
+
 class ExecuteResponse(BaseModel):
     stdout: str
     stderr: str
@@ -82,6 +120,7 @@ class ExecuteResponse(BaseModel):
         description="CPU time of the program, user and system (of the compiler when compiling failed); "
                     "null when the sandbox died with the program and nothing could be measured")
     memory_kb: int | None = Field(description="the program's peak resident memory; null as for cpu_time_ms")
+    worker: str | None = Field(default=None, description="in a cluster: the worker that ran it")
 
 
 class ErrorResponse(BaseModel):

@@ -15,10 +15,13 @@ from ..executor import ExecutionRequest
 from ..images import describe, progress_lines
 from ..jobs import Job, Progress
 from ..languages import Language
-from ._deps import ServicesDep, require_api_key
+from ..submissions import FINISHED, NewSubmission, TestCase, view
+from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._metrics import metrics_of
 from ._models import (
     BackendView,
+    BatchCreated,
+    BatchRequest,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -39,6 +42,9 @@ from ._models import (
     SnapshotState,
     SnapshotTransferRequest,
     StartedResponse,
+    SubmissionCreated,
+    SubmissionRequest,
+    SubmissionView,
     TransferRequest,
 )
 
@@ -46,7 +52,7 @@ if TYPE_CHECKING:
     from ..images import Transfer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 500, 502, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 502, 503)
 }
 
 Remote = Annotated[bool, Query(description="list the object store instead of the local disk")]
@@ -124,19 +130,48 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
     )
 
 
-def _format_ms(milliseconds: float) -> str:
-    return f"{round(milliseconds)}ms"
-
-
 @api.post("/execute", response_model=ExecuteResponse)
 def execute(body: ExecuteRequest, request: Request, services: ServicesDep) -> ExecuteResponse:
     with metrics_of(request).counting(request, body.language, body.backend) as ran:
-        result = services.executor.execute(ExecutionRequest(**{**body.model_dump(), "args": tuple(body.args)}))
+        result = services.execute(ExecutionRequest.from_json(body.model_dump()))
         ran(result)
-    fields = dataclasses.asdict(result)
-    load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
-    return ExecuteResponse(**fields, load_time=_format_ms(load_ms), exec_time=_format_ms(exec_ms),
-                           load_time_ms=round(load_ms, 3), exec_time_ms=round(exec_ms, 3))
+    return ExecuteResponse(**result.answer())
+
+
+def _new_submission(body: SubmissionRequest) -> NewSubmission:
+    tests: list[TestCase] | None = None
+    if body.tests is not None:
+        tests = [{"stdin": test.stdin, "expected_output": test.expected_output} for test in body.tests]
+    return NewSubmission(request=body.model_dump(exclude={"tests", "callback_url"}), tests=tests,
+                         callback_url=body.callback_url)
+
+
+# How long ?wait=true waits past the submission's own time limits before answering what it has.
+WAIT_GRACE_SECONDS = 60
+
+
+@api.post("/submissions", status_code=202, response_model=SubmissionCreated,
+          responses={200: {"model": SubmissionView, "description": "with ?wait=true: the finished submission"}})
+def create_submission(body: SubmissionRequest, services: ServicesDep, owner: OwnerDep,
+                      wait: Annotated[bool, Query(description="answer once it has finished")] = False) -> JSONResponse:
+    [submission_id] = services.submissions.submit(owner, [_new_submission(body)])
+    if not wait:
+        return JSONResponse({"id": submission_id, "status": "queued"}, status_code=202)
+    runs = 1 + len(body.tests or ())
+    seconds = runs * (body.timeout or services.settings.limits.timeout_seconds.default) + WAIT_GRACE_SECONDS
+    found = services.submissions.wait(submission_id, owner, seconds)
+    return JSONResponse(view(found), status_code=200 if found["status"] in FINISHED else 202)
+
+
+@api.post("/submissions/batch", status_code=202, response_model=BatchCreated)
+def create_batch(body: BatchRequest, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    ids = services.submissions.submit(owner, [_new_submission(item) for item in body.submissions])
+    return JSONResponse({"ids": ids}, status_code=202)
+
+
+@api.get("/submissions/{submission_id}", response_model=SubmissionView, response_model_exclude_none=True)
+def submission_details(submission_id: str, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
+    return JSONResponse(view(services.submissions.get(submission_id, owner)))
 
 
 @api.get("/rootfs", response_model=RootfsListResponse)

@@ -11,6 +11,7 @@ from ._bench import (
     Stats,
     run_benchmark,
 )
+from ._cluster import ClusterBenchmark, run_cluster_benchmark, write_cluster_json
 from ._report import draw_chart, write_json
 from ._targets import InProcess, OverHttp, Sample, Target
 
@@ -18,6 +19,7 @@ __all__ = [
     "GOAL_LATENCY_RATIO",
     "GOAL_THROUGHPUT_RATIO",
     "BenchmarkConfig",
+    "ClusterBenchmark",
     "InProcess",
     "LanguageResult",
     "OverHttp",
@@ -26,5 +28,7 @@ __all__ = [
     "Target",
     "draw_chart",
     "run_benchmark",
+    "run_cluster_benchmark",
+    "write_cluster_json",
     "write_json",
 ]

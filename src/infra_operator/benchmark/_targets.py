@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -66,7 +66,7 @@ class InProcess:
         )
 
     def wait_warm(self, languages: list[str]) -> None:
-        _wait_until(lambda: _warm(self.services.pool.stats(), languages))
+        wait_until(lambda: _warm(self.services.pool.stats(), languages))
 
     def close(self) -> None:
         self.services.close()
@@ -76,7 +76,7 @@ class OverHttp:
     """A real ``infra.operator api`` in a subprocess on a free loopback port; each thread
     that executes gets its own keep-alive connection, as a real client would."""
 
-    def __init__(self, backend: str | None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, backend: str | None, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = int(probe.getsockname()[1])
@@ -96,13 +96,14 @@ class OverHttp:
         ]
         if backend:
             argv += ["--backend", backend]
+        argv += args
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 argv, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
             )
         self._clients: dict[int, httpx.Client] = {}
         try:
-            _wait_until(self._healthy)
+            wait_until(self._healthy)
         except BaseException:
             self.close()
             raise
@@ -141,21 +142,26 @@ class OverHttp:
         )
 
     def wait_warm(self, languages: list[str]) -> None:
-        _wait_until(
+        wait_until(
             lambda: _warm(httpx.get(f"{self.url}/health", timeout=5).json().get("pool", []), languages)
         )
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.unlink(missing_ok=True)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a server drains), and SIGKILL a minute later if that did not end it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:
@@ -168,10 +174,11 @@ def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:
     return True
 
 
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + READY_SECONDS
+def wait_until(condition: Callable[[], bool], what: str = "the benchmark's target to be ready",
+               seconds: float = READY_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.1)
-    raise SandboxError(f"the benchmark's target was not ready within {READY_SECONDS:.0f}s")
+        time.sleep(0.05)
+    raise SandboxError(f"gave up waiting {seconds:.0f}s for {what}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._benchmark import benchmark
+from ._benchmark import benchmark, benchmark_cluster
 from ._common import reporting_errors
 from ._guest import guest
 from ._kernel import app as kernel_app
@@ -14,6 +14,7 @@ from ._run import run
 from ._serve import api
 from ._setup import setup
 from ._snapshot import app as snapshot_app
+from ._worker import worker
 
 app = typer.Typer(name="infra.operator", help="Run untrusted code in fresh sandboxes.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -22,6 +23,8 @@ app.command()(run)
 app.command()(languages)
 app.command()(setup)
 app.command()(benchmark)
+app.command(name="benchmark-cluster")(benchmark_cluster)
+app.command()(worker)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guest)
 app.add_typer(rootfs_app, name="rootfs")
 app.add_typer(snapshot_app, name="snapshot")

@@ -158,3 +158,21 @@ def _table(results: list[LanguageResult], title: str) -> Table:
         )
     table.caption = "milliseconds; bare = the same program, same toolchain, no sandbox (host or chroot)"
     return table
+
+
+def benchmark_cluster(
+    backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    requests: Annotated[int, typer.Option(min=10, help="executes measured on each side")] = 200,
+    submissions: Annotated[int, typer.Option(min=1, help="submissions queued through the cluster")] = 1000,
+    output: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("cluster-benchmark.json"),
+) -> None:
+    """The cluster beside a single process, judge mode beside separate executes, and a queue of
+    submissions completed with none lost; all on this host, over loopback."""
+    from ..benchmark import run_cluster_benchmark, write_cluster_json
+
+    with progress_display("cluster benchmark") as progress:
+        result = run_cluster_benchmark(backend, requests, submissions, progress)
+    write_cluster_json(result, output)
+    for line in result.lines():
+        out.print(line, highlight=False, markup=False)
+    out.print(f"wrote {output}", highlight=False, markup=False)

@@ -38,6 +38,9 @@ out = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where images, kernels and snapshots live",
                                                envvar="INFRA_OPERATOR_DATA_DIR", show_default=False)]
+RedisUrl = Annotated[str | None, typer.Option(
+    "--redis", help="the cluster's Redis (redis://HOST:PORT/DB or unix:///PATH); without it, one process does all",
+    envvar="INFRA_OPERATOR_REDIS_URL", show_default=False)]
 Lang = Annotated[str, typer.Option("--lang", "-l", help="language name or alias")]
 Bucket = Annotated[str | None, typer.Option(help="object store bucket; default: INFRA_OPERATOR_S3_BUCKET",
                                             show_default=False)]

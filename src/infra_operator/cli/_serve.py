@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidRequest
 from ..services import Services
-from ._common import DataDir, make_services, reporting_errors
+from ._common import DataDir, RedisUrl, make_services, reporting_errors
 
 log = logging.getLogger("infra_operator")
 
@@ -39,10 +39,10 @@ def _check_exposure(host: str, services: Services, allow_unauthenticated: bool) 
                 host)
 
 
-def _services(data_dir: DataDir, backend: str | None) -> Services:
+def services_from(data_dir: DataDir, backend: str | None, redis_url: str | None = None) -> Services:
     """The services, with a settings mistake (a bad value, an unreadable keys file) told in one line."""
     try:
-        return make_services(data_dir, backend=backend)
+        return make_services(data_dir, backend=backend, redis_url=redis_url)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -69,6 +69,7 @@ def api(
                                                 envvar="INFRA_OPERATOR_BACKEND")] = None,
     data_dir: DataDir = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    redis: RedisUrl = None,
 ) -> None:
     """Serve the HTTP API."""
     from ..api import create_app
@@ -76,7 +77,7 @@ def api(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _log_requests_as_json()
     with reporting_errors():
-        services = _services(data_dir, backend)
+        services = services_from(data_dir, backend, redis)
         _check_exposure(host, services, allow_unauthenticated)
     # Each request's line comes from the app (api._request_log); uvicorn's access line would repeat it.
     uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,

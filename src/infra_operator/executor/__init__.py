@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ._admission import Admission
-from ._executor import BASE_ENV, ExecutionRequest, ExecutionResult, Executor, SandboxStart
+from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
 
 __all__ = [
     "BASE_ENV",
     "Admission",
+    "Compiled",
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",

@@ -23,7 +23,7 @@ from ._pool import Pool
 if TYPE_CHECKING:
     from ..backends import Backend, BackendSet, Sandbox
     from ..config import Settings
-    from ..guest.messages import ExecuteReply, ExecuteRequest
+    from ..guest.messages import Artifact, ExecuteReply, ExecuteRequest
     from ..images import RootfsInfo, RootfsStore
     from ..languages import Catalog, Language
 
@@ -49,6 +49,17 @@ class ExecutionRequest:
     processes: int | None = None
     output_kb: int | None = None
     file_mb: int | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    """What ``Executor.compile`` made: written into the working folder, and the compile step skipped."""
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> ExecutionRequest:
+        """From the API's execute fields, as a submission keeps them and a worker receives them."""
+        return cls(**{**fields, "args": tuple(fields.get("args", ())), "artifacts": ()})
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields ``from_json`` takes; artifacts stay with the host that compiled them."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "artifacts"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,23 @@ class ExecutionResult:
     None when the sandbox died with it and nothing could be measured."""
     memory_kb: int | None = None
     """The program's peak resident memory; None as for ``cpu_time_ms``."""
+    worker: str | None = None
+    """The cluster worker that ran it; None when it ran in this process."""
+
+    def answer(self) -> dict[str, Any]:
+        """The contract's execute answer, as JSON: what the API, a submission and a worker send."""
+        fields = dataclasses.asdict(self)
+        load_ms, exec_ms = fields.pop("load_ms"), fields.pop("exec_ms")
+        return {**fields, "load_time": f"{round(load_ms)}ms", "exec_time": f"{round(exec_ms)}ms",
+                "load_time_ms": round(load_ms, 3), "exec_time_ms": round(exec_ms, 3)}
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A program compiled once: the files to run it from, or, when compiling failed, its result."""
+
+    artifacts: tuple[Artifact, ...] = ()
+    failure: ExecutionResult | None = None
 
 
 def _text(data: str) -> str:
@@ -121,8 +149,10 @@ class Executor:
     def _message(self, language: Language, request: ExecutionRequest, limits: _limits.ResolvedLimits) -> ExecuteRequest:
         return {
             "op": "execute",
-            "files": {language.source: b64encode(request.code.encode("utf-8"))},
-            "compile": list(language.compile) if language.compile else None,
+            # What a compile made holds the source too: it replaces the source and the compile step.
+            "files": {} if request.artifacts else {language.source: b64encode(request.code.encode("utf-8"))},
+            "artifacts": list(request.artifacts),
+            "compile": list(language.compile) if language.compile and not request.artifacts else None,
             "run": [*language.run, *request.args],
             "env": {**BASE_ENV, **language.env},
             "stdin": b64encode(request.stdin.encode("utf-8")),
@@ -132,17 +162,46 @@ class Executor:
             "clock": time.time(),
         }
 
-    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+    def check(self, request: ExecutionRequest, here: bool = True) -> None:
+        """Raise what ``execute`` would for the request itself (an unknown language, a limit out
+        of range), without running it; ``here`` also for this host (an image not built, a
+        backend it cannot run). Work accepted to run later is checked first."""
         language = self.catalog.get(request.language)
-        limits = _limits.resolve(
+        self._resolve_limits(request)
+        if here:
+            self.backends.choose(request.backend)
+            self.rootfs.get(language.name)
+
+    def _resolve_limits(self, request: ExecutionRequest) -> _limits.ResolvedLimits:
+        return _limits.resolve(
             self.settings.limits, timeout=request.timeout, cpu_seconds=request.cpu_seconds,
             memory_mb=request.memory_mb, processes=request.processes, output_kb=request.output_kb,
             file_mb=request.file_mb,
         )
+
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        return self._execute(request, collect=False)[0]
+
+    def compile(self, request: ExecutionRequest) -> Compiled:
+        """Compile ``request``'s program once, in a sandbox of its own; each ``execute`` given the
+        artifacts then runs only the run step, in a fresh sandbox. A language that does not
+        compile has nothing to make."""
+        if self.catalog.get(request.language).compile is None:
+            return Compiled()
+        result, reply = self._execute(request, collect=True)
+        if reply is None or "artifacts" not in reply:
+            return Compiled(failure=result)
+        return Compiled(artifacts=tuple(reply["artifacts"]))
+
+    def _execute(self, request: ExecutionRequest, collect: bool) -> tuple[ExecutionResult, ExecuteReply | None]:
+        language = self.catalog.get(request.language)
+        limits = self._resolve_limits(request)
         backend = self.backends.choose(request.backend)
         rootfs = self.rootfs.get(language.name)
         spec = self.spec_for(backend, language, rootfs, limits)
         message = self._message(language, request, limits)
+        if collect:
+            message["collect"] = True
         with self.admission.slot():
             started = time.monotonic()
             sandbox = self.pool.take(backend, spec)
@@ -156,7 +215,7 @@ class Executor:
                 self.pool.dispose(sandbox)
         result = self._result(language, rootfs, backend.name, reply, outcome,
                               (loaded - started) * 1000, (finished - loaded) * 1000)
-        return dataclasses.replace(result, sandbox_start=how)
+        return dataclasses.replace(result, sandbox_start=how), reply
 
     def _run(self, sandbox: Sandbox, message: ExecuteRequest,
              limits: _limits.ResolvedLimits) -> tuple[ExecuteReply | None, HostOutcome]:

@@ -13,14 +13,14 @@ import time
 
 from . import _channels, _confine
 from ._runner import Limits, run_step
-from .protocol import ChannelClosed, ProtocolError, b64decode, receive, send
+from .protocol import ChannelClosed, ProtocolError, b64decode, b64encode, receive, send
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from collections.abc import Callable
     from typing import Any
 
-    from .messages import ErrorReply, ExecuteReply, ExecuteRequest, PingReply
+    from .messages import Artifact, ErrorReply, ExecuteReply, ExecuteRequest, PingReply
 
     Handler = Callable[[dict[str, Any]], PingReply | ExecuteReply | ErrorReply]
 
@@ -34,14 +34,31 @@ stdio, for each request on stdin (a unix socket); see guest/_template.py.
 """
 
 
+def _write_file(work_dir: str, name: str, content: str, mode: int = 0o644) -> None:
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"bad file name {name!r}")
+    # O_EXCL|O_NOFOLLOW: the work dir is fresh; never write through a planted link.
+    fd = os.open(os.path.join(work_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(b64decode(content))
+        os.fchmod(handle.fileno(), mode & 0o755)  # no set-id bits, whatever the host sent
+
+
 def _write_files(work_dir: str, files: dict[str, str]) -> None:
     for name, content in files.items():
-        if "/" in name or name in ("", ".", ".."):
-            raise ValueError(f"bad file name {name!r}")
-        # O_EXCL|O_NOFOLLOW: the work dir is fresh; never write through a planted link.
-        fd = os.open(os.path.join(work_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(b64decode(content))
+        _write_file(work_dir, name, content)
+
+
+def _artifacts(work_dir: str) -> list[Artifact]:
+    """The regular files a compile step left in the working folder (links are not followed)."""
+    found: list[Artifact] = []
+    with os.scandir(work_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                with open(entry.path, "rb") as handle:
+                    found.append({"name": entry.name, "content": b64encode(handle.read()),
+                                  "mode": entry.stat(follow_symlinks=False).st_mode & 0o755})
+    return found
 
 
 def execute(message: ExecuteRequest, work_dir: str = WORK_DIR) -> ExecuteReply:
@@ -51,6 +68,8 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR) -> ExecuteReply:
     deadline = started + limits.wall_seconds
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), limits.file_bytes)
     _write_files(work_dir, message.get("files", {}))
+    for artifact in message.get("artifacts", []):
+        _write_file(work_dir, artifact["name"], artifact["content"], int(artifact["mode"]))
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
     compiled = None
     compile_argv = message.get("compile")
@@ -58,6 +77,8 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR) -> ExecuteReply:
         compiled = run_step(list(compile_argv), work_dir, env, b"", limits, deadline)
         if compiled["exit_code"] != 0 or compiled["timed_out"]:
             return {"ok": True, "op": "execute", "compile": compiled, "run": None}
+    if message.get("collect"):
+        return {"ok": True, "op": "execute", "compile": compiled, "run": None, "artifacts": _artifacts(work_dir)}
     stdin = b64decode(message.get("stdin", ""))
     ran = run_step(list(message["run"]), work_dir, env, stdin, limits, deadline)
     return {"ok": True, "op": "execute", "compile": compiled, "run": ran}

@@ -11,7 +11,8 @@ it answers, so the host can check it got the reply it asked for.
 
 Requests (host to guest) and their replies:
     ping      -> PingReply
-    execute   -> ExecuteReply: the compile step (if the language compiles) and the run step
+    execute   -> ExecuteReply: the compile step (if the language compiles) and the run step;
+                 with ``collect``, the compile step and the files it left (compile once, run many)
 A request the agent cannot carry out answers ``ErrorReply``.
 """
 
@@ -31,11 +32,30 @@ class StepLimits(TypedDict):
     file_bytes: int
 
 
+class Artifact(TypedDict):
+    """A file of the working folder with its permission bits (a compiled program is executable)."""
+
+    name: str
+    content: str
+    """Base64."""
+    mode: int
+
+
 class PingRequest(TypedDict):
     op: Literal["ping"]
 
 
-class ExecuteRequest(TypedDict):
+class _CompileOnce(TypedDict, total=False):
+    # A base with total=False, not NotRequired: under postponed annotations Python 3.11
+    # counts NotRequired keys among a TypedDict's required ones.
+    collect: bool
+    """Compile only: run nothing and answer the working folder's files as ``artifacts``, so a
+    judge compiles once and hands them to fresh sandboxes that run only the run step."""
+    artifacts: list[Artifact]
+    """Files to write with their permission bits before the steps (what ``collect`` answered)."""
+
+
+class ExecuteRequest(_CompileOnce):
     op: Literal["execute"]
     files: dict[str, str]
     """File name in the working folder to its content, base64."""
@@ -85,12 +105,17 @@ class PingReply(TypedDict):
     uid: int
 
 
-class ExecuteReply(TypedDict):
+class _Collected(TypedDict, total=False):
+    artifacts: list[Artifact]
+    """With ``collect``, after a compile that succeeded: the working folder's regular files."""
+
+
+class ExecuteReply(_Collected):
     ok: Literal[True]
     op: Literal["execute"]
     compile: StepResult | None
     run: StepResult | None
-    """None when the compile step failed, so nothing ran."""
+    """None when the compile step failed, so nothing ran, and when the request asked to ``collect``."""
 
 
 class ErrorReply(TypedDict):

@@ -1,0 +1,57 @@
+"""Plain executes through the cluster: the API process adds the request to a stream and
+waits on a list of its own for the worker's answer."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, cast
+
+from ..errors import OperatorError, SandboxError
+from ..executor import ExecutionResult
+from . import _keys
+
+if TYPE_CHECKING:
+    import redis
+
+    from ..executor import ExecutionRequest
+    from ._router import Router
+
+# Past the program's own time limit, how long to wait for a worker's answer: its sandbox
+# start, its queue, the compile step.
+ANSWER_GRACE_SECONDS = 60
+
+
+class WorkerRefused(OperatorError):
+    """An error the worker raised, carried back with its status (a 404 for an image it lacks)."""
+
+    def __init__(self, message: str, status: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self._headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
+class Dispatcher:
+    def __init__(self, client: redis.Redis, router: Router, default_timeout: int) -> None:
+        self.client = client
+        self.router = router
+        self.default_timeout = default_timeout
+
+    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        execution_id = uuid.uuid4().hex
+        wait = (request.timeout or self.default_timeout) + ANSWER_GRACE_SECONDS
+        with _keys.unavailable_as_503():
+            stream = self.router.execute_stream(request.language)
+            self.client.xadd(stream, {"kind": "execute", "id": execution_id, "request": json.dumps(request.to_json()),
+                                      "deadline": str(time.time() + wait)})
+            popped = cast("tuple[bytes, bytes] | None", self.client.blpop([_keys.reply(execution_id)], timeout=wait))
+        if popped is None:
+            raise SandboxError(f"no worker answered within {wait}s")
+        reply = json.loads(popped[1])
+        if "error" in reply:
+            raise WorkerRefused(reply["error"], int(reply["status"]), reply["headers"])
+        return ExecutionResult(**reply["result"])

@@ -1,0 +1,315 @@
+"""The cluster, each part on its own "host": Redis, API processes and two workers, each in
+a network namespace of the test's own with its own address (see tests/netns.py), joined
+by Redis streams. Workers, API processes and Redis are killed and restarted under load;
+nothing accepted is lost and nothing completes twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+import redis
+from conftest import DATA_DIR, require_images, stop_process, wait_for
+from netns import Network, redis_command, require_namespaces
+
+from infra_operator.cluster import RedisStore, Router
+from infra_operator.submissions import queued
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+REDIS_PORT = 6379
+API_PORT = 8080
+KEY = "cluster-test-key"
+RATE_KEY = "cluster-test-rate-key"
+"""A key of its own for the rate-limit test: the others' submissions count against KEY."""
+HEADERS = {"X-API-Key": KEY}
+
+
+@dataclass
+class Cluster:
+    network: Network
+    tmp: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.network.hosts['redis']}:{REDIS_PORT}/0"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host=self.network.hosts["redis"], port=REDIS_PORT, socket_timeout=10)
+
+    def _start(self, name: str, host: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        environment = {**os.environ, "PYTHONPATH": str(SRC), "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR),
+                       "INFRA_OPERATOR_API_KEYS": json.dumps([KEY, RATE_KEY]), **(env or {})}
+        with (self.tmp / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(self.network.command(host, argv), stdout=log,
+                                                    stderr=subprocess.STDOUT, env=environment)
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def start_redis(self) -> None:
+        (self.tmp / "redis").mkdir(exist_ok=True)
+        self._start("redis", "redis", redis_command(self.tmp / "redis", self.network.hosts["redis"], REDIS_PORT))
+        wait_for(lambda: _answers(self.redis()), "redis to answer")
+
+    def start_worker(self, name: str, env: dict[str, str]) -> None:
+        self._start(name, name, [sys.executable, "-m", "infra_operator", "worker", "--redis", self.redis_url,
+                                 "--id", name, "--claim-idle", "3"], env)
+        wait_for(lambda: self.redis().exists(f"infra-operator:worker:{name}"), f"worker {name} to advertise")
+
+    def start_api(self, name: str, env: dict[str, str] | None = None) -> str:
+        address = self.network.hosts["api"]
+        port = API_PORT + len([p for p in self.processes if p.startswith("api")])
+        self._start(name, "api", [sys.executable, "-m", "infra_operator", "api", "--redis", self.redis_url,
+                                  "--host", address, "--port", str(port)], env)
+        url = f"http://{address}:{port}"
+
+        def healthy() -> bool:
+            process = self.processes[name]
+            assert process.poll() is None, self.log(name)[-2000:]
+            try:
+                return httpx.get(f"{url}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+        wait_for(healthy, f"API {name} to answer")
+        return url
+
+    def kill(self, name: str, number: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(number)
+        process.wait(timeout=60)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            stop_process(self.processes.pop(name))
+
+
+def _value(client: redis.Redis, key: str) -> bytes | None:
+    return cast("bytes | None", client.get(key))
+
+
+def _unfinished(cluster: Cluster) -> int:
+    return int(cast("bytes | None", cluster.redis().hget("infra-operator:unfinished", "*")) or 0)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+WORKER_ENV = {
+    # w1 keeps python ready; w2 keeps nothing ready, so an execute that reaches w2 shows in its answer.
+    "w1": {"INFRA_OPERATOR_POOL__PREWARM": '["python"]', "INFRA_OPERATOR_POOL__SIZE": "2",
+           "INFRA_OPERATOR_MAX_CONCURRENCY": "2"},
+    "w2": {"INFRA_OPERATOR_POOL__PREWARM": "[]", "INFRA_OPERATOR_POOL__SIZE": "0", "INFRA_OPERATOR_POOL__MAX_SIZE": "0",
+           "INFRA_OPERATOR_MAX_CONCURRENCY": "2"},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_namespaces()
+    require_images("python", "rust")
+    network = Network()
+    running = Cluster(network, tmp_path_factory.mktemp("cluster"))
+    try:
+        network.create()
+        for host in ("redis", "api", "w1", "w2"):
+            network.add_host(host)
+        running.start_redis()
+        for name, env in WORKER_ENV.items():
+            running.start_worker(name, env)
+        yield running
+    finally:
+        running.stop_all()
+        network.destroy()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Iterator[httpx.Client]:
+    url = cluster.start_api("api")
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as client:
+        yield client
+
+
+def _finished(client: httpx.Client, ids: list[str], seconds: float = 180) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def all_done() -> bool:
+        for submission_id in ids:
+            if submission_id not in found:
+                answer = client.get(f"/api/v1/submissions/{submission_id}")
+                if answer.status_code == 200 and answer.json()["status"] in ("done", "failed"):
+                    found[submission_id] = answer.json()
+        return len(found) == len(ids)
+    wait_for(all_done, f"{len(ids)} submissions to finish", seconds)
+    return [found[submission_id] for submission_id in ids]
+
+
+def test_an_execute_goes_to_the_worker_with_a_warm_pool(api: httpx.Client, cluster: Cluster) -> None:
+    wait_for(lambda: json.loads(_value(cluster.redis(), "infra-operator:worker:w1") or b"{}").get("free") == 2,
+             "w1 to advertise its room")
+    answers = [api.post("/api/v1/execute", json={"language": "python", "code": f"print({n} * 2)"}) for n in range(6)]
+    assert [a.status_code for a in answers] == [200] * 6, answers[0].text
+    assert [a.json()["stdout"] for a in answers] == [f"{n * 2}\n" for n in range(6)]
+    assert {a.json()["worker"] for a in answers} == {"w1"}
+    # No worker keeps rust warm: any worker with the image answers, through the shared stream.
+    rust = api.post("/api/v1/execute", json={"language": "rust", "code": 'fn main() { println!("hi"); }'})
+    assert rust.status_code == 200 and rust.json()["stdout"] == "hi\n", rust.text
+
+
+def test_the_contract_client_works_through_the_cluster(api: httpx.Client) -> None:
+    answer = api.post("/api/v1/execute", json={"language": "python", "code": "print(2 ** 10)", "timeout": 30})
+    assert answer.status_code == 200 and answer.json()["stdout"] == "1024\n"
+    unknown = api.post("/api/v1/execute", json={"language": "no-such-language", "code": "x"})
+    assert unknown.status_code == 404 and "language not found" in unknown.json()["error"]
+
+
+def test_a_rust_submission_with_ten_tests_is_judged_on_a_worker(api: httpx.Client) -> None:
+    code = 'use std::io::*; fn main() { let mut s = String::new(); stdin().read_line(&mut s).unwrap(); ' \
+           'let n: i64 = s.trim().parse().unwrap(); println!("{}", n * n); }'
+    tests = [{"stdin": str(n), "expected_output": str(n * n)} for n in range(10)]
+    answer = api.post("/api/v1/submissions", params={"wait": "true"},
+                      json={"language": "rust", "code": code, "tests": tests})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["result"]
+    assert result["verdict"] == "accepted" and len(result["tests"]) == 10
+    assert answer.json()["worker"] in ("w1", "w2")
+
+
+def test_a_batch_of_200_is_shared_by_the_workers(api: httpx.Client, cluster: Cluster) -> None:
+    batch = [{"language": "python", "code": f"print({n})"} for n in range(200)]
+    answer = api.post("/api/v1/submissions/batch", json={"submissions": batch})
+    assert answer.status_code == 202, answer.text
+    finished = _finished(api, answer.json()["ids"])
+    assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(200)]
+    assert {f["worker"] for f in finished} == {"w1", "w2"}
+    assert all(f["attempts"] == 1 for f in finished)
+    wait_for(lambda: _unfinished(cluster) == 0,
+             "the count of unfinished submissions to come back to zero")
+
+
+def test_completion_counts_once(cluster: Cluster) -> None:
+    client = cluster.redis()
+    store = RedisStore(client, Router(client), retention_seconds=60)
+    # A language no worker has: its stream is read by nobody, so only this test starts the submission.
+    submission = queued("idempotence-test", {"language": "no-worker-has-this", "code": "print(1)"}, None, None)
+    store.add([submission])
+    first, second = store.start(submission["id"], "a"), store.start(submission["id"], "b")
+    assert first is not None and second is not None and second["attempts"] == 2
+    assert store.unfinished("idempotence-test") == 1
+    assert store.finish(second, ("done", {"stdout": "b"}, None)) is not None
+    assert store.finish(first, ("done", {"stdout": "a"}, None)) is None  # the runner that lost
+    kept = store.get(submission["id"])
+    assert kept is not None and kept["result"] == {"stdout": "b"}
+    assert store.unfinished("idempotence-test") == 0
+    assert store.start(submission["id"], "c") is None  # finished: not run again
+    client.delete("infra-operator:work:no-worker-has-this")
+
+
+def test_work_whose_workers_kept_dying_ends_failed_with_the_reason(cluster: Cluster, api: httpx.Client) -> None:
+    client = cluster.redis()
+    # As a submission whose three runners were killed would be found by a fourth.
+    owner = hashlib.sha256(KEY.encode()).hexdigest()[:32]  # as the API names KEY's submissions
+    submission = queued(owner, {"language": "python", "code": "print(1)"}, None, None)
+    submission["attempts"] = 3
+    RedisStore(client, Router(client), retention_seconds=60).add([submission])
+    [finished] = _finished(api, [submission["id"]])
+    assert finished["status"] == "failed" and "stopped 3 times" in finished["error"], finished
+    assert "result" not in finished
+
+
+def test_an_api_process_killed_loses_nothing(cluster: Cluster, api: httpx.Client) -> None:
+    doomed = cluster.start_api("api-doomed")
+    batch = [{"language": "python", "code": f"import time; time.sleep(0.3); print({n})"} for n in range(12)]
+    with httpx.Client(base_url=doomed, headers=HEADERS, timeout=60) as client:
+        answer = client.post("/api/v1/submissions/batch", json={"submissions": batch})
+    assert answer.status_code == 202
+    cluster.kill("api-doomed")
+    finished = _finished(api, answer.json()["ids"])  # asked of another API process
+    assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(12)]
+
+
+def test_redis_restarted_loses_nothing(cluster: Cluster, api: httpx.Client) -> None:
+    batch = [{"language": "python", "code": f"import time; time.sleep(0.3); print({n})"} for n in range(16)]
+    ids = api.post("/api/v1/submissions/batch", json={"submissions": batch}).json()["ids"]
+    wait_for(lambda: any(api.get(f"/api/v1/submissions/{i}").json()["status"] != "queued" for i in ids),
+             "a submission to start")
+    cluster.kill("redis")
+    down = api.get(f"/api/v1/submissions/{ids[0]}")
+    assert down.status_code == 503 and "Redis" in down.json()["error"] and down.headers["Retry-After"]
+    cluster.start_redis()
+    finished = _finished(api, ids)
+    assert [f["status"] for f in finished] == ["done"] * 16
+    assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(16)]
+
+
+def test_rate_limits_hold_across_api_processes(cluster: Cluster) -> None:
+    limited = {"INFRA_OPERATOR_SUBMISSIONS__RATE_PER_MINUTE": "3"}
+    urls = [cluster.start_api("api-rate-1", limited), cluster.start_api("api-rate-2", limited)]
+    key = {"X-API-Key": RATE_KEY}
+    body = {"language": "python", "code": "print(1)"}
+    # The window is a clock minute: start where all four requests fall in one.
+    wait_for(lambda: time.time() % 60 < 50, "a minute with room for the test", seconds=15)
+    try:
+        statuses = [httpx.post(f"{urls[n % 2]}/api/v1/submissions", json=body, headers=key, timeout=30).status_code
+                    for n in range(3)]
+        refused = httpx.post(f"{urls[1]}/api/v1/submissions", json=body, headers=key, timeout=30)
+    finally:
+        cluster.kill("api-rate-1", signal.SIGTERM)
+        cluster.kill("api-rate-2", signal.SIGTERM)
+    assert statuses == [202, 202, 202]
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61, refused.text
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(cluster: Cluster, api: httpx.Client) -> None:
+    batch = [{"language": "python", "code": f"import time; time.sleep(1); print({n})"} for n in range(12)]
+    ids = api.post("/api/v1/submissions/batch", json={"submissions": batch}).json()["ids"]
+
+    def running_on_w2() -> bool:
+        return any(s["status"] == "running" and s["worker"] == "w2"
+                   for s in (api.get(f"/api/v1/submissions/{i}").json() for i in ids))
+    wait_for(running_on_w2, "w2 to be running a submission")
+    cluster.kill("w2")
+    finished = _finished(api, ids)
+    assert [f["status"] for f in finished] == ["done"] * 12, [f.get("error") for f in finished]
+    assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(12)]
+    rerun = [f for f in finished if f["attempts"] > 1]
+    assert rerun, "nothing was taken over from the killed worker"
+    assert all(f["worker"] == "w1" for f in rerun)
+    assert "took over" in cluster.log("w1")
+    wait_for(lambda: _unfinished(cluster) == 0,
+             "every submission to be counted finished exactly once")
+
+
+def test_a_drained_worker_finishes_what_it_runs_and_a_new_one_takes_the_rest(
+        cluster: Cluster, api: httpx.Client) -> None:
+    # After the previous test only w1 is left: drain it mid-batch, then add a worker.
+    batch = [{"language": "python", "code": f"import time; time.sleep(1); print({n})"} for n in range(6)]
+    ids = api.post("/api/v1/submissions/batch", json={"submissions": batch}).json()["ids"]
+    wait_for(lambda: any(api.get(f"/api/v1/submissions/{i}").json()["status"] == "running" for i in ids),
+             "w1 to be running a submission")
+    process = cluster.processes.pop("w1")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, cluster.log("w1")[-2000:]
+    assert not cluster.redis().exists("infra-operator:worker:w1")
+    states = [api.get(f"/api/v1/submissions/{i}").json() for i in ids]
+    assert "running" not in {s["status"] for s in states}, states  # what it ran, it finished
+    assert any(s["status"] == "done" for s in states) and any(s["status"] == "queued" for s in states)
+    cluster.start_worker("w2", WORKER_ENV["w2"])  # a new worker, on the host of the one killed before
+    finished = _finished(api, ids)
+    assert [f["result"]["stdout"] for f in finished] == [f"{n}\n" for n in range(6)]
+    assert all(f["attempts"] == 1 for f in finished)  # a drain never makes work run again
