@@ -14,7 +14,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import Server, require_images
 
 from .conftest import API_KEY, CLIENTS

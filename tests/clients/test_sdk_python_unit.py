@@ -263,3 +263,27 @@ def exported() -> Iterator[str]:
 
 def test_exported_members_are_the_declared_surface() -> None:
     assert sorted([*exported(), "__version__"]) == sorted(sdk.__all__)
+
+
+def test_async_opening_awaited_or_as_a_context_manager() -> None:
+    """``await client.session(...)`` leaves closing to the caller; ``async with`` deletes at the end."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(201, json={"id": "s", "language": "python", "version": "3", "backend": "jail",
+                                         "created_at": "", "expires_at": ""})
+
+    async def main() -> None:
+        async with sdk.AsyncClient("http://sdk.test", transport=httpx.MockTransport(handler)) as client:
+            session = await client.session("python")
+            assert session.id == "s" and seen == ["POST"]
+            async with client.session("python") as managed:
+                assert managed.id == "s"
+            assert seen == ["POST", "POST", "DELETE"]
+            await session.aclose()
+            assert seen == ["POST", "POST", "DELETE", "DELETE"]
+
+    asyncio.run(main())
