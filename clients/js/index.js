@@ -298,6 +298,11 @@ export class Client {
       const response = await this.#fetch(url, init);
       if (!response.ok) throw await errorFor(response);
       if (stream) {
+        const type = response.headers.get("content-type") || "no content type";
+        if (!type.startsWith(EVENT_STREAM)) {
+          await response.body?.cancel();
+          throw new StreamError(`the server answered ${type}, not ${EVENT_STREAM}: it does not stream`);
+        }
         clearTimeout(timer);
         return { response, settle };
       }

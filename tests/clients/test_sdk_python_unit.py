@@ -287,3 +287,9 @@ def test_async_opening_awaited_or_as_a_context_manager() -> None:
             assert seen == ["POST", "POST", "DELETE", "DELETE"]
 
     asyncio.run(main())
+
+
+def test_a_server_that_answers_json_instead_of_events_is_a_stream_error_saying_so() -> None:
+    with client_for(lambda request: httpx.Response(200, json=RESULT)) as client, \
+            pytest.raises(sdk.StreamError, match="does not stream"):
+        client.stream("python", "x")

@@ -233,3 +233,8 @@ test("session file paths: each part encoded; . and .. parts refused before anyth
   assert.equal(seen[1].headers["content-type"], "application/octet-stream");
   assert.deepEqual(seen.map((request) => request.method), ["POST", "PUT", "DELETE"]);
 });
+
+test("stream: a server that answers JSON instead of events is a StreamError saying so", async () => {
+  const { fetch } = recorder(() => Response.json(RESULT));
+  await assert.rejects(new Client({ fetch }).stream("python", "x"), { name: "StreamError", message: /does not stream/ });
+});

@@ -21,6 +21,7 @@ from ._common import (
     StreamState,
     TimeoutTypes,
     http_settings,
+    refused,
     translated,
 )
 from ._exceptions import NotFound, error_for
@@ -85,9 +86,10 @@ class AsyncClient(AsyncClosing):
         with translated():
             response = await self._http.send(call.request(self._http), stream=True)
             if response.is_error:
-                await response.aread()
+                await response.aread()  # for the error's message
+            if failure := refused(call, response):
                 await response.aclose()
-                raise error_for(response)
+                raise failure
         return response
 
     async def health(self) -> types.Health:

@@ -20,6 +20,7 @@ from ._common import (
     StreamState,
     TimeoutTypes,
     http_settings,
+    refused,
     translated,
 )
 from ._exceptions import NotFound, error_for
@@ -58,9 +59,10 @@ class Client(Closing):
         with translated():
             response = self._http.send(call.request(self._http), stream=True)
             if response.is_error:
-                response.read()
+                response.read()  # for the error's message
+            if failure := refused(call, response):
                 response.close()
-                raise error_for(response)
+                raise failure
         return response
 
     def health(self) -> types.Health:

@@ -11,8 +11,8 @@ from typing import Any, Self
 
 import httpx
 
-from ._calls import FINISHED, POLL_FIRST_SECONDS, next_poll
-from ._exceptions import StreamError, Timeout, TransportError, WaitTimeout
+from ._calls import EVENT_STREAM, FINISHED, POLL_FIRST_SECONDS, Call, next_poll
+from ._exceptions import StreamError, Timeout, TransportError, WaitTimeout, error_for
 from ._sse import Event, Result, SSEDecoder, to_events
 from ._types import ExecuteResult, Submission
 
@@ -42,6 +42,17 @@ def translated() -> Iterator[None]:
         raise Timeout(f"no answer in time: {exc}") from exc
     except httpx.TransportError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def refused(call: Call[Any], response: httpx.Response) -> Exception | None:
+    """What an answer whose body is not read yet should raise: its error, or for a call that asked
+    for events, an answer that is not an event stream (a server that does not stream)."""
+    if response.is_error:
+        return error_for(response)
+    kind = response.headers.get("content-type", "")
+    if call.headers.get("accept") == EVENT_STREAM and not kind.startswith(EVENT_STREAM):
+        return StreamError(f"the server answered {kind or 'no content type'}, not {EVENT_STREAM}: it does not stream")
+    return None
 
 
 class StreamState:
