@@ -6,6 +6,8 @@ export const DEFAULT_BASE_URL = "http://127.0.0.1:8080";
 const DEFAULT_TIMEOUT_MS = 60_000;
 // A call that runs a program waits at least its own timeout (seconds) plus this margin.
 const TIMEOUT_MARGIN_SECONDS = 30;
+// How long past a submission's own time limits `?wait=true` may hold the answer (the server's grace).
+const WAIT_GRACE_SECONDS = 60;
 const EVENT_STREAM = "text/event-stream";
 const API = "/api/v1";
 const FINISHED = new Set(["done", "failed"]);
@@ -380,7 +382,7 @@ export class Client {
     const runs = 1 + (fields.tests?.length ?? 0);
     const found = await this._request("POST", `${API}/submissions`, {
       json: body({ language, code, ...fields }), query: fields.wait ? { wait: "true" } : undefined,
-      runsFor: fields.wait ? runs * (fields.timeout ?? 30) : undefined });
+      runsFor: fields.wait ? runs * (fields.timeout ?? 30) + WAIT_GRACE_SECONDS : undefined });
     return fields.wait && !FINISHED.has(found.status) ? this.wait(found.id) : found;
   }
 

@@ -293,3 +293,42 @@ def test_a_server_that_answers_json_instead_of_events_is_a_stream_error_saying_s
     with client_for(lambda request: httpx.Response(200, json=RESULT)) as client, \
             pytest.raises(sdk.StreamError, match="does not stream"):
         client.stream("python", "x")
+
+
+def test_submit_with_wait_waits_as_long_as_the_server_may_hold_it() -> None:
+    """``?wait=true`` may hold the answer for each run's timeout plus the server's 60 s grace."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "s", "status": "done"})
+
+    with client_for(handler, timeout=5.0) as client:
+        client.submit("python", "x", 10, wait=True, tests=[{"stdin": "", "expected_output": ""}])
+        client.submit("python", "x")
+    assert seen[0].url.params["wait"] == "true" and "wait" not in seen[1].url.params
+    assert [request.extensions["timeout"]["read"] for request in seen] == [2 * 10 + 60 + 30, 5.0]
+
+
+def test_async_session_writes_text_bytes_and_file_objects(tmp_path: Path) -> None:
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            bodies.append(request.content)
+            return httpx.Response(201, json={"path": "f", "size": len(request.content)})
+        return httpx.Response(201, json={"id": "s", "language": "python", "version": "3", "backend": "jail",
+                                         "created_at": "", "expires_at": ""})
+
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"\x00from a path")
+
+    async def main() -> None:
+        async with sdk.AsyncClient("http://sdk.test", transport=httpx.MockTransport(handler)) as client:
+            session = await client.session("python")
+            with local.open("rb") as opened:
+                for source in ("tëxt", b"\xffbytes", local, opened):
+                    await session.write("f", source)
+
+    asyncio.run(main())
+    assert bodies == ["tëxt".encode(), b"\xffbytes", b"\x00from a path", b"\x00from a path"]

@@ -238,3 +238,14 @@ test("stream: a server that answers JSON instead of events is a StreamError sayi
   const { fetch } = recorder(() => Response.json(RESULT));
   await assert.rejects(new Client({ fetch }).stream("python", "x"), { name: "StreamError", message: /does not stream/ });
 });
+
+test("submit: wait asks the server to hold the answer; without it, the id comes back queued", async () => {
+  const { seen, fetch } = recorder((url) => Response.json({ id: "s", status: url.includes("wait=true") ? "done" : "queued" },
+    { status: url.includes("wait=true") ? 200 : 202 }));
+  const client = new Client({ baseUrl: "http://sdk.test", fetch });
+  assert.equal((await client.submit("python", "x", { wait: true, tests: [{ stdin: "", expected_output: "" }] })).status, "done");
+  assert.equal((await client.submit("python", "x")).status, "queued");
+  assert.equal(seen[0].url, "http://sdk.test/api/v1/submissions?wait=true");
+  assert.deepEqual(JSON.parse(seen[0].body), { language: "python", code: "x", tests: [{ stdin: "", expected_output: "" }] });
+  assert.equal(seen[1].url, "http://sdk.test/api/v1/submissions");
+});

@@ -57,7 +57,7 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[httpx.Response], T]
     json: Any = None
-    content: bytes | IO[bytes] | None = None
+    content: bytes | None = None
     params: Mapping[str, str] | None = None
     runs_for: float | None = None
     """The program's own time limit in seconds, when the call runs one: the read timeout is
@@ -89,13 +89,9 @@ def read_source(source: bytes | os.PathLike[str] | IO[bytes]) -> bytes:
     return source.read()
 
 
-def upload_body(source: FileSource) -> bytes | IO[bytes]:
-    """A session file's body: text as UTF-8, a path's file read, bytes and file objects as they are."""
-    if isinstance(source, str):
-        return source.encode("utf-8")
-    if isinstance(source, os.PathLike):
-        return read_source(source)
-    return source
+def upload_body(source: FileSource) -> bytes:
+    """A session file's body: text as UTF-8; bytes; a path's file or a file object, read."""
+    return source.encode("utf-8") if isinstance(source, str) else read_source(source)
 
 
 def _body(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,11 +172,15 @@ def list_files(session_id: str) -> Call[list[FileEntry]]:
                 lambda response: cast(list[FileEntry], response.json()["files"]))
 
 
+WAIT_GRACE_SECONDS = 60.0
+"""How long past a submission's own time limits ``?wait=true`` may hold the answer (the server's grace)."""
+
+
 def submit(spec: SubmissionSpec, wait: bool) -> Call[Submission]:
     runs = 1 + len(spec.get("tests") or ())
     return Call("POST", f"{API}/submissions", _json, json=submission_body(spec),
                 params={"wait": "true"} if wait else None,
-                runs_for=runs * float(spec.get("timeout") or 30) if wait else None)
+                runs_for=runs * float(spec.get("timeout") or 30) + WAIT_GRACE_SECONDS if wait else None)
 
 
 def submission_body(spec: SubmissionSpec) -> dict[str, Any]:
