@@ -157,13 +157,21 @@ function asyncIterable(stream) {
     // Browsers without async iteration of streams: the same through a reader.
     stream[Symbol.asyncIterator] = async function* iterate() {
       const reader = stream.getReader();
+      let finished = false;
       try {
         for (;;) {
           const { done, value } = await reader.read();
-          if (done) return;
+          if (done) {
+            finished = true;
+            return;
+          }
           yield value;
         }
+      } catch (error) {
+        finished = true;
+        throw error;
       } finally {
+        if (!finished) await reader.cancel(); // left early: hang up, as native iteration does
         reader.releaseLock();
       }
     };

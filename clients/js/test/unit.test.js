@@ -249,3 +249,29 @@ test("submit: wait asks the server to hold the answer; without it, the id comes 
   assert.deepEqual(JSON.parse(seen[0].body), { language: "python", code: "x", tests: [{ stdin: "", expected_output: "" }] });
   assert.equal(seen[1].url, "http://sdk.test/api/v1/submissions");
 });
+
+test("stream: where streams are not async iterable (some browsers), iteration goes through a reader and hangs up when left", async () => {
+  const saved = Object.getOwnPropertyDescriptor(ReadableStream.prototype, Symbol.asyncIterator);
+  delete ReadableStream.prototype[Symbol.asyncIterator];
+  let cancelled = false;
+  const text = `event: stdout\ndata: {"data": "a"}\n\nevent: result\ndata: ${JSON.stringify(RESULT)}\n\n`;
+  const fetch = async () => new Response(new ReadableStream({
+    start(controller) { controller.enqueue(utf8(text.slice(0, text.indexOf("\n\n") + 2))); }, // the first event, then nothing
+    cancel() { cancelled = true; },
+  }), { headers: { "content-type": "text/event-stream" } });
+  try {
+    const whole = await new Client({ fetch: recorder(sseAnswer(text)).fetch }).stream("python", "x");
+    assert.ok(Object.hasOwn(whole, Symbol.asyncIterator));
+    const seen = [];
+    for await (const event of whole) seen.push(event.type);
+    assert.deepEqual(seen, ["stdout", "result"]);
+    const left = await new Client({ fetch }).stream("python", "x");
+    for await (const event of left) {
+      assert.equal(event.type, "stdout");
+      break;
+    }
+    assert.equal(cancelled, true);
+  } finally {
+    Object.defineProperty(ReadableStream.prototype, Symbol.asyncIterator, saved);
+  }
+});
