@@ -59,7 +59,7 @@ class Opening(Generic[C]):
 class AsyncClient(AsyncClosing):
     """A client of one infra.operator server.
 
-    ``async with AsyncClient() as client: await client.execute("python", "print(2 ** 10)")["stdout"]``
+    ``async with AsyncClient() as client: (await client.execute("python", "print(2 ** 10)"))["stdout"]``
 
     ``api_key`` is sent as ``Authorization: Bearer``. ``timeout`` (seconds, or an
     ``httpx.Timeout``) bounds every call; a call that runs a program waits at least the
@@ -102,7 +102,7 @@ class AsyncClient(AsyncClosing):
         return await self._send(calls.language(name))
 
     async def execute(self, language: str, code: str | None = None, timeout: int | None = None,
-                **options: Unpack[types.RunOptions]) -> types.ExecuteResult:
+                      **options: Unpack[types.RunOptions]) -> types.ExecuteResult:
         """Runs ``code`` in a fresh sandbox. A program that fails is a result, not an exception."""
         return await self._send(calls.execute(language, code, timeout, options))
 
@@ -131,8 +131,8 @@ class AsyncClient(AsyncClosing):
         return await self._send(calls.list_sessions())
 
     async def submit(self, language: str, code: str | None = None, timeout: int | None = None, *,
-               tests: Sequence[types.TestCase] | None = None, callback_url: str | None = None, wait: bool = False,
-               **options: Unpack[types.RunOptions]) -> types.Submission:
+                     tests: Sequence[types.TestCase] | None = None, callback_url: str | None = None,
+                     wait: bool = False, **options: Unpack[types.RunOptions]) -> types.Submission:
         """Queues a submission; with ``wait=True``, answers once it has finished."""
         found = await self._send(calls.submit(calls.spec(language, code, timeout, tests, callback_url, options), wait))
         return await self.wait(found["id"]) if wait and found["status"] not in calls.FINISHED else found
