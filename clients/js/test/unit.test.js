@@ -275,3 +275,10 @@ test("stream: where streams are not async iterable (some browsers), iteration go
     Object.defineProperty(ReadableStream.prototype, Symbol.asyncIterator, saved);
   }
 });
+
+test("the module exports exactly the values index.d.ts declares", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const declarations = await readFile(new URL("../index.d.ts", import.meta.url), "utf8");
+  const declared = [...declarations.matchAll(/^export declare (?:class|const|function) (\w+)/gm)].map((m) => m[1]);
+  assert.deepEqual(Object.keys(sdk).sort(), declared.sort());
+});
