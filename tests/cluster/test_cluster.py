@@ -275,6 +275,14 @@ def test_rate_limits_hold_across_api_processes(cluster: Cluster) -> None:
     assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61, refused.text
 
 
+def test_a_live_worker_keeps_a_run_longer_than_the_claim_idle_time(api: httpx.Client) -> None:
+    # The workers take over entries idle for 3 s (--claim-idle 3); this one runs 5 s on a live worker.
+    answer = api.post("/api/v1/submissions", params={"wait": "true"},
+                      json={"language": "python", "code": "import time; time.sleep(5); print('once')"})
+    assert answer.json()["status"] == "done" and answer.json()["result"]["stdout"] == "once\n"
+    assert answer.json()["attempts"] == 1, "a live worker's run was taken over"
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(cluster: Cluster, api: httpx.Client) -> None:
     batch = [{"language": "python", "code": f"import time; time.sleep(1); print({n})"} for n in range(12)]
     ids = api.post("/api/v1/submissions/batch", json={"submissions": batch}).json()["ids"]

@@ -169,7 +169,7 @@ def create_batch(body: BatchRequest, services: ServicesDep, owner: OwnerDep) -> 
     return JSONResponse({"ids": ids}, status_code=202)
 
 
-@api.get("/submissions/{submission_id}", response_model=SubmissionView, response_model_exclude_none=True)
+@api.get("/submissions/{submission_id}", response_model=SubmissionView)
 def submission_details(submission_id: str, services: ServicesDep, owner: OwnerDep) -> JSONResponse:
     return JSONResponse(view(services.submissions.get(submission_id, owner)))
 

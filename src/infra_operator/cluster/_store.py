@@ -93,8 +93,13 @@ class RedisStore:
 
         def update(pipe: redis.client.Pipeline) -> bool:
             raw = cast("bytes | None", pipe.get(key))
-            if raw is None or json.loads(raw)["status"] in FINISHED:
+            if raw is None:
                 return False
+            current = json.loads(raw)
+            if current["status"] in FINISHED:
+                return False
+            # Every start counts, also one by a worker that took it over while this one ran.
+            finished["attempts"] = current["attempts"]
             pipe.multi()
             pipe.set(key, json.dumps(finished), ex=self.retention)
             pipe.hincrby(_keys.UNFINISHED, submission["owner"], -1)
