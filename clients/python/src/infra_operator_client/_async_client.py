@@ -17,8 +17,8 @@ from ._common import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
     AsyncClosing,
+    Events,
     Poller,
-    StreamState,
     TimeoutTypes,
     http_settings,
     refused,
@@ -57,14 +57,9 @@ class Opening(Generic[C]):
 
 
 class AsyncClient(AsyncClosing):
-    """A client of one infra.operator server.
-
-    ``async with AsyncClient() as client: (await client.execute("python", "print(2 ** 10)"))["stdout"]``
-
-    ``api_key`` is sent as ``Authorization: Bearer``. ``timeout`` (seconds, or an
-    ``httpx.Timeout``) bounds every call; a call that runs a program waits at least the
-    program's own ``timeout`` plus 30 seconds. ``transport`` replaces the network (for
-    example ``httpx.MockTransport``)."""
+    """``Client`` for asyncio, every call awaited:
+    ``async with AsyncClient() as client: (await client.execute("python", "print(2 ** 10)"))["stdout"]``.
+    Sessions and streams open with ``async with`` (or ``await`` them and ``aclose()``)."""
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, api_key: str | None = None,
                  timeout: TimeoutTypes = DEFAULT_TIMEOUT, headers: Mapping[str, str] | None = None,
@@ -153,18 +148,10 @@ class AsyncClient(AsyncClosing):
         return found
 
 
-class AsyncEventStream(AsyncClosing):
+class AsyncEventStream(Events, AsyncClosing):
     """Events as they come: ``Output`` (``stdout``/``stderr`` text), then one ``Result``.
     Iterate it once; ``result`` holds the answer afterwards. Leaving an ``async with`` block or
     ``aclose()`` before the end hangs up, which stops the program."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self._state = StreamState()
-
-    @property
-    def result(self) -> types.ExecuteResult | None:
-        return self._state.result
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         try:

@@ -16,8 +16,8 @@ from ._common import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
     Closing,
+    Events,
     Poller,
-    StreamState,
     TimeoutTypes,
     http_settings,
     refused,
@@ -118,18 +118,10 @@ class Client(Closing):
         return found
 
 
-class EventStream(Closing):
+class EventStream(Events, Closing):
     """Events as they come: ``Output`` (``stdout``/``stderr`` text), then one ``Result``.
     Iterate it once; ``result`` holds the answer afterwards. Leaving a ``with`` block or
     ``close()`` before the end hangs up, which stops the program."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self._state = StreamState()
-
-    @property
-    def result(self) -> types.ExecuteResult | None:
-        return self._state.result
 
     def __iter__(self) -> Iterator[Event]:
         try:

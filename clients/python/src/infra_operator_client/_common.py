@@ -78,6 +78,19 @@ class StreamState:
         return events
 
 
+class Events:
+    """What a stream of events holds, synchronous or not: the answer underneath and what it has said."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._state = StreamState()
+
+    @property
+    def result(self) -> ExecuteResult | None:
+        """The answer, once the ``Result`` event has come."""
+        return self._state.result
+
+
 class Poller:
     """When to look at a submission again, and when to give up."""
 
