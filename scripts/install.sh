@@ -47,7 +47,8 @@ step "Python environment in $PREFIX/venv"
 mkdir -p "$PREFIX"
 # Debian's own interpreter: the service must not depend on a user's pyenv or shims.
 [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test]"
+# The service alone: scripts/test.sh adds the test tools, and the benchmark's chart is an extra.
+"$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e .
 ln -sf "$PREFIX/venv/bin/infra.operator" /usr/local/bin/infra.operator
 
 step "Rootfs images: $LANGUAGES"

@@ -220,13 +220,14 @@ def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict
 WAIT_SECONDS = 60.0
 
 
-def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
-    """Poll ``condition`` until it is true; a bound on waiting, never a timing assertion."""
+def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS, every: float = 0.02) -> None:
+    """Poll ``condition`` every ``every`` seconds until it is true; a bound on waiting, never
+    a timing assertion."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.02)
+        time.sleep(every)
     raise AssertionError(f"gave up waiting for {what}")
 
 
@@ -234,7 +235,11 @@ SandboxT = TypeVar("SandboxT", bound=Sandbox, covariant=True)
 
 
 class Starts(Protocol[SandboxT]):
+    """A backend as a test holds it: its own sandbox class, so tests reach that class's extras."""
+
     def start(self, spec: SandboxSpec) -> SandboxT: ...
+
+    def close(self) -> None: ...
 
 
 class Sandboxes(Generic[SandboxT]):

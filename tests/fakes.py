@@ -81,7 +81,30 @@ class FakeBackend:
     def sweep(self) -> list[str]:
         return []
 
+    def close(self) -> None:
+        """Nothing is held for the whole server; sandboxes left alive stay visible to ``alive``."""
+
     def alive(self) -> list[FakeSandbox]:
         """Sandboxes started and not destroyed."""
         with self._lock:
             return [sandbox for sandbox in self.started if sandbox.state is not State.DESTROYED]
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the test moves it, for ``Pool(clock=...)``.
+    It counts its reads: the pool's manager reads it on every tick, so a test can wait for
+    ticks to have happened instead of sleeping through them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self.reads += 1
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds

@@ -60,7 +60,8 @@ def test_a_running_job_is_never_forgotten() -> None:
     clock.now += 1
     release.set()
     wait_for(lambda: running.state != "running", "the released job to finish")
-    assert board.get(running.id) is running and running.state == "succeeded", "retention counts from the end"
+    after = board.get(running.id)
+    assert after is running and after.state == "succeeded", "retention counts from the end"
     assert [job.subject for job in board.list()] == ["go"]
     clock.now += 61
     assert board.list() == []

@@ -11,6 +11,8 @@ import pytest
 
 import infra_operator
 
+pytestmark = pytest.mark.unit
+
 PACKAGE = Path(infra_operator.__file__).parent
 
 # What each part may import from the package. Anything not listed is an upward import.
@@ -129,6 +131,28 @@ def test_guest_uses_only_the_standard_library() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top == "__future__" or top in sys.stdlib_module_names, f"{module_path.name} imports {name}"
+
+
+def _outside_imports(module_path: Path) -> set[str]:
+    """Every module an absolute import statement of this file names, in any spelling."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_only_the_qemu_backend_imports_qmp() -> None:
+    importers = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in MODULES
+        if any(name == "qemu" or name.startswith("qemu.") for name in _outside_imports(path))
+    }
+    assert importers, "the QEMU backend's QMP client is not found: this check would pass whatever happened"
+    assert all(path.startswith("backends/qemu/") for path in importers), sorted(importers)
 
 
 PACKAGES = sorted(

@@ -6,10 +6,12 @@ import importlib.util
 from pathlib import Path
 
 import httpx
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "openapi.py"
 
 
+@pytest.mark.unit
 def test_checked_in_document_matches_the_app() -> None:
     spec = importlib.util.spec_from_file_location("openapi_script", SCRIPT)
     assert spec and spec.loader

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
-from conftest import DATA_DIR, failing_builds, start_server, stop_server
+import httpx
+from conftest import DATA_DIR, failing_builds, start_server, stop_server, wait_for
+
+
+def wait_for_build(client: httpx.Client, seconds: float) -> list[dict[str, Any]]:
+    """Every state of python's build seen through the API, polled until it stops running."""
+    seen: list[dict[str, Any]] = []
+
+    def finished() -> bool:
+        seen.append(client.get("/api/v1/languages/python").json()["rootfs"]["build"])
+        return bool(seen[-1]["state"] != "running")
+
+    wait_for(finished, "python's rootfs build to finish", seconds, every=0.5)  # each poll asks the server
+    return seen
 
 
 def test_build_in_background_joins_duplicates_and_reports_outcome(tmp_path: Path) -> None:
@@ -27,18 +40,9 @@ def test_build_in_background_joins_duplicates_and_reports_outcome(tmp_path: Path
             assert second.json()["message"] == "rootfs creation already in progress"
             assert second.json()["job"]["id"] == first.json()["job"]["id"]
 
-            seen_progress: set[str] = set()
-            deadline = time.monotonic() + 300
-            build: dict[str, object] = {}
-            while time.monotonic() < deadline:
-                details = client.get("/api/v1/languages/python").json()
-                build = details["rootfs"]["build"]
-                seen_progress.add(str(build["progress"]))
-                if build["state"] != "running":
-                    break
-                time.sleep(0.5)
-            assert build["state"] == "succeeded", build
-            assert len(seen_progress) > 2, "progress should move while the build runs"
+            builds = wait_for_build(client, 300)
+            assert builds[-1]["state"] == "succeeded", builds[-1]
+            assert len({str(build["progress"]) for build in builds}) > 2, "progress should move while the build runs"
 
             listed = client.get("/api/v1/rootfs").json()["rootfs"]
             assert [entry["language"] for entry in listed] == ["python"]
@@ -55,12 +59,7 @@ def test_failed_build_reports_its_error(tmp_path: Path) -> None:
     try:
         with server.client() as client:
             assert client.post("/api/v1/rootfs", json={"language": "python"}).status_code == 202
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                build = client.get("/api/v1/languages/python").json()["rootfs"]["build"]
-                if build["state"] != "running":
-                    break
-                time.sleep(0.5)
+            build = wait_for_build(client, 120)[-1]
             assert build["state"] == "failed"
             assert "mmdebstrap failed" in build["error"]
             assert client.get("/api/v1/languages/python").json()["rootfs"]["exists"] is False

@@ -29,6 +29,7 @@ import pytest
 # The double lives beside the test folders, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conftest import wait_for  # noqa: E402
 from firecracker_double import ApiSpec, read_records, write_fake_firecracker, write_fake_jailer  # noqa: E402
 
 from infra_operator.backends.base import KernelFiles, SandboxSpec, State  # noqa: E402
@@ -38,6 +39,8 @@ from infra_operator.config import Settings  # noqa: E402
 from infra_operator.errors import AgentError, AgentTimeout, BackendUnavailable, BootFailed  # noqa: E402
 from infra_operator.guest.messages import ExecuteRequest, StepLimits  # noqa: E402
 from infra_operator.guest.protocol import b64decode, b64encode  # noqa: E402
+
+pytestmark = pytest.mark.unit
 
 # The interpreter the agent runs programs with (as uid 65534): the system's, not a pyenv shim.
 GUEST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -228,8 +231,15 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def fake_jailer(rig: Rig) -> Path:
+    """The jailer double; the driver prepares a jail's chroot for the jail's own uid, as root only."""
+    if os.geteuid() != 0:
+        pytest.skip("the driver hands a jailer's chroot to the jail's uid, which needs root")
+    return write_fake_jailer(rig.tmp / "bin")
+
+
 def test_through_the_jailer_every_path_is_inside_the_chroot(rig: Rig) -> None:
-    jailer = write_fake_jailer(rig.tmp / "bin")
+    jailer = fake_jailer(rig)
     settings = rig.settings.model_copy(update={"jailer_bin": jailer})
     backend = FirecrackerBackend(settings, boot_timeout=10.0, api_timeout=30.0, check_kvm=False)
     directory = rig.tmp / "snapshot"
@@ -396,7 +406,7 @@ def test_missing_binary_is_backend_unavailable(rig: Rig) -> None:
 def test_sweep_kills_leftovers_and_removes_folders(rig: Rig, jailed: bool) -> None:
     settings = rig.settings
     if jailed:
-        settings = settings.model_copy(update={"jailer_bin": write_fake_jailer(rig.tmp / "bin")})
+        settings = settings.model_copy(update={"jailer_bin": fake_jailer(rig)})
     sandbox = FirecrackerBackend(settings, api_timeout=30.0, check_kvm=False).start(rig.spec)
     pid = sandbox.vm.process.pid  # type: ignore[union-attr]
     # A new server process knows nothing of the old one's sandboxes.
@@ -425,10 +435,8 @@ def double(rig: Rig) -> Iterator[httpx.Client]:
     socket_path = rig.tmp / "api.sock"
     process = subprocess.Popen([str(rig.settings.firecracker_bin), "--api-sock", str(socket_path)])
     try:
-        deadline = time.monotonic() + 10
-        while not socket_path.exists():
-            assert time.monotonic() < deadline and process.poll() is None, "the double did not start"
-            time.sleep(0.01)
+        wait_for(lambda: socket_path.exists() or process.poll() is not None, "the double's API socket", seconds=10)
+        assert process.poll() is None, "the double did not start"
         with httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://localhost"
         ) as c:

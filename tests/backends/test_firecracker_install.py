@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from infra_operator.backends.firecracker import (
     install_firecracker,
 )
 from infra_operator.errors import InvalidRequest
+
+pytestmark = pytest.mark.unit
 
 TAG = f"{FIRECRACKER_VERSION}-x86_64"
 
@@ -175,15 +178,22 @@ def test_setup_command_installs_and_refuses_a_bad_checksum(serve: dict[str, byte
         return subprocess.run(
             [sys.executable, "-m", "infra_operator", "setup", "--install-firecracker", "--firecracker-url", url,
              "--install-dir", str(tmp_path / "bin"), "--data-dir", str(tmp_path / "data"), *extra],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "400"})
 
+    sha256 = hashlib.sha256(data).hexdigest()
     refused = setup("--firecracker-sha256", "0" * 64)
     assert refused.returncode == 2
-    assert "SHA-256" in refused.stderr or "sha256" in refused.stderr.lower()
+    assert refused.stderr.splitlines()[-1] == (  # after the download's progress
+        f"error: checksum mismatch for {url}: expected sha256 {'0' * 64}, got {sha256}; nothing installed")
     assert not (tmp_path / "bin" / "firecracker").exists()
-    assert setup().returncode == 2  # no checksum given: refused, not trusted
+    unchecked = setup()  # no checksum given: refused, not trusted
+    assert unchecked.returncode == 2
+    assert unchecked.stderr == "error: --firecracker-sha256 is required: the SHA-256 of the release archive\n"
+    assert not (tmp_path / "bin" / "firecracker").exists()
 
-    installed = setup("--firecracker-sha256", hashlib.sha256(data).hexdigest())
+    installed = setup("--firecracker-sha256", sha256)
     assert installed.returncode == 0, installed.stderr
-    assert (tmp_path / "bin" / "firecracker").read_bytes() == RELEASE[f"release-{TAG}/firecracker-{TAG}"]
-    assert "firecracker" in installed.stdout
+    binaries = tmp_path / "bin"
+    assert installed.stdout.splitlines()[0] == f"installed {binaries / 'firecracker'} and {binaries / 'jailer'}"
+    for name, says in (("firecracker", "Firecracker v1.16.1\n"), ("jailer", "Jailer v1.16.1\n")):
+        assert subprocess.run([binaries / name], capture_output=True, text=True, check=True).stdout == says

@@ -73,6 +73,12 @@ def templates_of(starter: int) -> set[int]:
     return {pid for pid in found if parent(pid) in bwraps and "--template" in cmdline(pid)}
 
 
+def sandboxes_of(server: int) -> set[int]:
+    """The sandboxes a server's templates forked: template agents whose parent is one too."""
+    found = {pid for pid in descendants(server) if "--template" in cmdline(pid)}
+    return {pid for pid in found if parent(pid) in found}
+
+
 def pool_ready(client: httpx.Client) -> int:
     return sum(int(entry["ready"]) for entry in client.get("/health").json().get("pool", []))
 
@@ -100,7 +106,8 @@ def test_concurrent_sandboxes_share_no_namespace_with_each_other_or_their_templa
 def test_dev_is_read_only_and_each_sandbox_has_its_own_ptys(server: Server) -> None:
     with server.client() as client, ThreadPoolExecutor(2) as threads:
         holder = threads.submit(execute, client, SHOW_DEV, "hold")
-        time.sleep(0.5)
+        # The holder's sandbox is forked (its program opens the pty at once; the looker waits a second more).
+        wait_for(lambda: sandboxes_of(server.process.pid), "the holder's sandbox")
         looker = threads.submit(execute, client, SHOW_DEV, "look")
         held, looked = holder.result()["stdout"], looker.result()["stdout"]
     assert held == "Read-only file system ['0', 'ptmx']\n"

@@ -19,8 +19,8 @@ from infra_operator.errors import InvalidRequest
 from infra_operator.services import Services
 
 
-def benchmark(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), "COLUMNS": "200"}
+def benchmark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "infra_operator", "benchmark", *args],
         capture_output=True,
@@ -54,6 +54,23 @@ def test_python_over_http_writes_table_json_and_chart(tmp_path: Path) -> None:
     assert len(result["end_to_end"]["samples"]) == 4 and len(result["bare"]["samples"]) == 4
     assert result["latency_ratio"] > 0 and result["throughput_ratio"] > 0
     assert output.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_without_matplotlib_it_measures_and_says_how_to_get_the_chart(tmp_path: Path) -> None:
+    """As on a host with the service's install alone, which leaves the benchmark's chart out."""
+    require_images("python")
+    hidden = tmp_path / "hide"
+    hidden.mkdir()
+    (hidden / "matplotlib.py").write_text("raise ImportError('hidden by the test')\n")
+    output = tmp_path / "bench.json"
+    done = benchmark("--langs", "python", "--in-process", "--requests", "4", "--throughput-requests", "2",
+                     "--output", str(output), env={"PYTHONPATH": os.pathsep.join([str(hidden), *sys.path])})
+    assert done.returncode == 0, done.stderr
+    assert [result["language"] for result in json.loads(output.read_text())["results"]] == ["python"]
+    assert not output.with_suffix(".png").exists()
+    assert (f"no chart: matplotlib is not installed; from the infra.operator checkout, "
+            f"`{sys.executable} -m pip install -c requirements.lock -e '.[bench]'` adds it") in " ".join(done.stderr.split())
+    assert done.stderr.splitlines()[-1] == f"results: {output}"
 
 
 def test_a_compiled_language_in_process_uses_the_images_toolchain_as_baseline(tmp_path: Path) -> None:

@@ -8,13 +8,33 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR, free_port, require_images
+from conftest import DATA_DIR, free_port, require_images, write_fake_rootfs
+
+from infra_operator.config import Settings
+from infra_operator.languages import Catalog
+from infra_operator.services import Services
 
 
-def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR), **(env or {})}
+def cli(*args: str, stdin: str | None = None, data_dir: Path = DATA_DIR,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # A terminal wide enough that no table cell is cut short.
+    environment = {**os.environ, "INFRA_OPERATOR_DATA_DIR": str(data_dir), "COLUMNS": "400", **(env or {})}
     return subprocess.run([sys.executable, "-m", "infra_operator", *args], capture_output=True, text=True,
                           env=environment, input=stdin, timeout=300)
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The rows of the table a command printed, as cells; a row's continuation lines (those
+    with an empty first cell) are joined to it."""
+    rows: list[list[str]] = []
+    for line in output.splitlines():
+        if line.startswith("│"):
+            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+            if cells[0]:
+                rows.append(cells)
+            else:
+                rows[-1] = [f"{above} {more}".strip() for above, more in zip(rows[-1], cells, strict=True)]
+    return rows
 
 
 def test_run_prints_output_and_passes_the_exit_code() -> None:
@@ -45,16 +65,34 @@ def test_errors_become_messages_and_exit_codes() -> None:
     assert "exactly one of --code and --file" in both.stderr
 
 
-def test_languages_lists_the_catalog() -> None:
-    result = cli("languages")
-    assert result.returncode == 0
-    assert "python" in result.stdout and "golang" in result.stdout
+def test_languages_lists_every_language_once_with_what_is_built(tmp_path: Path) -> None:
+    write_fake_rootfs(tmp_path, "python", 3 << 20)
+    result = cli("languages", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    catalog = Catalog.load()
+    rows = {row[0]: row[1:] for row in table_rows(result.stdout)}
+    assert list(rows) == catalog.names()
+    python = catalog.get("python")
+    assert rows.pop("python") == [", ".join(python.aliases), python.family, "python 0.test", "3 MiB"]
+    assert {row[3] for row in rows.values()} == {"not built"}
+    assert {row[0] for row in rows.values()} == {", ".join(catalog.get(name).aliases) for name in rows}
+    assert result.stdout.splitlines()[-1] == f"{len(catalog)} languages"
 
 
-def test_setup_reports_each_backend() -> None:
-    result = cli("setup")
-    assert result.returncode == 0
-    assert "jail" in result.stdout
+def test_setup_gives_each_backend_the_verdict_of_its_own_probe(tmp_path: Path) -> None:
+    result = cli("setup", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = {row[0]: row for row in table_rows(result.stdout)}
+    services = Services(Settings(data_dir=tmp_path))
+    probed = services.backends.capabilities()
+    services.close()
+    assert list(shown) == [capabilities.name for capabilities in probed]
+    for capabilities in probed:
+        _, works, isolation, accelerator, snapshots, _, missing = shown[capabilities.name]
+        assert (works, isolation, accelerator, snapshots) == (
+            "yes" if capabilities.usable else "no", capabilities.isolation, capabilities.accelerator or "",
+            "yes" if capabilities.snapshots else "no"), capabilities.name
+        assert missing == " ".join(" ".join(capabilities.missing).split()), capabilities.name
 
 
 A_FILE = Path(__file__)

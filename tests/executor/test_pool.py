@@ -3,7 +3,8 @@ grows on demand within its memory budget, idles down, and leaves nothing behind.
 
 The real jail backend where the rule is about real sandboxes (served once, dead ones
 replaced, nothing left running); ``FakeBackend`` (a test double) where a failure has to
-be made on demand. Waits are bounded polls, never timing assertions.
+be made on demand, and a ``FakeClock`` where time has to pass: those are the unit tier.
+Waits are bounded polls, never timing assertions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import WAIT_SECONDS, require_images, wait_for
-from fakes import FakeBackend
+from fakes import FakeBackend, FakeClock
 
 from infra_operator.backends import Backend, SandboxSpec
 from infra_operator.config import PoolSettings, Settings
@@ -29,10 +30,25 @@ CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "infra-operator" for name in (
 ]
 
 
-
-
 def ready(pool: Pool) -> int:
     return sum(int(entry["ready"]) for entry in pool.stats())
+
+
+def ready_by_key(pool: Pool) -> dict[str, int]:
+    return {str(entry["key"]): int(entry["ready"]) for entry in pool.stats()}
+
+
+def held(pool: Pool) -> int:
+    """Ready and starting: what the manager has decided to keep, as of its last tick."""
+    return sum(int(entry["ready"]) + int(entry["starting"]) for entry in pool.stats())
+
+
+def manager_ticks(clock: FakeClock, ticks: int) -> None:
+    """Wait until the pool's manager has made ``ticks`` whole rounds from now. It reads the
+    clock twice a round (to resize, then to refill), all under the pool's lock, so 2n+1 reads
+    cover n whole rounds, and ``stats`` (which takes that lock) then shows their outcome."""
+    start = clock.reads
+    wait_for(lambda: clock.reads >= start + 2 * ticks + 1, f"{ticks} rounds of the pool's manager")
 
 
 def our_cgroups() -> list[Path]:
@@ -162,8 +178,9 @@ def test_other_limits_never_get_a_sandbox_made_for_the_defaults(jail: tuple[Back
         pool.warm(backend, spec, 1)
         wait_for(lambda: ready(pool) == 1, "the pool to fill")
         assert pool.take(backend, bigger) is None
-        time.sleep(0.5)
-        assert ready(pool) == 1, "one request with other limits pins no sandbox of its kind"
+        # (target, ready, starting) of the warmed key, then the bigger one's: nothing is made for one miss.
+        assert [(e["target"], e["ready"], e["starting"]) for e in pool.stats()] == [(1, 1, 0), (0, 0, 0)], (
+            "one request with other limits pins no sandbox of its kind")
         assert pool.take(backend, bigger) is None
         # A second miss soon after shows demand: one of the bigger kind is made for the next request.
         wait_for(lambda: ready(pool) == 2, "a sandbox of the bigger kind")
@@ -172,9 +189,10 @@ def test_other_limits_never_get_a_sandbox_made_for_the_defaults(jail: tuple[Back
         pool.dispose(sandbox)
 
 
-# -- failures made on demand, with the test double
+# -- failures made on demand, with the test double (the unit tier)
 
 
+@pytest.mark.unit
 def test_every_field_of_the_spec_is_part_of_the_key() -> None:
     backend = FakeBackend()
     base = fake_spec()
@@ -190,15 +208,29 @@ def test_every_field_of_the_spec_is_part_of_the_key() -> None:
     assert spec_key(backend, fake_spec()) == spec_key(backend, base)
 
 
-def test_failed_starts_are_retried_until_the_pool_is_full() -> None:
+def failed_starts_settle_at(backend: FakeBackend, pool: Pool, attempts: int) -> None:
+    wait_for(lambda: backend.start_attempts >= attempts and held(pool) == 0, f"failed start {attempts}")
+    assert backend.start_attempts == attempts, "retried before its back-off passed"
+
+
+@pytest.mark.unit
+def test_failed_starts_are_retried_after_a_doubling_back_off_until_the_pool_is_full() -> None:
     backend = FakeBackend()
     backend.failures_to_come = 2
-    with Pool(PoolSettings(workers=1)) as pool:
+    clock = FakeClock()
+    with Pool(PoolSettings(workers=1), clock=clock) as pool:
         pool.warm(backend, fake_spec(), 2)
+        for attempts, back_off in ((1, 0.5), (2, 1.0)):
+            failed_starts_settle_at(backend, pool, attempts)
+            clock.advance(back_off - 0.1)
+            manager_ticks(clock, 1)
+            assert backend.start_attempts == attempts, "retried before its back-off passed"
+            clock.advance(0.1)
         wait_for(lambda: ready(pool) == 2, "the pool to fill despite failed starts")
-        assert backend.start_attempts >= 4
+        assert backend.start_attempts == 4
 
 
+@pytest.mark.unit
 def test_the_pool_refills_after_takes() -> None:
     backend = FakeBackend()
     spec = fake_spec()
@@ -211,6 +243,7 @@ def test_the_pool_refills_after_takes() -> None:
         assert len(backend.started) == 4
 
 
+@pytest.mark.unit
 def test_a_dead_sandbox_is_destroyed_and_the_next_is_served() -> None:
     backend = FakeBackend()
     spec = fake_spec()
@@ -224,6 +257,7 @@ def test_a_dead_sandbox_is_destroyed_and_the_next_is_served() -> None:
         pool.dispose(sandbox)
 
 
+@pytest.mark.unit
 def test_a_taker_waits_for_a_start_under_way_instead_of_starting_its_own() -> None:
     backend = FakeBackend()
     backend.gate.clear()
@@ -240,6 +274,7 @@ def test_a_taker_waits_for_a_start_under_way_instead_of_starting_its_own() -> No
         assert taken == [backend.started[0]]
 
 
+@pytest.mark.unit
 def test_repeated_misses_raise_the_target_of_a_key_made_by_demand() -> None:
     backend = FakeBackend()
     backend.gate.clear()  # starts hang, so every take below finds the pool empty
@@ -260,17 +295,20 @@ def test_repeated_misses_raise_the_target_of_a_key_made_by_demand() -> None:
         wait_for(lambda: ready(pool) == 2, "the pool to reach its new target")
 
 
+@pytest.mark.unit
 def test_the_memory_budget_caps_what_the_pool_holds() -> None:
     backend = FakeBackend()
-    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300)) as pool:
+    clock = FakeClock()
+    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300), clock=clock) as pool:
         pool.warm(backend, fake_spec(memory_mb=100), 8)
-        wait_for(lambda: ready(pool) == 3, "the pool to fill up to its memory budget")
-        time.sleep(1.2)  # two ticks or more of the manager: it must not pass the budget
-        assert ready(pool) == 3
+        wait_for(lambda: ready(pool) >= 3, "the pool to fill up to its memory budget")
+        manager_ticks(clock, 1)  # a round with room in the target but none in the budget
+        assert held(pool) == 3
         assert len(backend.started) == 3
         assert pool.stats()[0]["target"] == 8
 
 
+@pytest.mark.unit
 def test_a_pre_warmed_key_takes_budget_back_from_demand_elsewhere() -> None:
     backend = FakeBackend()
     busy, quiet = fake_spec(memory_mb=100, language="busy"), fake_spec(memory_mb=100, language="quiet")
@@ -285,19 +323,26 @@ def test_a_pre_warmed_key_takes_budget_back_from_demand_elsewhere() -> None:
             taker.join(timeout=WAIT_SECONDS)
         wait_for(lambda: ready(pool) == 2, "busy's demand to fill the whole budget")
         pool.warm(backend, quiet, 1)  # a pre-warmed key, below its base, with no budget left
-        by_key = lambda: {e["key"]: e["ready"] for e in pool.stats()}  # noqa: E731
-        wait_for(lambda: by_key().get("language=quiet") == 1, "the pre-warmed key to get its sandbox")
-        assert by_key()["language=busy"] == 1, "one of busy's surplus sandboxes made room"
+        wait_for(lambda: ready_by_key(pool).get("language=quiet") == 1, "the pre-warmed key to get its sandbox")
+        assert ready_by_key(pool)["language=busy"] == 1, "one of busy's surplus sandboxes made room"
 
 
+@pytest.mark.unit
 def test_a_key_nobody_asks_for_idles_down() -> None:
     backend = FakeBackend()
-    with Pool(PoolSettings(workers=1, idle_seconds=0.3)) as pool:
+    clock = FakeClock()
+    with Pool(PoolSettings(workers=1, idle_seconds=300), clock=clock) as pool:
         pool.warm(backend, fake_spec(), 2)
-        wait_for(lambda: len(backend.started) >= 2, "the pool to fill")
+        wait_for(lambda: ready(pool) == 2, "the pool to fill")
+        clock.advance(299)
+        manager_ticks(clock, 1)
+        assert ready(pool) == 2 and len(backend.alive()) == 2, "emptied before it was idle"
+        clock.advance(1)
         wait_for(lambda: ready(pool) == 0 and backend.alive() == [], "the idle pool to empty")
+        assert len(backend.started) == 2
 
 
+@pytest.mark.unit
 def test_before_start_and_after_close_the_pool_serves_nothing_and_destroys_inline() -> None:
     backend = FakeBackend()
     spec = fake_spec()

@@ -8,6 +8,8 @@ import pytest
 
 from infra_operator.guest import agent, b64encode
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
     work, outside = tmp_path / "work", tmp_path / "outside"

@@ -14,6 +14,8 @@ from infra_operator.guest import ProtocolError
 from infra_operator.guest._signals import name
 from infra_operator.guest.protocol import decode_json, encode_json
 
+pytestmark = pytest.mark.unit
+
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),

@@ -12,6 +12,8 @@ from conftest import SEED_LANGUAGES
 from infra_operator.errors import LanguageNotFound
 from infra_operator.languages import CATALOG_FILE, Catalog
 
+pytestmark = pytest.mark.unit
+
 FAMILIES = {"c", "jvm", "dotnet", "scripting", "functional", "systems", "data", "other"}
 NAME = re.compile(r"^[a-z0-9][a-z0-9+#.\-]*$")
 

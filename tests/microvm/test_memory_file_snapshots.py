@@ -58,7 +58,7 @@ def test_ram_is_a_file_and_out_of_the_stream(file_snapshot: SnapshotInfo) -> Non
 
 
 def test_clones_share_the_file_and_never_write_it(
-    file_sandboxes: Sandboxes, file_settings: Settings, file_snapshot: SnapshotInfo, spec: SandboxSpec
+    file_sandboxes: Sandboxes[QemuSandbox], file_settings: Settings, file_snapshot: SnapshotInfo, spec: SandboxSpec
 ) -> None:
     assert spec.kernel is not None
     files = find_snapshot(file_settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
@@ -81,7 +81,7 @@ def test_clones_share_the_file_and_never_write_it(
 
 
 def test_memory_file_missing_is_snapshot_not_found(
-    file_sandboxes: Sandboxes, file_snapshot: SnapshotInfo, spec: SandboxSpec, tmp_path: Path
+    file_sandboxes: Sandboxes[QemuSandbox], file_snapshot: SnapshotInfo, spec: SandboxSpec, tmp_path: Path
 ) -> None:
     files = SnapshotFiles(file_snapshot.path, file_snapshot.path / "vmstate", tmp_path / "gone")
     with pytest.raises(SnapshotNotFound):

@@ -92,6 +92,7 @@ def test_a_callback_is_signed_and_retried(tmp_path: Path, receiver: Receiver) ->
     assert receiver.received[0][1] == body  # the retry sent the same submission
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.10", "172.16.5.5",
                                   "169.254.169.254", "100.64.0.1", "[::1]", "[fe80::1]", "[fd00:ec2::254]",
                                   "[::ffff:10.0.0.1]", "0.0.0.0"])
@@ -119,6 +120,7 @@ def test_a_refused_submission_is_a_400_and_nothing_is_sent(tmp_path: Path) -> No
     assert listener.received == []
 
 
+@pytest.mark.unit
 def test_a_name_resolving_to_a_private_address_is_refused_before_connecting(
         monkeypatch: pytest.MonkeyPatch) -> None:
     looked_up: list[str] = []
@@ -139,6 +141,7 @@ def test_a_name_resolving_to_a_private_address_is_refused_before_connecting(
     assert looked_up == ["hooks.example.com"]  # refused at once, not retried
 
 
+@pytest.mark.unit
 def test_the_connection_goes_to_the_checked_address(receiver: Receiver) -> None:
     # A name no DNS knows (.invalid): only a connection pinned to the resolved address can reach
     # the receiver, and the receiver still sees the name in Host.

@@ -8,6 +8,8 @@ import pytest
 from infra_operator.executor import ExecutionResult
 from infra_operator.submissions import same_output, verdict
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(("produced", "expected", "same"), [
     ("4\n", "4", True),

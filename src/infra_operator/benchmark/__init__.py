@@ -12,7 +12,7 @@ from ._bench import (
     run_benchmark,
 )
 from ._cluster import ClusterBenchmark, run_cluster_benchmark, write_cluster_json
-from ._report import draw_chart, write_json
+from ._report import chart_unavailable, draw_chart, write_json
 from ._targets import InProcess, OverHttp, Sample, Target
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Sample",
     "Stats",
     "Target",
+    "chart_unavailable",
     "draw_chart",
     "run_benchmark",
     "run_cluster_benchmark",

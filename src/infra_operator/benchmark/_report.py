@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,16 @@ def write_json(
         "results": [result.to_json() for result in results],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def chart_unavailable() -> str | None:
+    """Why no chart can be drawn here, with how to fix it; None when it can."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return (f"matplotlib is not installed; from the infra.operator checkout, "
+                f"`{sys.executable} -m pip install -c requirements.lock -e '.[bench]'` adds it")
+    return None
 
 
 def draw_chart(path: Path, results: list[LanguageResult], title: str) -> None:

@@ -20,6 +20,7 @@ from ..benchmark import (
     LanguageResult,
     OverHttp,
     Target,
+    chart_unavailable,
     draw_chart,
     run_benchmark,
     write_json,
@@ -111,9 +112,15 @@ def benchmark(
     )
     chart = output.with_suffix(".png")
     write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+    drawn = False
     if results:
-        draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
-    console.print(f"results: {output}" + (f"  chart: {chart}" if results else ""), highlight=False)
+        missing = chart_unavailable()
+        if missing is None:
+            draw_chart(chart, results, f"infra.operator on {chosen} ({mode}) vs the bare program")
+            drawn = True
+        else:
+            console.print(f"no chart: {missing}", highlight=False, markup=False)
+    console.print(f"results: {output}" + (f"  chart: {chart}" if drawn else ""), highlight=False)
     for why in failures.values():
         console.print(f"[red]not measured[/]: {why}", highlight=False)
     if failures:

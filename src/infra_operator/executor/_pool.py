@@ -95,6 +95,9 @@ class _Entry:
 
 
 class Pool:
+    """``clock`` times demand, idleness and the back-off after failed starts (a test hands in
+    one it moves); waiting on the lock and agent deadlines are real time, as threads see it."""
+
     def __init__(self, settings: PoolSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
