@@ -41,6 +41,7 @@ apt-get install -y -q --no-install-recommends \
   python3 python3-venv ca-certificates \
   bubblewrap mmdebstrap e2fsprogs util-linux seccomp \
   qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev redis-server
+command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodejs npm  # for clients/js and its tests
 
 step "Python environment in $PREFIX/venv"
 mkdir -p "$PREFIX"
