@@ -37,7 +37,7 @@ from starlette.requests import Request
 
 from .. import __version__
 from ..errors import InvalidRequest, OperatorError
-from ..executor import check_path
+from ..executor import check_path, file_from_json
 from ._deps import require_api_key
 from ._models import ExecuteRequest, FileIn, SessionCreateRequest, SessionExecuteRequest
 
@@ -150,7 +150,8 @@ def _request(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, dict[str, A
         except ValidationError as exc:
             raise InvalidRequest("; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                                       for e in exc.errors())) from exc
-        return url, {"content": file.data(), "headers": {"content-type": "application/octet-stream"}}
+        _, content = file_from_json(file.model_dump())
+        return url, {"content": content, "headers": {"content-type": "application/octet-stream"}}
     if tool.method in ("GET", "DELETE"):
         if rest:
             raise InvalidRequest(f"unknown arguments: {', '.join(sorted(rest))}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._admission import Admission
-from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart
+from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart, file_from_json
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
 from ._sessions import CellResult, NewSession, SessionManager, SessionView, check_path
@@ -24,5 +24,6 @@ __all__ = [
     "SessionView",
     "check_path",
     "resolve",
+    "file_from_json",
     "spec_key",
 ]

@@ -73,7 +73,7 @@ class ExecutionRequest:
     def from_json(cls, fields: dict[str, Any]) -> ExecutionRequest:
         """From the API's execute fields, as a submission keeps them and a worker receives them
         (``files`` as the API takes them: ``path``, ``content``, ``encoding``)."""
-        files = tuple(_file_from_json(entry) for entry in fields.get("files", ()))
+        files = tuple(file_from_json(entry) for entry in fields.get("files", ()))
         return cls(**{**fields, "args": tuple(fields.get("args", ())), "artifacts": (), "files": files})
 
     def to_json(self) -> dict[str, Any]:
@@ -85,7 +85,8 @@ class ExecutionRequest:
         return fields
 
 
-def _file_from_json(entry: dict[str, str]) -> tuple[str, bytes]:
+def file_from_json(entry: dict[str, str]) -> tuple[str, bytes]:
+    """A file as the API takes it (``path``, ``content``, ``encoding``): its path and bytes."""
     path, content = entry["path"], entry["content"]
     if entry.get("encoding", "utf8") == "utf8":
         return path, content.encode("utf-8")
