@@ -52,6 +52,10 @@ class Services:
     def sessions(self) -> SessionManager:
         return SessionManager(self.settings, self.executor)
 
+    def open_sessions(self) -> int:
+        """Sessions held now; none before a request made the manager (a scrape must not make it)."""
+        return self.sessions.count() if "sessions" in self.__dict__ else 0
+
     def start_pool(self) -> list[str]:
         """Keep sandboxes ready on the default backend for the pre-warm languages whose images
         are built (``PoolSettings.prewarm``); return the languages being warmed."""
