@@ -120,7 +120,7 @@ class QemuSandbox:
             if time.monotonic() > deadline:
                 raise BootFailed(f"sandbox {self.id}: QEMU made no QMP socket in {timeout:g} s")
             time.sleep(0.002)
-        monitor = Monitor(path, f"qemu-{self.id}")
+        monitor = Monitor(path, self.id)
         monitor.connect()
         return monitor
 

@@ -24,10 +24,11 @@ class QmpFailed(SandboxError):
 
 
 class Monitor:
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, sandbox_id: str) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = QMPClient(name)
-        self._name = name
+        self._client = QMPClient(f"qemu-{sandbox_id}")
+        # Its failures name the sandbox as the backend's others do, whatever phase they hit.
+        self._name = f"sandbox {sandbox_id}"
         self._path = path
 
     def _run(self, awaitable: Awaitable[_T], timeout: float) -> _T:
