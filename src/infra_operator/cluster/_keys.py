@@ -44,6 +44,21 @@ def reply(execution_id: str) -> str:
     return f"{PREFIX}:reply:{execution_id}"
 
 
+def session(session_id: str) -> str:
+    """Where a session lives (its worker), whose it is and its last view; it expires with the session."""
+    return f"{PREFIX}:session:{session_id}"
+
+
+def owner_sessions(owner: str) -> str:
+    """A set: the ids of an API key's sessions, across workers (a member may have expired)."""
+    return f"{PREFIX}:sessions:{owner}"
+
+
+def direct(worker_id: str) -> str:
+    """A list of calls for the sessions one worker holds: only that worker pops it."""
+    return f"{PREFIX}:direct:{worker_id}"
+
+
 def rate(owner: str, window: int) -> str:
     return f"{PREFIX}:rate:{owner}:{window}"
 
