@@ -59,7 +59,8 @@ class Services:
         call routed to the worker that holds its session."""
         if self.settings.redis_url is None:
             return self.local_sessions
-        return cluster.RoutedSessions(self.redis, self.router, self.catalog, self.settings.limits.timeout_seconds.maximum)
+        return cluster.RoutedSessions(self.redis, self.router, lambda name: self.catalog.get(name).name,
+                                      self.settings.limits.timeout_seconds.maximum)
 
     def start_pool(self) -> list[str]:
         """Keep sandboxes ready on the default backend for the pre-warm languages whose images

@@ -13,18 +13,18 @@ File bytes travel base64, one piece (``PIECE_BYTES``) per call. Streaming is ref
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InvalidRequest, NotFound, OperatorError, Overloaded, SandboxError
 from ..executor import CellResult, ExecutionResult, NewSession, SessionView, check_path, file_pieces, file_stream
-from ..guest import b64decode, b64encode
 from . import _keys
 from ._dispatch import ANSWER_GRACE_SECONDS, WorkerRefused, streaming_refused
 from ._router import live_workers
@@ -32,10 +32,7 @@ from ._router import live_workers
 if TYPE_CHECKING:
     import redis
 
-    from ..backends import Listener
     from ..executor import SessionManager
-    from ..guest.messages import FileEntry
-    from ..languages import Catalog
     from ._router import Router
 
 log = logging.getLogger(__name__)
@@ -50,10 +47,12 @@ LIVENESS_POLL_SECONDS = 1
 class RoutedSessions:
     """``SessionManager``'s calls, for an API process of a cluster: run by the session's worker."""
 
-    def __init__(self, client: redis.Redis, router: Router, catalog: Catalog, longest_cell: int) -> None:
+    def __init__(self, client: redis.Redis, router: Router, language_name: Callable[[str], str],
+                 longest_cell: int) -> None:
         self.client = client
         self.router = router
-        self.catalog = catalog
+        self.language_name = language_name
+        """A language's name from a name or alias (the catalog's; a 404 for neither)."""
         self.longest_cell = longest_cell
 
     def start(self) -> None:
@@ -64,7 +63,7 @@ class RoutedSessions:
 
     # Sessions.
     def create(self, request: NewSession, owner: str) -> SessionView:
-        language = self.catalog.get(request.language).name
+        language = self.language_name(request.language)
         worker = self._pick(language, request.backend)
         value = self._call(worker, "create", owner, "", dataclasses.asdict(request), CALL_SECONDS)
         return SessionView(**value)
@@ -105,7 +104,7 @@ class RoutedSessions:
 
     # Cells.
     def execute(self, session_id: str, owner: str, code: str, stdin: str = "", timeout: int | None = None,
-                listener: Listener | None = None) -> CellResult:
+                listener: object | None = None) -> CellResult:
         if listener is not None:  # a worker's answer comes whole
             raise streaming_refused()
         worker = self._route(session_id, owner)
@@ -122,7 +121,7 @@ class RoutedSessions:
         size = 0
         for piece in file_pieces(pieces):
             value = self._call(worker, "put_file", owner, session_id,
-                               {"path": path, "offset": offset, "data": b64encode(piece)}, CALL_SECONDS)
+                               {"path": path, "offset": offset, "data": base64.b64encode(piece).decode("ascii")}, CALL_SECONDS)
             offset += len(piece)
             size = value["size"]
         return path, size
@@ -134,13 +133,13 @@ class RoutedSessions:
         def read(offset: int, wait: float) -> tuple[bytes, int]:
             value = self._call(worker, "read_file", owner, session_id, {"path": path, "offset": offset, "wait": wait},
                                CALL_SECONDS + wait)
-            return b64decode(value["data"]), int(value["size"])
+            return base64.b64decode(value["data"]), int(value["size"])
 
         return file_stream(read)
 
-    def list_files(self, session_id: str, owner: str) -> list[FileEntry]:
+    def list_files(self, session_id: str, owner: str) -> list[dict[str, Any]]:
         value = self._call(self._route(session_id, owner), "list_files", owner, session_id, {}, CALL_SECONDS)
-        return cast("list[FileEntry]", value)
+        return cast("list[dict[str, Any]]", value)
 
     def delete_file(self, session_id: str, owner: str, path: str) -> None:
         check_path(path)
@@ -166,7 +165,11 @@ class RoutedSessions:
                 "deadline": time.time() + wait}
         deadline = time.monotonic() + wait
         with _keys.unavailable_as_503():
-            self.client.rpush(_keys.direct(worker), json.dumps(call))
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.rpush(_keys.direct(worker), json.dumps(call))
+                # Calls pushed to a worker that died meanwhile go, with the list, once stale.
+                pipe.expire(_keys.direct(worker), self.longest_cell + CALL_SECONDS + ANSWER_GRACE_SECONDS)
+                pipe.execute()
             while True:
                 popped = cast("tuple[bytes, bytes] | None",
                               self.client.blpop([_keys.reply(call_id)], timeout=LIVENESS_POLL_SECONDS))
@@ -238,11 +241,11 @@ def _run(sessions: SessionManager, worker_id: str, op: str, session_id: str, own
             result = dataclasses.replace(cell.result, worker=worker_id)
             return {"result": dataclasses.asdict(result), "results": cell.results, "reset": cell.reset}
         case "put_file":
-            _, size = sessions.put_file(session_id, owner, args["path"], [b64decode(args["data"])], args["offset"])
+            _, size = sessions.put_file(session_id, owner, args["path"], [base64.b64decode(args["data"])], args["offset"])
             return {"size": size}
         case "read_file":
             data, size = sessions.read_file(session_id, owner, args["path"], args["offset"], args["wait"])
-            return {"data": b64encode(data), "size": size}
+            return {"data": base64.b64encode(data).decode("ascii"), "size": size}
         case "list_files":
             return sessions.list_files(session_id, owner)
         case "delete_file":
