@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -319,6 +320,14 @@ def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
         assert got.status_code == 200 and got.content == content
         read = cell(api_b, session_id, "import os; print(os.path.getsize('data/blob.bin'))")
         assert read["stdout"] == f"{len(content)}\n" and read["worker"] == worker
+        # The worker runs calls side by side: one to the session while its cell runs is refused, not queued.
+        with ThreadPoolExecutor(1) as background:
+            slow = background.submit(cell, api, session_id, "import time; time.sleep(3)")
+            wait_for(lambda: api_b.get(f"/api/v1/sessions/{session_id}/files").status_code == 409,
+                     "the slow cell to hold the session", seconds=10)
+            busy = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(1)"})
+            assert busy.status_code == 409, busy.text
+            assert slow.result()["exit_code"] == 0
         listed = api.get(f"/api/v1/sessions/{session_id}/files").json()["files"]
         assert {"path": "data/blob.bin", "size": len(content), "type": "file"} in listed
         assert api.get(f"/api/v1/sessions/{session_id}/files/no-such-file").status_code == 404

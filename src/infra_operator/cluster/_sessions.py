@@ -169,6 +169,8 @@ class RoutedSessions:
                 pipe.rpush(_keys.direct(worker), json.dumps(call))
                 # Calls pushed to a worker that died meanwhile go, with the list, once stale.
                 pipe.expire(_keys.direct(worker), self.longest_cell + CALL_SECONDS + ANSWER_GRACE_SECONDS)
+                if session_id:  # a cell longer than the idle time must not outlive its record
+                    pipe.expire(_keys.session(session_id), int(wait) + RECORD_GRACE_SECONDS, gt=True)
                 pipe.execute()
             while True:
                 popped = cast("tuple[bytes, bytes] | None",
