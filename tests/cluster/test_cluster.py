@@ -23,7 +23,7 @@ import pytest
 import redis
 from conftest import DATA_DIR, require_images, stop_process, wait_for
 from netns import Network, redis_command, require_namespaces
-from sessionkit import SSE, cell, open_session
+from sessionkit import SSE, cell, events, open_session, read_events
 
 from infra_operator.cluster import RedisStore, Router
 from infra_operator.submissions import queued
@@ -336,9 +336,6 @@ def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
         shown = api_b.get(f"/api/v1/sessions/{session_id}")
         assert shown.status_code == 200 and shown.json()["id"] == session_id
         assert session_id in [s["id"] for s in api_b.get("/api/v1/sessions").json()["sessions"]]
-        # The file does not exist after the 404 above: the session still does, on its worker.
-        streamed = api.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(1)"}, headers=SSE)
-        assert streamed.status_code == 400 and "streaming is not served by a cluster" in streamed.json()["error"]
     finally:
         deleted = api_b.delete(f"/api/v1/sessions/{session_id}")
     assert deleted.status_code == 204
@@ -363,6 +360,32 @@ def test_two_sessions_go_to_different_workers(cluster: Cluster, api: httpx.Clien
             assert api.delete(f"/api/v1/sessions/{second}").status_code == 204
     finally:
         assert api_b.delete(f"/api/v1/sessions/{first}").status_code == 204
+
+
+def test_a_cell_streams_through_the_cluster_and_a_client_that_leaves_interrupts_it(
+        api: httpx.Client, api_b: httpx.Client) -> None:
+    session_id = open_session(api)
+    try:
+        code = "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b', flush=True)"
+        heard = events(api_b, f"/api/v1/sessions/{session_id}/execute", {"code": code})
+        assert {name for name, _, _ in heard[:-1]} == {"stdout"}, heard
+        assert "".join(data["data"] for _, data, _ in heard[:-1]) == "a\nb\n"
+        name, result, ended = heard[-1]
+        assert name == "result" and result["stdout"] == "a\nb\n" and result["worker"] in ("w1", "w2"), heard
+        assert ended - heard[0][2] >= 0.5, "the first line came only with the answer"
+        # A client that leaves mid-cell interrupts it on its worker: the session answers again at once.
+        cell(api, session_id, "kept = 1")
+        long_cell = {"code": "import time\nprint('on', flush=True)\ntime.sleep(280)", "timeout": 290}
+        with api.stream("POST", f"/api/v1/sessions/{session_id}/execute", json=long_cell, headers=SSE) as response:
+            assert response.status_code == 200
+            assert next(read_events(response))[0] == "stdout"
+
+        def answered() -> bool:
+            after = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(kept)"})
+            return after.status_code == 200 and after.json()["stdout"] == "1\n"
+        wait_for(answered, "the session to answer with its names after its client left", seconds=30)
+    finally:
+        assert api_b.delete(f"/api/v1/sessions/{session_id}").status_code == 204
 
 
 def test_another_key_cannot_see_a_session(api: httpx.Client, api_b: httpx.Client) -> None:

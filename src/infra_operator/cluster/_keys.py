@@ -59,6 +59,16 @@ def direct(worker_id: str) -> str:
     return f"{PREFIX}:direct:{worker_id}"
 
 
+def output(call_id: str) -> str:
+    """A list of a streaming cell's output, pushed by its worker as the program writes."""
+    return f"{PREFIX}:output:{call_id}"
+
+
+def cancel(call_id: str) -> str:
+    """Set when a streaming cell's client went away: its worker interrupts the cell."""
+    return f"{PREFIX}:cancel:{call_id}"
+
+
 def rate(owner: str, window: int) -> str:
     return f"{PREFIX}:rate:{owner}:{window}"
 

@@ -8,7 +8,9 @@ the id also joins ``sessions:<owner>``, which lists a key's sessions across work
 call goes to ``direct:<worker>``, a list only that worker pops (``serve`` runs the call on the
 worker's own ``SessionManager``), and its answer comes back on ``reply:<call>``, as an execute's
 does. A session whose worker no longer advertises itself is gone: 404, and its record is removed.
-File bytes travel base64, one piece (``PIECE_BYTES``) per call. Streaming is refused (400).
+File bytes travel base64, one piece (``PIECE_BYTES``) per call. A streamed cell's output comes
+on ``output:<call>`` as the worker hears it, before the answer; a client that leaves sets
+``cancel:<call>``, and the worker interrupts the cell.
 """
 
 from __future__ import annotations
@@ -18,20 +20,31 @@ import dataclasses
 import json
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
+import redis
+
 from ..errors import InvalidRequest, NotFound, OperatorError, Overloaded, SandboxError
-from ..executor import CellResult, ExecutionResult, NewSession, SessionView, check_path, file_pieces, file_stream
+from ..executor import (
+    CellResult,
+    ExecutionResult,
+    Listener,
+    NewSession,
+    SessionView,
+    check_path,
+    file_pieces,
+    file_stream,
+)
 from . import _keys
-from ._dispatch import ANSWER_GRACE_SECONDS, WorkerRefused, streaming_refused
+from ._dispatch import ANSWER_GRACE_SECONDS, WorkerRefused
 from ._router import live_workers
 
 if TYPE_CHECKING:
-    import redis
-
     from ..executor import SessionManager
     from ._router import Router
 
@@ -41,7 +54,10 @@ CALL_SECONDS = 60
 RECORD_GRACE_SECONDS = 5
 """A record outlives its session's idle time by this much: the worker's reaper decides, not Redis."""
 LIVENESS_POLL_SECONDS = 1
-"""While waiting for an answer, how often to look whether the session's worker still lives."""
+"""While waiting for an answer, how often to look whether the session's worker still lives
+(and whether a streamed cell's client went away)."""
+CANCEL_POLL_SECONDS = 0.2
+"""How often a worker looks whether a streamed cell's client went away."""
 
 
 class RoutedSessions:
@@ -104,13 +120,11 @@ class RoutedSessions:
 
     # Cells.
     def execute(self, session_id: str, owner: str, code: str, stdin: str = "", timeout: int | None = None,
-                listener: object | None = None) -> CellResult:
-        if listener is not None:  # a worker's answer comes whole
-            raise streaming_refused()
+                listener: Listener | None = None) -> CellResult:
         worker = self._route(session_id, owner)
         wait = (timeout or self.longest_cell) + ANSWER_GRACE_SECONDS
-        value = self._call(worker, "execute", owner, session_id, {"code": code, "stdin": stdin, "timeout": timeout},
-                           wait)
+        args = {"code": code, "stdin": stdin, "timeout": timeout, "stream": listener is not None}
+        value = self._call(worker, "execute", owner, session_id, args, wait, listener)
         return CellResult(result=ExecutionResult(**value["result"]), results=value["results"], reset=value["reset"])
 
     # Files.
@@ -158,8 +172,10 @@ class RoutedSessions:
                 raise NotFound(f"session not found: {session_id} (its worker {record['worker']} is gone)")
         return str(record["worker"])
 
-    def _call(self, worker: str, op: str, owner: str, session_id: str, args: dict[str, Any], wait: float) -> Any:
-        """Run ``op`` on ``worker`` and answer its value; its errors are raised here, with their status."""
+    def _call(self, worker: str, op: str, owner: str, session_id: str, args: dict[str, Any], wait: float,
+              listener: Listener | None = None) -> Any:
+        """Run ``op`` on ``worker`` and answer its value; its errors are raised here, with their status.
+        With a ``listener``, the output the worker pushes goes to it as it comes."""
         call_id = uuid.uuid4().hex
         call = {"id": call_id, "op": op, "owner": owner, "session": session_id, "args": args,
                 "deadline": time.time() + wait}
@@ -172,11 +188,20 @@ class RoutedSessions:
                 if session_id:  # a cell longer than the idle time must not outlive its record
                     pipe.expire(_keys.session(session_id), int(wait) + RECORD_GRACE_SECONDS, gt=True)
                 pipe.execute()
+            # BLPOP takes from the first list that has something: all output comes before the answer.
+            lists = [_keys.reply(call_id)] if listener is None else [_keys.output(call_id), _keys.reply(call_id)]
+            cancelled = False
             while True:
-                popped = cast("tuple[bytes, bytes] | None",
-                              self.client.blpop([_keys.reply(call_id)], timeout=LIVENESS_POLL_SECONDS))
+                popped = cast("tuple[bytes, bytes] | None", self.client.blpop(lists, timeout=LIVENESS_POLL_SECONDS))
+                if popped is not None and listener is not None and popped[0].decode() == lists[0]:
+                    heard = json.loads(popped[1])
+                    listener.on_output(heard["stream"], base64.b64decode(heard["data"]))
+                    continue
                 if popped is not None:
                     break
+                if listener is not None and listener.cancel.is_set() and not cancelled:
+                    self.client.set(_keys.cancel(call_id), 1, ex=int(wait) + RECORD_GRACE_SECONDS)
+                    cancelled = True
                 if not self.client.exists(_keys.worker(worker)):
                     if session_id:
                         self._forget(session_id, owner)
@@ -206,13 +231,56 @@ class RoutedSessions:
             pipe.execute()
 
 
-def serve(sessions: SessionManager, worker_id: str, call: dict[str, Any]) -> dict[str, Any]:
+def serve(client: redis.Redis, sessions: SessionManager, worker_id: str, call: dict[str, Any]) -> dict[str, Any]:
     """A worker's answer to one call for a session it holds: the value or the error, and the
     session's view after the call (null once it is gone), which the API process records."""
+    if not call["args"].get("stream"):
+        return _serve(sessions, worker_id, call, None)
+    with _streamed(client, call["id"]) as listener:
+        return _serve(sessions, worker_id, call, listener)
+
+
+@contextmanager
+def _streamed(client: redis.Redis, call_id: str) -> Iterator[Listener]:
+    """A listener that pushes a cell's output to ``output:<call>`` as it comes, cancelled once
+    the API process sets ``cancel:<call>``."""
+    key = _keys.output(call_id)
+
+    def on_output(name: str, data: bytes) -> None:
+        try:
+            with client.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, json.dumps({"stream": name, "data": base64.b64encode(data).decode("ascii")}))
+                pipe.expire(key, CALL_SECONDS)
+                pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # the answer still has it all
+            log.warning("a streamed cell's output was not pushed: %s", exc)
+
+    listener = Listener(on_output)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(CANCEL_POLL_SECONDS):
+            try:
+                if client.exists(_keys.cancel(call_id)):
+                    listener.cancel.set()
+                    return
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+
+    watcher = threading.Thread(target=watch, name="cell-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield listener
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _serve(sessions: SessionManager, worker_id: str, call: dict[str, Any], listener: Listener | None) -> dict[str, Any]:
     session_id, owner = call["session"], call["owner"]
     answer: dict[str, Any]
     try:
-        value = _run(sessions, worker_id, call["op"], session_id, owner, call["args"])
+        value = _run(sessions, worker_id, call["op"], session_id, owner, call["args"], listener)
         answer = {"value": value}
         if call["op"] == "create":
             session_id = value["id"]
@@ -229,7 +297,8 @@ def serve(sessions: SessionManager, worker_id: str, call: dict[str, Any]) -> dic
     return answer
 
 
-def _run(sessions: SessionManager, worker_id: str, op: str, session_id: str, owner: str, args: dict[str, Any]) -> Any:
+def _run(sessions: SessionManager, worker_id: str, op: str, session_id: str, owner: str, args: dict[str, Any],
+         listener: Listener | None) -> Any:
     match op:
         case "create":
             return dataclasses.asdict(sessions.create(NewSession(**args), owner))
@@ -239,7 +308,7 @@ def _run(sessions: SessionManager, worker_id: str, op: str, session_id: str, own
             sessions.delete(session_id, owner)
             return None
         case "execute":
-            cell = sessions.execute(session_id, owner, args["code"], args["stdin"], args["timeout"])
+            cell = sessions.execute(session_id, owner, args["code"], args["stdin"], args["timeout"], listener)
             result = dataclasses.replace(cell.result, worker=worker_id)
             return {"result": dataclasses.asdict(result), "results": cell.results, "reset": cell.reset}
         case "put_file":

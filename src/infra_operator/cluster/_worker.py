@@ -222,7 +222,7 @@ class Worker:
     def _session_call(self, call: dict[str, Any]) -> None:
         if float(call["deadline"]) < time.time():
             return  # the API process that asked stopped waiting
-        self._answer(call["id"], serve(self.sessions, self.advert.id, call))
+        self._answer(call["id"], serve(self.client, self.sessions, self.advert.id, call))
 
     # ---- the heartbeat
 

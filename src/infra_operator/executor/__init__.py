@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backends import Listener
 from ._admission import Admission
 from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart, file_from_json
 from ._limits import ResolvedLimits, resolve
@@ -24,6 +25,7 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
+    "Listener",
     "NewSession",
     "Pool",
     "ResolvedLimits",
