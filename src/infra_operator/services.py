@@ -59,7 +59,7 @@ class Services:
         call routed to the worker that holds its session."""
         if self.settings.redis_url is None:
             return self.local_sessions
-        return cluster.RoutedSessions(self.redis, self.router, lambda name: self.catalog.get(name).name,
+        return cluster.RoutedSessions(self.redis, lambda name: self.catalog.get(name).name,
                                       self.settings.limits.timeout_seconds.maximum)
 
     def start_pool(self) -> list[str]:

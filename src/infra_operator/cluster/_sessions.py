@@ -46,7 +46,6 @@ from ._router import live_workers
 
 if TYPE_CHECKING:
     from ..executor import SessionManager
-    from ._router import Router
 
 log = logging.getLogger(__name__)
 CALL_SECONDS = 60
@@ -63,10 +62,8 @@ CANCEL_POLL_SECONDS = 0.2
 class RoutedSessions:
     """``SessionManager``'s calls, for an API process of a cluster: run by the session's worker."""
 
-    def __init__(self, client: redis.Redis, router: Router, language_name: Callable[[str], str],
-                 longest_cell: int) -> None:
+    def __init__(self, client: redis.Redis, language_name: Callable[[str], str], longest_cell: int) -> None:
         self.client = client
-        self.router = router
         self.language_name = language_name
         """A language's name from a name or alias (the catalog's; a 404 for neither)."""
         self.longest_cell = longest_cell
@@ -203,8 +200,9 @@ class RoutedSessions:
                     self.client.set(_keys.cancel(call_id), 1, ex=int(wait) + RECORD_GRACE_SECONDS)
                     cancelled = True
                 if not self.client.exists(_keys.worker(worker)):
-                    if session_id:
-                        self._forget(session_id, owner)
+                    if not session_id:  # a create: nothing was made that lives on
+                        raise Overloaded(f"worker {worker} stopped before it answered; try again", retry_after=1)
+                    self._forget(session_id, owner)
                     raise NotFound(f"session not found: {session_id} (its worker {worker} is gone)")
                 if time.monotonic() > deadline:
                     raise SandboxError(f"worker {worker} did not answer within {wait:.0f}s")
