@@ -62,6 +62,11 @@ class Services:
         return cluster.RoutedSessions(self.redis, lambda name: self.catalog.get(name).name,
                                       self.settings.limits.timeout_seconds.maximum)
 
+    def open_sessions(self) -> int:
+        """Sessions held in this process now (a cluster's API process holds none: its workers do);
+        none before a request made the manager (a scrape must not make it)."""
+        return self.local_sessions.count() if "local_sessions" in self.__dict__ else 0
+
     def start_pool(self) -> list[str]:
         """Keep sandboxes ready on the default backend for the pre-warm languages whose images
         are built (``PoolSettings.prewarm``); return the languages being warmed."""

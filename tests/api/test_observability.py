@@ -143,6 +143,15 @@ def test_ready_sandboxes_and_the_queue_are_read_at_scrape_time(client: httpx.Cli
     assert samples[("infra_operator_executions_running", frozenset())] == 0.0
 
 
+def test_open_sessions_are_read_at_scrape_time(client: httpx.Client) -> None:
+    before = value(scrape(client), "infra_operator_sessions_open")
+    created = client.post("/api/v1/sessions", json={"language": "python"})
+    assert created.status_code == 201, created.text
+    assert value(scrape(client), "infra_operator_sessions_open") == before + 1
+    assert client.delete(f"/api/v1/sessions/{created.json()['id']}").status_code == 204
+    assert value(scrape(client), "infra_operator_sessions_open") == before
+
+
 def test_a_full_queue_counts_as_rejected(tmp_path: Path) -> None:
     require_images("python")
     # Nobody may wait, and the admission lets no one past without waiting first: every execution is refused.

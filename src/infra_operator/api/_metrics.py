@@ -64,7 +64,7 @@ def outcome(result: ExecutionResult) -> str:
 
 
 class _StateCollector(Collector):
-    """Reads the pool, the admission and the job board when scraped."""
+    """Reads the pool, the admission, the sessions and the job board when scraped."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -85,6 +85,8 @@ class _StateCollector(Collector):
                                 value=load["running"])
         yield GaugeMetricFamily("infra_operator_queue_waiting", "Executions waiting for a slot (the queue depth)",
                                 value=load["waiting"])
+        yield GaugeMetricFamily("infra_operator_sessions_open", "Sessions this server holds (each keeps a sandbox)",
+                                value=self.services.open_sessions())
         jobs = GaugeMetricFamily("infra_operator_jobs", "Background jobs (image builds, snapshots, transfers) "
                                  "on the job board, by kind and state", labels=["kind", "state"])
         for (kind, state), count in sorted(Tally((job.kind, job.state) for job in self.services.jobs.list()).items()):
