@@ -49,12 +49,23 @@ class Services:
         return Executor(self.settings, self.catalog, self.rootfs, self.backends, pool=self.pool)
 
     @cached_property
-    def sessions(self) -> SessionManager:
+    def local_sessions(self) -> SessionManager:
+        """The sessions this process holds: all of them alone, a worker's own in a cluster."""
         return SessionManager(self.settings, self.executor)
 
+    @cached_property
+    def sessions(self) -> SessionManager | cluster.RoutedSessions:
+        """What the API serves: the sessions held here; in a cluster, those of the workers, each
+        call routed to the worker that holds its session."""
+        if self.settings.redis_url is None:
+            return self.local_sessions
+        return cluster.RoutedSessions(self.redis, lambda name: self.catalog.get(name).name,
+                                      self.settings.limits.timeout_seconds.maximum)
+
     def open_sessions(self) -> int:
-        """Sessions held now; none before a request made the manager (a scrape must not make it)."""
-        return self.sessions.count() if "sessions" in self.__dict__ else 0
+        """Sessions held in this process now (a cluster's API process holds none: its workers do);
+        none before a request made the manager (a scrape must not make it)."""
+        return self.local_sessions.count() if "local_sessions" in self.__dict__ else 0
 
     def start_pool(self) -> list[str]:
         """Keep sandboxes ready on the default backend for the pre-warm languages whose images
@@ -126,9 +137,8 @@ class Services:
         """Run here, or by a worker of the cluster; with a ``listener``, its output streams there."""
         if self.settings.redis_url is None:
             return self.executor.execute(request, listener)
-        if listener is not None:  # a worker's answer comes whole
-            raise InvalidRequest("streaming is not served by a cluster yet: leave out `Accept: text/event-stream`, "
-                                 "or use a server without INFRA_OPERATOR_REDIS_URL")
+        if listener is not None:
+            raise cluster.streaming_refused()
         self.executor.check(request, here=False)
         return self.dispatcher.execute(request)
 
@@ -149,7 +159,7 @@ class Services:
         usable = [c.name for c in self.backends.capabilities() if c.usable]
         advert = cluster.Advert(id=worker_id, backends=usable, languages=[i.language for i in self.rootfs.list()],
                                 warm=warm, capacity=self.settings.max_concurrency)
-        return cluster.Worker(self.redis, self.router, self.executor, self.callbacks, advert,
+        return cluster.Worker(self.redis, self.router, self.executor, self.local_sessions, self.callbacks, advert,
                               self.settings.submissions.retention_seconds, claim_idle_seconds)
 
     @cached_property
@@ -197,8 +207,8 @@ class Services:
                                   self.settings.s3_endpoint_url, self.settings.s3_region)
 
     def close(self) -> None:
-        if "sessions" in self.__dict__:  # made only once a request needed it
-            self.sessions.close()
+        if "local_sessions" in self.__dict__:  # made only once a request needed it
+            self.local_sessions.close()
         if "runners" in self.__dict__:
             self.runners.close(timeout=1.0)
         if "callbacks" in self.__dict__:

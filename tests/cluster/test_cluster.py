@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -22,6 +23,7 @@ import pytest
 import redis
 from conftest import DATA_DIR, require_images, stop_process, wait_for
 from netns import Network, redis_command, require_namespaces
+from sessionkit import SSE, cell, events, open_session, read_events
 
 from infra_operator.cluster import RedisStore, Router
 from infra_operator.submissions import queued
@@ -141,6 +143,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def api(cluster: Cluster) -> Iterator[httpx.Client]:
     url = cluster.start_api("api")
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def api_b(cluster: Cluster) -> Iterator[httpx.Client]:
+    """A second API process: what one of them starts, the other must reach."""
+    url = cluster.start_api("api-b")
     with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as client:
         yield client
 
@@ -281,6 +291,136 @@ def test_a_live_worker_keeps_a_run_longer_than_the_claim_idle_time(api: httpx.Cl
                       json={"language": "python", "code": "import time; time.sleep(5); print('once')"})
     assert answer.json()["status"] == "done" and answer.json()["result"]["stdout"] == "once\n"
     assert answer.json()["attempts"] == 1, "a live worker's run was taken over"
+
+
+def _advert(cluster: Cluster, worker: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(_value(cluster.redis(), f"infra-operator:worker:{worker}") or b"{}")
+    return found
+
+
+def _sessions_held(cluster: Cluster, worker: str) -> int:
+    return int(_advert(cluster, worker).get("sessions", -1))
+
+
+def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
+        cluster: Cluster, api: httpx.Client, api_b: httpx.Client) -> None:
+    session_id = open_session(api)
+    try:
+        first = cell(api_b, session_id, "x = 41")
+        worker = first["worker"]
+        assert worker in ("w1", "w2"), first
+        second = cell(api, session_id, "print(x + 1)")
+        assert second["stdout"] == "42\n" and second["worker"] == worker, second
+        wait_for(lambda: _sessions_held(cluster, worker) == 1, f"{worker} to advertise the session it holds")
+        # Past one piece (1 MiB) each way: the file crosses Redis in several calls.
+        content = os.urandom((1 << 20) + 12345)
+        put = api_b.put(f"/api/v1/sessions/{session_id}/files/data/blob.bin", content=content)
+        assert put.status_code == 201 and put.json() == {"path": "data/blob.bin", "size": len(content)}, put.text
+        got = api.get(f"/api/v1/sessions/{session_id}/files/data/blob.bin")
+        assert got.status_code == 200 and got.content == content
+        read = cell(api_b, session_id, "import os; print(os.path.getsize('data/blob.bin'))")
+        assert read["stdout"] == f"{len(content)}\n" and read["worker"] == worker
+        # The worker runs calls side by side: one to the session while its cell runs is refused, not queued.
+        with ThreadPoolExecutor(1) as background:
+            slow = background.submit(cell, api, session_id, "import time; time.sleep(3)")
+            wait_for(lambda: api_b.get(f"/api/v1/sessions/{session_id}/files").status_code == 409,
+                     "the slow cell to hold the session", seconds=10)
+            busy = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(1)"})
+            assert busy.status_code == 409, busy.text
+            assert slow.result()["exit_code"] == 0
+        listed = api.get(f"/api/v1/sessions/{session_id}/files").json()["files"]
+        assert {"path": "data/blob.bin", "size": len(content), "type": "file"} in listed
+        assert api.get(f"/api/v1/sessions/{session_id}/files/no-such-file").status_code == 404
+        assert api_b.delete(f"/api/v1/sessions/{session_id}/files/data/blob.bin").status_code == 204
+        assert api.get(f"/api/v1/sessions/{session_id}/files/data/blob.bin").status_code == 404
+        shown = api_b.get(f"/api/v1/sessions/{session_id}")
+        assert shown.status_code == 200 and shown.json()["id"] == session_id
+        assert session_id in [s["id"] for s in api_b.get("/api/v1/sessions").json()["sessions"]]
+    finally:
+        deleted = api_b.delete(f"/api/v1/sessions/{session_id}")
+    assert deleted.status_code == 204
+    assert api.get(f"/api/v1/sessions/{session_id}").status_code == 404
+    assert api.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "1"}).status_code == 404
+    assert session_id not in [s["id"] for s in api.get("/api/v1/sessions").json()["sessions"]]
+    assert not cluster.redis().exists(f"infra-operator:session:{session_id}")
+    wait_for(lambda: _sessions_held(cluster, worker) == 0, f"{worker} to advertise it holds no session")
+
+
+def test_two_sessions_go_to_different_workers(cluster: Cluster, api: httpx.Client, api_b: httpx.Client) -> None:
+    first = open_session(api)
+    try:
+        held = cell(api, first, "print('here')")["worker"]
+        other = {"w1": "w2", "w2": "w1"}[held]
+        wait_for(lambda: _sessions_held(cluster, held) > _sessions_held(cluster, other) >= 0,
+                 f"{held} to advertise more sessions than {other}")
+        second = open_session(api_b)  # the worker with fewer sessions is chosen
+        try:
+            assert cell(api, second, "print('there')")["worker"] == other
+        finally:
+            assert api.delete(f"/api/v1/sessions/{second}").status_code == 204
+    finally:
+        assert api_b.delete(f"/api/v1/sessions/{first}").status_code == 204
+
+
+def test_a_cell_streams_through_the_cluster_and_a_client_that_leaves_interrupts_it(
+        api: httpx.Client, api_b: httpx.Client) -> None:
+    session_id = open_session(api)
+    try:
+        code = "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b', flush=True)"
+        heard = events(api_b, f"/api/v1/sessions/{session_id}/execute", {"code": code})
+        assert {name for name, _, _ in heard[:-1]} == {"stdout"}, heard
+        assert "".join(data["data"] for _, data, _ in heard[:-1]) == "a\nb\n"
+        name, result, ended = heard[-1]
+        assert name == "result" and result["stdout"] == "a\nb\n" and result["worker"] in ("w1", "w2"), heard
+        assert ended - heard[0][2] >= 0.5, "the first line came only with the answer"
+        # A client that leaves mid-cell interrupts it on its worker: the session answers again at once.
+        cell(api, session_id, "kept = 1")
+        long_cell = {"code": "import time\nprint('on', flush=True)\ntime.sleep(280)", "timeout": 290}
+        with api.stream("POST", f"/api/v1/sessions/{session_id}/execute", json=long_cell, headers=SSE) as response:
+            assert response.status_code == 200
+            assert next(read_events(response))[0] == "stdout"
+
+        def answered() -> bool:
+            after = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(kept)"})
+            return after.status_code == 200 and after.json()["stdout"] == "1\n"
+        wait_for(answered, "the session to answer with its names after its client left", seconds=30)
+    finally:
+        assert api_b.delete(f"/api/v1/sessions/{session_id}").status_code == 204
+
+
+def test_another_key_cannot_see_a_session(api: httpx.Client, api_b: httpx.Client) -> None:
+    session_id = open_session(api)
+    other = {"X-API-Key": RATE_KEY}
+    try:
+        cell(api, session_id, "secret = 7")
+        path = f"/api/v1/sessions/{session_id}"
+        assert api_b.get(path, headers=other).status_code == 404
+        assert api_b.post(f"{path}/execute", json={"code": "print(secret)"}, headers=other).status_code == 404
+        assert api_b.put(f"{path}/files/a.txt", content=b"x", headers=other).status_code == 404
+        assert api_b.get(f"{path}/files", headers=other).status_code == 404
+        assert api_b.delete(path, headers=other).status_code == 404
+        assert session_id not in [s["id"] for s in api_b.get("/api/v1/sessions", headers=other).json()["sessions"]]
+        # None of that touched it: its own key still has it, names and all.
+        assert cell(api_b, session_id, "print(secret)")["stdout"] == "7\n"
+    finally:
+        assert api.delete(f"/api/v1/sessions/{session_id}").status_code == 204
+
+
+def test_a_session_whose_worker_was_killed_answers_404(
+        cluster: Cluster, api: httpx.Client, api_b: httpx.Client) -> None:
+    session_id = open_session(api)
+    worker = cell(api, session_id, "x = 1")["worker"]
+    cluster.kill(worker)
+    try:
+        wait_for(lambda: not cluster.redis().exists(f"infra-operator:worker:{worker}"),
+                 f"the advertisement of the killed {worker} to expire", seconds=30)
+        gone = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(x)"})
+        assert gone.status_code == 404 and f"its worker {worker} is gone" in gone.json()["error"], gone.text
+        assert not cluster.redis().exists(f"infra-operator:session:{session_id}")
+        assert api.get(f"/api/v1/sessions/{session_id}").status_code == 404
+        assert session_id not in [s["id"] for s in api.get("/api/v1/sessions").json()["sessions"]]
+    finally:
+        cluster.start_worker(worker, WORKER_ENV[worker])
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(cluster: Cluster, api: httpx.Client) -> None:

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, cast
 
-from ..errors import OperatorError, SandboxError
+from ..errors import InvalidRequest, OperatorError, SandboxError
 from ..executor import ExecutionResult
 from . import _keys
 
@@ -33,6 +33,12 @@ class WorkerRefused(OperatorError):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+
+def streaming_refused() -> InvalidRequest:
+    """A worker's answer comes whole: executes and cells through a cluster do not stream."""
+    return InvalidRequest("streaming is not served by a cluster yet: leave out `Accept: text/event-stream`, "
+                          "or use a server without INFRA_OPERATOR_REDIS_URL")
 
 
 class Dispatcher:

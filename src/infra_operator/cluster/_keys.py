@@ -44,6 +44,31 @@ def reply(execution_id: str) -> str:
     return f"{PREFIX}:reply:{execution_id}"
 
 
+def session(session_id: str) -> str:
+    """Where a session lives (its worker), whose it is and its last view; it expires with the session."""
+    return f"{PREFIX}:session:{session_id}"
+
+
+def owner_sessions(owner: str) -> str:
+    """A set: the ids of an API key's sessions, across workers (a member may have expired)."""
+    return f"{PREFIX}:sessions:{owner}"
+
+
+def direct(worker_id: str) -> str:
+    """A list of calls for the sessions one worker holds: only that worker pops it."""
+    return f"{PREFIX}:direct:{worker_id}"
+
+
+def output(call_id: str) -> str:
+    """A list of a streaming cell's output, pushed by its worker as the program writes."""
+    return f"{PREFIX}:output:{call_id}"
+
+
+def cancel(call_id: str) -> str:
+    """Set when a streaming cell's client went away: its worker interrupts the cell."""
+    return f"{PREFIX}:cancel:{call_id}"
+
+
 def rate(owner: str, window: int) -> str:
     return f"{PREFIX}:rate:{owner}:{window}"
 

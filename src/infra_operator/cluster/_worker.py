@@ -7,6 +7,8 @@ worker holds (XCLAIM with JUSTID resets their idle time, so they are plainly ali
 takes over entries idle past ``claim_idle_seconds`` (XAUTOCLAIM): those of a worker that died.
 A submission is acknowledged only after its outcome is kept; one whose runners died
 ``max_attempts`` times ends ``failed`` with that reason instead of running again.
+The calls for the sessions this worker holds come on a list of its own (``direct:<id>``),
+popped by one thread and each run in a thread of a pool (see ``_sessions``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -31,10 +34,11 @@ from ..executor import ExecutionRequest
 from ..submissions import run, view
 from . import _keys
 from ._router import ensure_group, live_workers
+from ._sessions import serve
 from ._store import RedisStore
 
 if TYPE_CHECKING:
-    from ..executor import Executor
+    from ..executor import Executor, SessionManager
     from ..submissions import CallbackSender, Outcome, Submission
     from ._router import Router
 
@@ -64,11 +68,12 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, client: redis.Redis, router: Router, executor: Executor, callbacks: CallbackSender,
-                 advert: Advert, retention_seconds: float, claim_idle_seconds: float = 10.0,
+    def __init__(self, client: redis.Redis, router: Router, executor: Executor, sessions: SessionManager,
+                 callbacks: CallbackSender, advert: Advert, retention_seconds: float, claim_idle_seconds: float = 10.0,
                  max_attempts: int = 3) -> None:
         self.client = client
         self.executor = executor
+        self.sessions = sessions
         self.callbacks = callbacks
         self.advert = advert
         self.store = RedisStore(client, router, retention_seconds)
@@ -86,9 +91,11 @@ class Worker:
 
     def run(self) -> None:
         """Serve until ``stop``; then finish what runs, and leave."""
+        self.sessions.start()
         self._heartbeat_once()
         self._threads = [threading.Thread(target=self._runner, name=f"runner-{n}", daemon=True)
                          for n in range(self.advert.capacity)]
+        self._threads.append(threading.Thread(target=self._session_calls, name="session-calls", daemon=True))
         for thread in self._threads:
             thread.start()
         while not self.stopping.wait(HEARTBEAT_SECONDS):
@@ -185,7 +192,10 @@ class Worker:
             answer: dict[str, Any] = {"result": dataclasses.asdict(result)}
         except OperatorError as exc:
             answer = {"error": exc.message, "status": exc.status, "headers": exc.headers()}
-        key = _keys.reply(fields["id"])
+        self._answer(fields["id"], answer)
+
+    def _answer(self, call_id: str, answer: dict[str, Any]) -> None:
+        key = _keys.reply(call_id)
 
         def push() -> None:
             with self.client.pipeline(transaction=True) as pipe:
@@ -193,6 +203,26 @@ class Worker:
                 pipe.expire(key, 60)
                 pipe.execute()
         _until_done(push)
+
+    def _session_calls(self) -> None:
+        """Pop the calls for this worker's sessions, each run in a thread of its own: a long cell
+        keeps no other session waiting (a second call to a busy session is refused, 409)."""
+        with ThreadPoolExecutor(self.sessions.settings.sessions.max_open, thread_name_prefix="session-call") as pool:
+            while not self.stopping.is_set():
+                try:
+                    popped = cast("tuple[bytes, bytes] | None",
+                                  self.client.blpop([_keys.direct(self.advert.id)], timeout=_READ_BLOCK_MS // 1000))
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("worker %s: Redis unavailable: %s", self.advert.id, exc)
+                    self.stopping.wait(_REDIS_RETRY_SECONDS)
+                    continue
+                if popped is not None:
+                    pool.submit(self._session_call, json.loads(popped[1]))
+
+    def _session_call(self, call: dict[str, Any]) -> None:
+        if float(call["deadline"]) < time.time():
+            return  # the API process that asked stopped waiting
+        self._answer(call["id"], serve(self.client, self.sessions, self.advert.id, call))
 
     # ---- the heartbeat
 
@@ -209,7 +239,8 @@ class Worker:
     def _advertise(self) -> None:
         with self._lock:
             busy = sum(len(held) for held in self._held.values())
-        advert = {**dataclasses.asdict(self.advert), "free": max(0, self.advert.capacity - busy), "at": time.time()}
+        advert = {**dataclasses.asdict(self.advert), "free": max(0, self.advert.capacity - busy),
+                  "sessions": self.sessions.count(), "at": time.time()}
         self.client.set(_keys.worker(self.advert.id), json.dumps(advert), ex=ADVERT_TTL_SECONDS)
 
     def _choose_streams(self) -> list[str]:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from ..backends import Listener
 from ._admission import Admission
 from ._executor import BASE_ENV, Compiled, ExecutionRequest, ExecutionResult, Executor, SandboxStart, file_from_json
 from ._limits import ResolvedLimits, resolve
 from ._pool import Pool, spec_key
-from ._sessions import CellResult, NewSession, SessionManager, SessionView, check_path
+from ._sessions import (
+    CellResult,
+    NewSession,
+    SessionManager,
+    SessionView,
+    check_path,
+    file_pieces,
+    file_stream,
+)
 
 __all__ = [
     "BASE_ENV",
@@ -16,6 +25,7 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
+    "Listener",
     "NewSession",
     "Pool",
     "ResolvedLimits",
@@ -25,5 +35,7 @@ __all__ = [
     "check_path",
     "resolve",
     "file_from_json",
+    "file_pieces",
+    "file_stream",
     "spec_key",
 ]

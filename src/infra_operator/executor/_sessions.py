@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -310,13 +310,15 @@ class SessionManager:
         session.sandbox = self._open(session.backend, session.message, spec)
 
     # Files.
-    def put_file(self, session_id: str, owner: str, path: str, pieces: Iterable[bytes]) -> tuple[str, int]:
-        """Write a file from its bytes, piece by piece; its path and size."""
+    def put_file(self, session_id: str, owner: str, path: str, pieces: Iterable[bytes],
+                 offset: int = 0) -> tuple[str, int]:
+        """Write a file from its bytes, piece by piece (from ``offset``: the rest of a file whose
+        start an earlier call wrote); its path and size."""
         check_path(path)
         with self._use(session_id, owner) as session:
             limit = session.limits.file_mb * 1024 * 1024
-            offset, size = 0, 0
-            for piece in _pieces(pieces):
+            size = 0
+            for piece in file_pieces(pieces):
                 if offset + len(piece) > limit:
                     raise PayloadTooLarge(f"file {path} is larger than the session's file_mb ({session.limits.file_mb} MiB)")
                 reply = session.sandbox.call({"op": "file_put", "path": path, "data": b64encode(piece), "offset": offset},
@@ -327,25 +329,15 @@ class SessionManager:
             return path, size
 
     def get_file(self, session_id: str, owner: str, path: str) -> tuple[int, Iterator[bytes]]:
-        """A file's size and its bytes, piece by piece: the first is read now (so a bad path fails
-        here, before any answer starts), the rest as the caller iterates."""
+        """A file's size and its bytes, piece by piece (see ``file_stream``)."""
         check_path(path)
-        with self._use(session_id, owner) as session:
-            first, size = self._piece(session, path, 0)
+        return file_stream(lambda offset, wait: self.read_file(session_id, owner, path, offset, wait))
 
-        def rest() -> Iterator[bytes]:
-            yield first
-            offset = len(first)
-            while offset < size:
-                # Between pieces another call may have the session: wait for it, not refuse.
-                with self._use(session_id, owner, wait=60.0) as session:
-                    piece, _ = self._piece(session, path, offset)
-                if not piece:
-                    return  # the file shrank meanwhile
-                offset += len(piece)
-                yield piece
-
-        return size, rest()
+    def read_file(self, session_id: str, owner: str, path: str, offset: int, wait: float = 0.0) -> tuple[bytes, int]:
+        """One piece of a file from ``offset``, and the file's size."""
+        check_path(path)
+        with self._use(session_id, owner, wait) as session:
+            return self._piece(session, path, offset)
 
     @staticmethod
     def _piece(session: _Session, path: str, offset: int) -> tuple[bytes, int]:
@@ -370,7 +362,30 @@ def _ignore(stream: str, data: bytes) -> None:
     """Output of a cell nobody streams: it is in the answer."""
 
 
-def _pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+PIECE_WAIT_SECONDS = 60.0
+"""Between pieces of a file another call may have the session: wait this long for it, not refuse."""
+
+
+def file_stream(read: Callable[[int, float], tuple[bytes, int]]) -> tuple[int, Iterator[bytes]]:
+    """A file's size and its bytes, piece by piece, from ``read(offset, wait)`` (a piece and the
+    file's size): the first is read now (so a bad path fails here, before any answer starts),
+    the rest as the caller iterates."""
+    first, size = read(0, 0.0)
+
+    def rest() -> Iterator[bytes]:
+        yield first
+        offset = len(first)
+        while offset < size:
+            piece, _ = read(offset, PIECE_WAIT_SECONDS)
+            if not piece:
+                return  # the file shrank meanwhile
+            offset += len(piece)
+            yield piece
+
+    return size, rest()
+
+
+def file_pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """The body in pieces of at most ``PIECE_BYTES``; one empty piece for an empty file."""
     sent = False
     for chunk in pieces:
