@@ -17,6 +17,9 @@ fi
 # service's install leaves both out). Quick when they are there already.
 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e ".[test,bench]"
 
+# Debian's Chromium for the playground's browser tests: Playwright cannot download its own here.
+command -v chromium >/dev/null || apt-get install -y -q --no-install-recommends chromium
+
 # Lint and types before anything slow: a finding fails the run in seconds.
 "$PREFIX/venv/bin/ruff" check
 "$PREFIX/venv/bin/mypy"  # strict, over src and tests (pyproject.toml)
