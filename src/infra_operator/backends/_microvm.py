@@ -7,6 +7,10 @@ import dataclasses
 from ..errors import BackendUnavailable
 from .base import GuestImages, SandboxSpec
 
+NO_IMAGES = GuestImages.fixed(None)
+"""A microVM backend's images when none are handed in: no kernel, no snapshots (a spec
+started directly brings its own kernel)."""
+
 
 def prepare(spec: SandboxSpec, backend: str, images: GuestImages, memory_mb: int) -> SandboxSpec:
     """The spec with the current guest kernel, the image's snapshot for ``backend`` when one

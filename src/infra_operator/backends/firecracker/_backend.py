@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_NO_IMAGES = GuestImages.fixed(None)
-
 GUEST_CID = 3  # the lowest a guest may have: 0-2 are reserved for the hypervisor and host
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 """Firecracker's recommended command line with the serial console on (its output goes to
@@ -127,7 +125,7 @@ class FirecrackerBackend:
     def __init__(
         self,
         settings: Settings,
-        images: GuestImages = _NO_IMAGES,
+        images: GuestImages = _microvm.NO_IMAGES,
         *,
         boot_timeout: float = 20.0,
         api_timeout: float = 10.0,

@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_NO_IMAGES = GuestImages.fixed(None)
-
 SnapshotMemory = Literal["stream", "file"]
 
 VMSTATE_NAME = "vmstate"
@@ -202,7 +200,7 @@ class QemuBackend:
     def __init__(
         self,
         settings: Settings,
-        images: GuestImages = _NO_IMAGES,
+        images: GuestImages = _microvm.NO_IMAGES,
         *,
         binary: str = "qemu-system-x86_64",
         boot_timeout: float = 90.0,
