@@ -1,5 +1,6 @@
-"""Host cgroups that hold one jail: memory and process limits, OOM evidence, and a way
-to kill everything inside. Works on cgroup v1 (as on these machines) and v2.
+"""Host cgroups that hold one jail or one QEMU VMM: memory, process and (optionally) CPU
+limits, OOM evidence, and a way to kill everything inside. Works on cgroup v1 (as on
+these machines) and v2.
 
 Groups are named ``<server pid>-<sandbox id>`` under ``infra-operator``, so a sweep
 at start-up can tell the leftovers of a dead server from the groups of a live one.
@@ -17,6 +18,7 @@ from .._leftovers import owner_is_gone
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "infra-operator"
+CPU_PERIOD_US = 100_000
 
 
 def unified() -> bool:
@@ -32,13 +34,16 @@ class HostCgroup:
         self.dirs = dirs
 
     @classmethod
-    def create(cls, name: str, memory_bytes: int, processes: int) -> HostCgroup:
+    def create(cls, name: str, memory_bytes: int, processes: int, cpus: float | None = None) -> HostCgroup:
+        """``cpus``: at most that many cores' worth of CPU time (a CFS quota); None: no CPU limit."""
+        quota = None if cpus is None else max(int(cpus * CPU_PERIOD_US), 1000)
         try:
             if unified():
                 parent = CGROUP_ROOT / GROUP_PARENT
                 parent.mkdir(exist_ok=True)
-                _write(CGROUP_ROOT / "cgroup.subtree_control", "+memory +pids")
-                _write(parent / "cgroup.subtree_control", "+memory +pids")
+                controllers = "+memory +pids" + ("" if quota is None else " +cpu")
+                _write(CGROUP_ROOT / "cgroup.subtree_control", controllers)
+                _write(parent / "cgroup.subtree_control", controllers)
                 group = parent / name
                 group.mkdir()
                 _write(group / "memory.max", str(memory_bytes))
@@ -47,16 +52,25 @@ class HostCgroup:
                 _write(group / "pids.max", str(processes))
                 if (group / "memory.oom.group").exists():
                     _write(group / "memory.oom.group", "1")  # over its limit, the sandbox dies whole
+                if quota is not None:
+                    _write(group / "cpu.max", f"{quota} {CPU_PERIOD_US}")
                 return cls([group])
             memory = CGROUP_ROOT / "memory" / GROUP_PARENT / name
             pids = CGROUP_ROOT / "pids" / GROUP_PARENT / name
             memory.mkdir(parents=True)
             pids.mkdir(parents=True)
+            made = cls([memory, pids])
             _write(memory / "memory.limit_in_bytes", str(memory_bytes))
             if (memory / "memory.memsw.limit_in_bytes").exists():
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
             _write(pids / "pids.max", str(processes))
-            return cls([memory, pids])
+            if quota is not None:
+                cpu = CGROUP_ROOT / "cpu" / GROUP_PARENT / name
+                cpu.mkdir(parents=True)
+                made.dirs.append(cpu)
+                _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                _write(cpu / "cpu.cfs_quota_us", str(quota))
+            return made
         except OSError as exc:
             raise SandboxError(f"cannot create cgroup {name}: {exc.strerror or exc}") from exc
 
@@ -72,6 +86,15 @@ class HostCgroup:
                 os.close(fd)
             raise SandboxError(f"cannot open {group}/cgroup.procs: {exc.strerror or exc}") from exc
         return fds
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` into every group (for a process that cannot join by itself: it must
+        not be running yet, or what it already forked stays outside)."""
+        try:
+            for group in self.dirs:
+                _write(group / "cgroup.procs", str(pid))
+        except OSError as exc:
+            raise SandboxError(f"cannot move {pid} into {group}: {exc.strerror or exc}") from exc
 
     def oom_killed(self) -> bool:
         for group in self.dirs:
@@ -123,7 +146,7 @@ class HostCgroup:
 def sweep() -> list[str]:
     """Remove the groups of servers that are no longer running."""
     parents = [CGROUP_ROOT / GROUP_PARENT] if unified() else [
-        CGROUP_ROOT / "memory" / GROUP_PARENT, CGROUP_ROOT / "pids" / GROUP_PARENT]
+        CGROUP_ROOT / controller / GROUP_PARENT for controller in ("memory", "pids", "cpu")]
     removed = []
     for parent in parents:
         for group in sorted(parent.glob("*-*")) if parent.exists() else []:

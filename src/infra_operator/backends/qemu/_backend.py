@@ -1,6 +1,13 @@
 """The QEMU microVM backend: a fresh ``-M microvm`` per sandbox, the rootfs as a
 read-only virtio-blk disk, the agent over a virtio-serial port, snapshots as a
-migration stream saved to a file and restored with ``-incoming``."""
+migration stream saved to a file and restored with ``-incoming``.
+
+Every QEMU runs jailed (``_jail``): as an unprivileged uid, in namespaces whose root
+holds only its kernel, initramfs and run folder (the rootfs is an inherited read-only
+descriptor), in a cgroup with memory, task and CPU limits, and under its own seccomp
+filter (``-sandbox on``). The server keeps root's side: it opens the files, connects
+to the VM's sockets, and passes snapshot files to QEMU as descriptors over QMP
+(``getfd`` and ``fd:`` migration URIs), so QEMU never opens one by name."""
 
 from __future__ import annotations
 
@@ -10,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import socket
 import subprocess
 import time
@@ -28,7 +34,7 @@ from ...errors import (
 )
 from .. import _channel, _microvm
 from ..base import Accelerator, Capabilities, GuestImages, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
-from . import _command, _probe, _process
+from . import _command, _jail, _probe, _process
 from ._qmp import Monitor
 
 if TYPE_CHECKING:
@@ -44,6 +50,8 @@ MEMORY_NAME = "memory"
 MACHINE_NAME = "qemu-machine.json"
 # Far above any disk: QEMU's default of 128 MiB/s would make saving a snapshot crawl.
 _SAVE_BANDWIDTH = 64 << 30
+_STREAM_FD = "snapshot"
+"""QEMU's name for the snapshot stream's descriptor the server passes it."""
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -63,28 +71,30 @@ def _ignore_shared(monitor: Monitor) -> None:
 class QemuSandbox:
     """One running QEMU microVM with its agent channel."""
 
-    def __init__(
-        self, sandbox_id: str, folder: Path, process: subprocess.Popen[bytes], machine: _command.Machine
-    ) -> None:
+    def __init__(self, sandbox_id: str, folder: Path, vmm: _jail.Vmm, machine: _command.Machine) -> None:
         self.id = sandbox_id
         self.machine = machine
         self.state = State.CREATED
         self.folder = folder
-        self.process = process
+        self.vmm = vmm
+        self.process = vmm.process
+        """bwrap, which exits with QEMU's status when QEMU ends."""
+        self.pid = vmm.pid
+        """QEMU's own pid (as the host numbers it)."""
         self._folder_fd: int | None = os.open(folder, os.O_PATH | os.O_DIRECTORY)
         self._agent: socket.socket | None = None
 
     # Unix socket paths are limited to 108 bytes; through our descriptor of the run
     # folder they stay short however deep the data directory is.
     def socket_path(self, name: str) -> str:
-        return f"/proc/self/fd/{self._folder_fd}/{name}"
+        return f"/proc/self/fd/{self._folder_fd}/{_process.VM_FOLDER}/{name}"
 
     def _why_dead(self) -> str:
         code = self.process.poll()
         if code is None:
             return "QEMU is still running"
         detail = _tail(self.folder / _process.QEMU_LOG, 3) or "no message"
-        console = _tail(self.folder / _process.CONSOLE_LOG, 4)
+        console = _tail(self.folder / _process.VM_FOLDER / _process.CONSOLE_LOG, 4)
         return f"QEMU exited with {code}: {detail}" + (f"; console: {console}" if console else "")
 
     def connect_agent(self, timeout: float = 10.0) -> None:
@@ -129,7 +139,7 @@ class QemuSandbox:
             _channel.wait_ready(fd, fd, timeout, self.id)
         except AgentTimeout as exc:
             raise BootFailed(f"sandbox {self.id}: the agent did not answer within {timeout:g} s; "
-                             f"console: {_tail(self.folder / _process.CONSOLE_LOG)}") from exc
+                             f"console: {_tail(self.folder / _process.VM_FOLDER / _process.CONSOLE_LOG)}") from exc
         except AgentError as exc:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(1.0)  # the socket closes a moment before QEMU is gone
@@ -170,11 +180,9 @@ class QemuSandbox:
                 self._agent.close()
             self._agent = None
         try:
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait(10)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("sandbox %s: could not kill QEMU %s: %s", self.id, self.process.pid, exc)
+            self.vmm.kill()
+        except SandboxError as exc:
+            log.warning("sandbox %s: could not kill QEMU %s: %s", self.id, self.pid, exc)
         if self._folder_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._folder_fd)
@@ -292,25 +300,25 @@ class QemuBackend:
         folder = self.settings.run_dir / f"{_process.PREFIX}{sandbox_id}"
         label = re.sub(r"[^A-Za-z0-9_.-]", "", spec.labels.get("language", ""))
         name = f"infra-operator-{sandbox_id}" + (f"-{label}" if label else "")
+        binary = _probe.find_qemu(self.binary) or self.binary
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
-            folder.mkdir(mode=0o700)  # its sockets reach the agent and QMP: root only
+            folder.mkdir(mode=0o700)  # the VMM's sockets reach the agent and QMP: root only
             _process.write_owner(folder)
             with (folder / _process.QEMU_LOG).open("wb") as qemu_log:
-                process = subprocess.Popen(
-                    _command.argv(self.binary, machine, name, incoming),
-                    cwd=folder,
-                    stdin=subprocess.DEVNULL,
-                    stdout=qemu_log,
-                    stderr=subprocess.STDOUT,
-                    close_fds=True,
-                    start_new_session=True,  # a Ctrl-C at the server's terminal is not for the VMs
-                )
+                vmm = _jail.launch(binary, machine, folder, name, incoming, qemu_log)
         except OSError as exc:
             _process.remove_folder(folder)
             raise BootFailed(f"qemu: cannot start {self.binary}: {exc.strerror or exc}") from exc
-        log.debug("sandbox %s: QEMU %s started in %s", sandbox_id, process.pid, folder)
-        return QemuSandbox(sandbox_id, folder, process, machine)
+        except BootFailed as exc:
+            detail = _tail(folder / _process.QEMU_LOG, 3) or "no message"
+            _process.remove_folder(folder)
+            raise BootFailed(f"{exc}: {detail}") from exc
+        except BaseException:
+            _process.remove_folder(folder)
+            raise
+        log.debug("sandbox %s: QEMU %s started jailed in %s", sandbox_id, vmm.pid, folder)
+        return QemuSandbox(sandbox_id, folder, vmm, machine)
 
     def start(self, spec: SandboxSpec) -> QemuSandbox:
         if spec.snapshot is not None:
@@ -353,7 +361,14 @@ class QemuBackend:
                 if memory is not None:
                     _ignore_shared(monitor)
                 monitor.command("stop")
-                monitor.command("migrate", uri=f"exec:cat > {shlex.quote(str(partial.absolute()))}")
+                # The server opens the file and QEMU writes to the descriptor: the jail
+                # holds no path to the snapshot folder.
+                stream = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
+                    monitor.pass_fd(_STREAM_FD, stream)
+                finally:
+                    os.close(stream)
+                monitor.command("migrate", uri=f"fd:{_STREAM_FD}")
                 monitor.wait_migration(timeout=300)
             finally:
                 monitor.close()
@@ -400,8 +415,15 @@ class QemuBackend:
             try:
                 if in_file:
                     _ignore_shared(monitor)
-                uri = f"exec:cat {shlex.quote(str(snapshot.vmstate.absolute()))}"
-                monitor.command("migrate-incoming", uri=uri)
+                try:
+                    stream = os.open(snapshot.vmstate, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise SnapshotNotFound(f"qemu: cannot open snapshot {snapshot.vmstate}: {exc.strerror}") from exc
+                try:
+                    monitor.pass_fd(_STREAM_FD, stream)
+                finally:
+                    os.close(stream)
+                monitor.command("migrate-incoming", uri=f"fd:{_STREAM_FD}")
                 monitor.wait_migration(timeout=self.restore_timeout)
                 monitor.command("cont")
             finally:
@@ -416,4 +438,6 @@ class QemuBackend:
         """Nothing is held server-wide: each VM owns its run folder and is destroyed with it."""
 
     def sweep(self) -> list[str]:
-        return _process.sweep(self.settings.run_dir)
+        # The folders first: their sweep kills QEMU by its checked pid, then the cgroups
+        # of dead servers (the VMMs' among them) go.
+        return _process.sweep(self.settings.run_dir) + _jail.sweep_cgroups()

@@ -1,4 +1,8 @@
-"""The QEMU command line of one microVM."""
+"""The QEMU command line of one microVM, as QEMU sees it from inside its jail.
+
+Host paths never appear here: ``_jail`` binds the VM's files at the fixed paths below,
+and hands the rootfs over as an open descriptor.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,14 @@ from pathlib import Path
 
 from ..base import Accelerator
 from . import _process
+
+INSIDE = "/vm"
+KERNEL = f"{INSIDE}/kernel"
+INITRAMFS = f"{INSIDE}/initramfs"
+MEMORY = f"{INSIDE}/memory"
+RUN = f"{INSIDE}/run"
+"""The run folder's ``vm/``, where QEMU makes its sockets."""
+ROOTFS_FDSET = 1
 
 KERNEL_ARGS = "console=ttyS0 quiet reboot=t panic=-1 infra.channel=virtio:agent"
 """``panic=-1`` with ``-no-reboot``: a guest whose agent (PID 1) dies ends its QEMU."""
@@ -41,25 +53,26 @@ class Machine:
     """Writes reach the file (making a snapshot) or stay private copies (a restored clone)."""
 
 
-def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
-    """Paths of sockets and logs are relative: QEMU runs in the run folder, which keeps
-    unix socket paths short whatever the data directory is."""
+def argv(binary: str, machine: Machine, name: str, incoming: bool, rootfs_fd: int) -> list[str]:
+    """``rootfs_fd``: the rootfs open read-only, inherited by QEMU at that number.
+
+    Sockets and the console log are made in ``RUN``."""
     kvm = machine.accelerator == "kvm"
     board = "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on"
     memory = ["-m", str(machine.memory_mb)]
     if machine.memory_file is not None:
         board += ",memory-backend=ram"
-        path = str(machine.memory_file).replace(",", ",,")  # QEMU's option syntax escapes commas
         share = "on" if machine.memory_shared else "off"
-        backend = f"memory-backend-file,id=ram,size={machine.memory_mb}M,mem-path={path},share={share}"
+        backend = f"memory-backend-file,id=ram,size={machine.memory_mb}M,mem-path={MEMORY},share={share}"
         memory += ["-object", backend]
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
     command = [
         binary,
         "-name", name,
-        # seccomp: no privilege changes or resource control from QEMU; spawning stays
-        # allowed because saving and restoring a snapshot runs "exec:cat".
-        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny",
+        # seccomp: no privilege changes, resource control or new programs from QEMU.
+        # Snapshots travel through descriptors the server passes over QMP, so nothing
+        # needs spawning (and the jail holds no shell to spawn).
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny",
         # ACPI on: this kernel finds virtio-mmio devices only through ACPI. The RTC
         # stays on: under TCG the kernel hung without it.
         "-M", board,
@@ -67,19 +80,21 @@ def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
         *memory,
         "-smp", str(machine.vcpus),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-kernel", str(machine.bzimage),
-        "-initrd", str(machine.initramfs),
+        "-kernel", KERNEL,
+        "-initrd", INITRAMFS,
         "-append", kernel_args(machine),
-        "-drive", f"id=rootfs,file={machine.rootfs},format=raw,if=none,readonly=on",
+        # The rootfs by descriptor: the jail has no path to any image, its own included,
+        # and a read-only descriptor cannot be turned into a writable one.
+        "-add-fd", f"fd={rootfs_fd},set={ROOTFS_FDSET},opaque=rootfs",
+        "-drive", f"id=rootfs,file=/dev/fdset/{ROOTFS_FDSET},format=raw,if=none,readonly=on",
         "-device", "virtio-blk-device,drive=rootfs",
         "-device", "virtio-rng-device",
         "-device", "virtio-serial-device",
-        "-chardev", f"socket,id=agent,path={_process.AGENT_SOCKET},server=on,wait=off",
+        "-chardev", f"socket,id=agent,path={RUN}/{_process.AGENT_SOCKET},server=on,wait=off",
         "-device", "virtserialport,chardev=agent,name=agent",
-        "-chardev", f"socket,id=qmp,path={_process.QMP_SOCKET},server=on,wait=off",
+        "-chardev", f"socket,id=qmp,path={RUN}/{_process.QMP_SOCKET},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
-        "-serial", f"file:{_process.CONSOLE_LOG}",
-        "-pidfile", _process.PID_FILE,
+        "-serial", f"file:{RUN}/{_process.CONSOLE_LOG}",
         # Paused until the host holds the agent's socket: a virtio-serial read in the
         # guest returns end-of-file while no host is connected, which would end the agent.
         "-S",

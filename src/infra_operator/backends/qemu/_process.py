@@ -1,9 +1,12 @@
-"""QEMU processes and their run folders: start, find, kill, sweep.
+"""QEMU processes and their run folders: find, kill, sweep.
 
-Each VM gets ``run_dir/qemu-<id>`` holding its sockets, logs, QEMU's pid file and
-the pid of the server that owns it. A folder whose owner is gone is a crash leftover:
-``sweep`` kills its QEMU (after checking the pid still names that QEMU, since pids
-are reused) and removes it.
+Each VM gets ``run_dir/qemu-<id>`` (root's, 0700) holding QEMU's log, its host pid and
+the pid of the server that owns it, all written by the server; and in it ``vm/``, owned
+by the VMM's uid, the only host folder QEMU can write: its sockets and console log. The
+VMM cannot touch what the server trusts (the pid file a sweep kills by), only its own.
+
+A folder whose owner is gone is a crash leftover: ``sweep`` kills its QEMU (after
+checking the pid still names that VM's QEMU, since pids are reused) and removes it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 PREFIX = "qemu-"
 PID_FILE = "qemu.pid"
 OWNER_FILE = "owner"
+VM_FOLDER = "vm"
+"""The VMM's own part of the run folder: what follows lives in it."""
 QMP_SOCKET = "qmp.sock"
 AGENT_SOCKET = "agent.sock"
 CONSOLE_LOG = "console.log"
@@ -47,16 +52,26 @@ def owner_alive(folder: Path) -> bool:
     return _start_time(pid) == started
 
 
+def vm_name(sandbox_id: str) -> str:
+    """QEMU's ``-name``: how a pid is told to still be this VM's QEMU."""
+    return f"infra-operator-{sandbox_id}"
+
+
+def write_pid(folder: Path, pid: int) -> None:
+    (folder / PID_FILE).write_text(f"{pid}\n")
+
+
 def qemu_pid(folder: Path) -> int | None:
     """QEMU's pid from its pid file, only while that pid is still QEMU for this folder."""
     try:
         pid = int((folder / PID_FILE).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        cwd = os.readlink(f"/proc/{pid}/cwd")
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    # QEMU runs with the run folder as its working directory.
-    if b"qemu-system" not in cmdline or Path(cwd) != folder:
+    # Not its working directory: QEMU runs in a mount namespace of its own, where the
+    # run folder has another path. Its -name carries the sandbox id the folder is named by.
+    name = vm_name(folder.name.removeprefix(PREFIX)).encode()
+    if b"qemu-system" not in arguments[0] or not any(arg.startswith(name) for arg in arguments):
         return None
     return pid
 

@@ -58,6 +58,15 @@ class Monitor:
     def command(self, name: str, timeout: float = 30.0, **arguments: Any) -> Any:
         return self._run(self._client.execute(name, arguments or None), timeout)
 
+    def pass_fd(self, name: str, fd: int) -> None:
+        """Hand QEMU an open descriptor, known to it as ``name`` (for ``fd:name`` URIs).
+        QEMU files the descriptor it received with the next command, ``getfd``."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as exc:
+            raise QmpFailed(f"{self._name}: cannot pass a descriptor: {exc}") from exc
+        self.command("getfd", fdname=name)
+
     def wait_migration(self, timeout: float) -> dict[str, Any]:
         """Poll ``query-migrate`` until the migration completes; raise if it fails."""
         deadline = time.monotonic() + timeout
