@@ -116,7 +116,7 @@ def test_killing_qemu_during_an_execution_raises_agent_error(
     sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec, settings: Settings
 ) -> None:
     sandbox = sandboxes.start(restore_spec)
-    pid = sandbox.process.pid
+    pid = sandbox.pid  # QEMU's own, not bwrap's which waits for it
     timer = threading.Timer(1.0, os.kill, (pid, signal.SIGKILL))
     timer.start()
     try:

@@ -17,8 +17,7 @@ How one QEMU is started (``launch``):
   another process), IPC, UTS and network namespaces (QEMU needs no network: the guest
   has no NIC). Its root is an empty tmpfs, read-only, holding only: QEMU's binary, the
   shared libraries ``ldd`` names for it and its TCG module, the microvm firmware,
-  ``setpriv`` (which QEMU replaces at once), a
-  minimal /dev (null, zero, urandom, ...), the guest kernel and initramfs read-only,
+  ``setpriv`` (which QEMU replaces at once), /dev/null, the guest kernel and initramfs read-only,
   in "file" snapshot mode the snapshot's memory file, and the run folder's ``vm/``.
   No /proc, /sys, /etc, /tmp or shell.
 - **files by descriptor.** The rootfs is opened read-only by the server and inherited
@@ -71,6 +70,7 @@ CPU_PER_VMM = 1.0
 """CPU beyond the vCPUs: QEMU's main loop and I/O threads."""
 SETPRIV = "/usr/bin/setpriv"
 KVM = "/dev/kvm"
+DEV_NULL = "/dev/null"
 
 
 @dataclass
@@ -158,7 +158,7 @@ def _jail_argv(binary: str, fds: dict[str, int], vm_files: list[tuple[str, int, 
     very files the server opened. bwrap makes missing folders 0700 and root's, which the
     VMM could not enter: each is made 0755 first."""
     runtime = runtime_binds(binary)
-    inside = [path for _, path in runtime] + [path for _, _, path in vm_files]
+    inside = [path for _, path in runtime] + [path for _, _, path in vm_files] + [DEV_NULL]
     folders: list[str] = []
     for folder in _folders(inside):
         folders += ["--perms", "0755", "--dir", folder]
@@ -178,8 +178,10 @@ def _jail_argv(binary: str, fds: dict[str, int], vm_files: list[tuple[str, int, 
         "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
         "--new-session",
         "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
-        "--dev", "/dev",
         *folders,
+        # All of /dev QEMU needs (it probes file locking on /dev/null); entropy for
+        # virtio-rng comes from getrandom(), not /dev/urandom.
+        "--dev-bind", DEV_NULL, DEV_NULL,
         *binds,
         "--remount-ro", "/",
         "--chdir", "/",  # not the run folder: bwrap, still root but without CAP_DAC_OVERRIDE, cannot enter it
