@@ -240,6 +240,11 @@ class QemuBackend:
             missing.append(f"{self.binary} (apt-get install qemu-system-x86)")
         else:
             evidence.append(f"{binary} found")
+        jail = _jail.missing()
+        if jail:
+            missing.extend(jail)
+        else:
+            evidence.append(f"each QEMU jailed: uid {_jail.VMM_UID}, namespaces of its own, a cgroup")
         kernel = self.images.kernel()
         if kernel is None:
             missing.append("a guest kernel and initramfs (build them with `infra.operator kernel build`)")
@@ -277,6 +282,9 @@ class QemuBackend:
         if _probe.find_qemu(self.binary) is None:
             message = f"qemu: {self.binary} is not installed (apt-get install qemu-system-x86)"
             raise BackendUnavailable(message)
+        lacking = _jail.missing()
+        if lacking:
+            raise BackendUnavailable("qemu: cannot jail QEMU here: " + "; ".join(lacking))
         if not spec.rootfs.is_file():
             raise BootFailed(f"qemu: rootfs {spec.rootfs} does not exist")
         accelerator = self._accelerator().accelerator

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache
@@ -92,6 +93,18 @@ class Vmm:
             self.process.wait(10)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxError(f"bwrap {self.process.pid} did not exit: {exc}") from exc
+
+
+def missing() -> list[str]:
+    """What this host lacks to jail a VMM, as install hints."""
+    lacking = []
+    if os.geteuid() != 0:
+        lacking.append("run as root (the VMM's jail is built by root, then QEMU drops to its uid)")
+    if shutil.which("bwrap") is None:
+        lacking.append("bwrap (apt-get install bubblewrap)")
+    if not os.access(SETPRIV, os.X_OK):
+        lacking.append(f"{SETPRIV} (apt-get install util-linux)")
+    return lacking
 
 
 def _ldd(path: str) -> set[str]:
