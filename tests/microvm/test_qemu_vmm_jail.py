@@ -62,7 +62,7 @@ def test_no_vmm_runs_as_root(sandboxes: Sandboxes[QemuSandbox], spec: SandboxSpe
         assert status["Uid"].split() == [str(_jail.VMM_UID)] * 4
         assert status["Gid"].split() == [str(_jail.VMM_UID)] * 4
         assert status["Groups"] == ""
-        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapBnd"], 16) == 0
         assert status["NoNewPrivs"] == "1"
         assert status["NSpid"].split()[-1] == "1", "QEMU is not PID 1 of a PID namespace of its own"
         for namespace in ("mnt", "pid", "net", "ipc"):

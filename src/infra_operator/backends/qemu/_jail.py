@@ -4,7 +4,7 @@ in a cgroup, as Firecracker's jailer does for its VMM.
 How one QEMU is started (``launch``):
 
 - **uid.** QEMU runs as ``VMM_UID`` (70000), one dedicated unprivileged host uid with
-  no supplementary groups, no capabilities and ``no_new_privs``. bwrap builds the jail
+  no supplementary groups, no capabilities (an empty bounding set too) and ``no_new_privs``. bwrap builds the jail
   as root (a user namespace would leave it unable to bind files from root's 0700
   folders) and then execs ``setpriv``, which drops to the uid and execs QEMU. Not the
   jail backend's 65534: untrusted code runs on the host as 65534 there, and must not be
@@ -187,8 +187,9 @@ def _jail_argv(binary: str, fds: dict[str, int], vm_files: list[tuple[str, int, 
     return [
         "bwrap",
         "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-net", "--unshare-uts",
-        # Only what setpriv needs to drop to the VMM's uid; that change clears them too.
-        "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+        # Only what setpriv needs to empty the bounding set and drop to the VMM's uid;
+        # the uid change clears them too.
+        "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
         "--new-session",
         "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
         *folders,
@@ -198,7 +199,8 @@ def _jail_argv(binary: str, fds: dict[str, int], vm_files: list[tuple[str, int, 
         *binds,
         "--remount-ro", "/",
         "--chdir", "/",  # not the run folder: bwrap, still root but without CAP_DAC_OVERRIDE, cannot enter it
-        SETPRIV, f"--reuid={VMM_UID}", f"--regid={VMM_UID}", groups, "--inh-caps=-all", "--no-new-privs",
+        SETPRIV, f"--reuid={VMM_UID}", f"--regid={VMM_UID}", groups, "--inh-caps=-all", "--bounding-set=-all",
+        "--no-new-privs",
     ]
 
 
