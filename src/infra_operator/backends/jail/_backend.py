@@ -48,11 +48,11 @@ from typing import TYPE_CHECKING
 
 from ... import guest
 from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
-from .. import _channel
+from .. import _cgroups, _channel
+from .._cgroups import HostCgroup
 from .._leftovers import stale_run_folders
 from ..base import Capabilities, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
-from . import _cgroups, _seccomp, _userns
-from ._cgroups import HostCgroup
+from . import _seccomp, _userns
 from ._mounts import ImageMounts
 from ._template import Template
 

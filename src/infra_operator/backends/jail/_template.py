@@ -24,8 +24,8 @@ from pathlib import Path
 
 from ...errors import SandboxError
 from ...guest.protocol import SANDBOX_UID, ProtocolError, decode_json, encode_json
+from .._cgroups import HostCgroup
 from . import _seccomp
-from ._cgroups import HostCgroup
 
 GUEST_MOUNT = "/opt/infra-operator/guest"
 START_TIMEOUT_SECONDS = 10.0

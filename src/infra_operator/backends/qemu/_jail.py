@@ -25,7 +25,7 @@ How one QEMU is started (``launch``):
   descriptor cannot be reopened for writing. Snapshot streams go over QMP as
   descriptors too (see ``_backend``), so QEMU never opens a snapshot file by name, and
   its seccomp filter (``-sandbox on``) also denies spawning.
-- **cgroup.** ``jail._cgroups.HostCgroup``: memory (guest RAM plus
+- **cgroup.** ``backends._cgroups.HostCgroup`` (shared with the jail backend): memory (guest RAM plus
   ``MEMORY_OVERHEAD_MB`` for QEMU and TCG's translation buffer), tasks (QEMU's thread
   pool grows to 64 workers; a thread it cannot create aborts it, so the cap is well
   above that) and CPU (one core per vCPU plus one for QEMU's main loop and I/O).
@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ...errors import BootFailed, SandboxError
-from ..jail import _cgroups
-from ..jail._cgroups import HostCgroup
+from .. import _cgroups
+from .._cgroups import HostCgroup
 from . import _command, _process
 
 VMM_UID = 70000

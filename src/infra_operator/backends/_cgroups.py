@@ -13,8 +13,8 @@ import signal
 import time
 from pathlib import Path
 
-from ...errors import SandboxError
-from .._leftovers import owner_is_gone
+from ..errors import SandboxError
+from ._leftovers import owner_is_gone
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "infra-operator"
