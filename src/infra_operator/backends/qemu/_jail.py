@@ -4,44 +4,47 @@ in a cgroup, as Firecracker's jailer does for its VMM.
 How one QEMU is started (``launch``):
 
 - **uid.** QEMU runs as ``VMM_UID`` (70000), one dedicated unprivileged host uid with
-  no supplementary groups, no capabilities (an empty bounding set too) and ``no_new_privs``. bwrap builds the jail
-  as root (a user namespace would leave it unable to bind files from root's 0700
-  folders) and then execs ``setpriv``, which drops to the uid and execs QEMU. Not the
-  jail backend's 65534: untrusted code runs on the host as 65534 there, and must not be
-  able to signal or trace a VMM. One uid for all VMMs rather than one per VM: what a
-  uid per VM would add, VMMs unable to signal or trace each other, the PID namespace
-  below already gives (no VMM can name another's process), each VM's files are
-  reachable only through its own mount namespace, and a single uid needs no
-  allocator that must survive server crashes without ever handing one uid to two VMs.
-- **namespaces.** bwrap gives QEMU new mount, PID (QEMU is its PID 1: it cannot name
-  another process), IPC, UTS and network namespaces (QEMU needs no network: the guest
-  has no NIC). Its root is an empty tmpfs, read-only, holding only: QEMU's binary, the
-  shared libraries ``ldd`` names for it and its TCG module, the microvm firmware,
-  ``setpriv`` (which QEMU replaces at once), /dev/null, the guest kernel and initramfs read-only,
-  in "file" snapshot mode the snapshot's memory file, and the run folder's ``vm/``.
-  No /proc, /sys, /etc, /tmp or shell.
+  no supplementary groups, no capabilities (an empty bounding set too) and
+  ``no_new_privs``. bwrap builds the jail as root (inside a user namespace it could not
+  bind files from below root's 0700 folders) and execs ``setpriv``, which drops to the
+  uid and execs QEMU. Not the jail backend's 65534: untrusted code runs on the host as
+  65534 there, and must not be able to signal or trace a VMM. One uid for all VMMs
+  rather than one per VM: what a uid per VM would add, VMMs unable to signal or trace
+  each other, the PID namespace below already gives (no VMM can name another's
+  process), each VM's files are reachable only through its own mount namespace, and
+  one uid needs no allocator that must survive server crashes without ever handing
+  one uid to two live VMs.
+- **namespaces.** bwrap gives QEMU new mount, PID (QEMU is its PID 1), IPC, UTS and
+  network namespaces (QEMU needs no network: the guest has no NIC). Its root is an
+  empty read-only tmpfs holding only: QEMU's binary, the shared libraries ``ldd`` names
+  for it and its TCG module, the microvm firmware, ``setpriv`` (which QEMU replaces at
+  once), /dev/null, the guest kernel and initramfs (bound read-only), in "file"
+  snapshot mode the snapshot's memory file, and the run folder's ``vm/``. No /proc,
+  /sys, /etc, /tmp or shell.
 - **files by descriptor.** The rootfs is opened read-only by the server and inherited
   (``-add-fd``): no image is reachable by path, not even its own, and a read-only
   descriptor cannot be reopened for writing. Snapshot streams go over QMP as
   descriptors too (see ``_backend``), so QEMU never opens a snapshot file by name, and
-  its seccomp filter (``-sandbox on``) also denies spawning.
-- **cgroup.** ``backends._cgroups.HostCgroup`` (shared with the jail backend): memory (guest RAM plus
-  ``MEMORY_OVERHEAD_MB`` for QEMU and TCG's translation buffer), tasks (QEMU's thread
-  pool grows to 64 workers; a thread it cannot create aborts it, so the cap is well
-  above that) and CPU (one core per vCPU plus one for QEMU's main loop and I/O).
-  bwrap holds QEMU (``--block-fd``) until the server has moved it into the group, so
-  nothing QEMU runs is ever outside it.
+  its seccomp filter (``-sandbox on``) denies spawning as well.
+- **cgroup.** ``backends._cgroups.HostCgroup``, shared with the jail backend: memory
+  (guest RAM plus ``MEMORY_OVERHEAD_MB`` for QEMU and TCG's translation buffer), tasks
+  (QEMU's thread pool grows to 64 workers and a thread it cannot create aborts it, so
+  the cap is well above that) and CPU (one core per vCPU plus one for QEMU's main loop
+  and I/O). bwrap holds QEMU (``--block-fd``) until the server has moved it into the
+  group, so nothing QEMU runs is ever outside it.
 
-What the VMM can still write: its ``vm/`` folder (sockets, console log). In "file"
-snapshot mode it can also write the snapshot's memory file: QEMU 7.2 opens guest RAM
-files read-write even to map them privately (``readonly=on`` maps guest RAM read-only;
-a private mapping of a read-only file, ``rom=off``, arrived in QEMU 8.2), so the file
-belongs to ``VMM_UID`` and a VMM escaped from one clone could alter what later clones
-of that snapshot start from. The default "stream" mode has no such file.
+What the VMM can still write: its ``vm/`` folder (sockets, console log) and its log
+(stdout and stderr, a file the server opened). In "file" snapshot mode it can also
+write the snapshot's memory file: QEMU 7.2 opens guest RAM files read-write even to
+map them privately (``readonly=on`` maps guest RAM read-only; a private mapping of a
+read-only file, ``rom=off``, arrived in QEMU 8.2), so the file belongs to ``VMM_UID``
+and a VMM escaped from one clone could alter what later clones of that snapshot start
+from. The default "stream" mode has no such file.
 
 On KVM hosts the VMM gets /dev/kvm and, as its one supplementary group, the group that
 owns it (root:kvm 0660 on Debian). These machines have no usable KVM, so that path is
-untested here.
+untested here, and the KVM probe boot (``_probe``, our kernel straight into
+``poweroff``, only on CPUs with vmx/svm) still runs QEMU unjailed.
 """
 
 from __future__ import annotations
