@@ -4,9 +4,9 @@ killed while it serves a request."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Server, wait_for, wait_for_job
+from hostcheck import descendants
 
 from .conftest import own_vm_server
 
@@ -90,9 +91,11 @@ def test_a_vm_killed_while_it_serves_a_request_is_a_clear_error_and_leaves_nothi
     victims: list[int] = []
 
     def vm_found() -> bool:
-        found = subprocess.run(["pgrep", "-P", str(vm_server.process.pid), "qemu-system"],
-                               capture_output=True, text=True).stdout.split()
-        victims.extend(int(pid) for pid in found)
+        # QEMU itself, a grandchild: the server's child is bwrap, which jails it.
+        for pid in descendants(vm_server.process.pid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().startswith("qemu-system"):
+                    victims.append(pid)
         return bool(victims)
 
     wait_for(vm_found, "the request's VM", seconds=120)
