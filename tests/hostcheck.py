@@ -20,6 +20,7 @@ CGROUP_PARENTS = (
     Path("/sys/fs/cgroup/infra-operator"),
     Path("/sys/fs/cgroup/memory/infra-operator"),
     Path("/sys/fs/cgroup/pids/infra-operator"),
+    Path("/sys/fs/cgroup/cpu/infra-operator"),  # a QEMU VMM's CPU limit
 )
 # Mounts under the data dir are ours; of those, the shared image mounts are by design and
 # image builds (of any server on this host sharing the data dir) come and go on their own.
