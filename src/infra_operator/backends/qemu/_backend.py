@@ -307,7 +307,7 @@ class QemuBackend:
         sandbox_id = uuid.uuid4().hex[:12]
         folder = self.settings.run_dir / f"{_process.PREFIX}{sandbox_id}"
         label = re.sub(r"[^A-Za-z0-9_.-]", "", spec.labels.get("language", ""))
-        name = f"infra-operator-{sandbox_id}" + (f"-{label}" if label else "")
+        name = _process.vm_name(sandbox_id) + (f"-{label}" if label else "")
         binary = _probe.find_qemu(self.binary) or self.binary
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
