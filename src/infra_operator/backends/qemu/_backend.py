@@ -129,7 +129,14 @@ class QemuSandbox:
                 raise BootFailed(f"sandbox {self.id}: QEMU made no QMP socket in {timeout:g} s")
             time.sleep(0.002)
         monitor = Monitor(path, self.id)
-        monitor.connect()
+        try:
+            monitor.connect()
+        except SandboxError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(1.0)  # a QEMU that hung up on QMP may be on its way out
+            if self.process.poll() is not None:
+                raise BootFailed(f"sandbox {self.id}: {self._why_dead()}") from exc
+            raise
         return monitor
 
     def wait_ready(self, timeout: float) -> None:

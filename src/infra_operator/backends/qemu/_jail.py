@@ -53,6 +53,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -127,6 +128,10 @@ def _data_dirs(binary: str) -> list[Path]:
     return [Path(line.strip()) for line in out.splitlines() if line.strip()]
 
 
+def _data_dirs_lazily(binary: str) -> Iterator[Path]:
+    yield from _data_dirs(binary)
+
+
 @cache
 def runtime_binds(binary: str) -> tuple[tuple[str, str], ...]:
     """(host file, path inside) for what ``binary`` (an absolute path) needs to run a microvm under TCG or KVM.
@@ -136,7 +141,7 @@ def runtime_binds(binary: str) -> tuple[tuple[str, str], ...]:
     in the module folder next to the binary's prefix. ``x-option-roms=off`` leaves
     microvm needing one firmware file, qboot (``bios-microvm.bin``)."""
     real = os.path.realpath(binary)
-    binds = {binary: real, SETPRIV: os.path.realpath(SETPRIV)}
+    binds = {SETPRIV: os.path.realpath(SETPRIV)}
     prefix = Path(real).parent.parent
     modules = [folder / "accel-tcg-x86_64.so" for folder in
                (*prefix.glob("lib/*-linux-gnu/qemu"), prefix / "lib/qemu", prefix / "lib64/qemu")]
@@ -144,11 +149,15 @@ def runtime_binds(binary: str) -> tuple[tuple[str, str], ...]:
         binds[path] = os.path.realpath(path)
         for library in _ldd(path):
             binds[library] = os.path.realpath(library)
-    for folder in _data_dirs(binary):
+    # QEMU looks first in ``<its folder>/../share/qemu``; then wherever it says it looks
+    # (asked only when needed: a server once got an empty answer from ``-L help``).
+    for folder in (prefix / "share/qemu", *_data_dirs_lazily(binary)):
         firmware = folder / "bios-microvm.bin"
-        if firmware.exists():  # QEMU asks for ``<prefix>/bin/../share/qemu/...``: bound where that leads
+        if firmware.exists():  # bound where the path QEMU builds leads inside the jail
             binds[os.path.normpath(firmware)] = str(firmware.resolve())
             break
+    else:
+        raise SandboxError(f"qemu: no bios-microvm.bin (qboot) found for {binary}")
     return tuple(sorted((host, inside) for inside, host in binds.items()))
 
 
@@ -252,7 +261,9 @@ def launch(
         block_read, block_write = os.pipe2(os.O_CLOEXEC)
         ours += [info_read, info_write, block_read, block_write]
         fds = {"info": info_write, "block": block_read}
-        qemu = _command.argv(binary, machine, name, incoming, rootfs_fd=rootfs)
+        # QEMU by its real path: without /proc it finds its firmware from argv[0], and
+        # ``/bin/..`` inside the jail (where /bin is a folder, not a link) is not /usr.
+        qemu = _command.argv(os.path.realpath(binary), machine, name, incoming, rootfs_fd=rootfs)
         process = subprocess.Popen(
             [*_jail_argv(binary, fds, vm_files, kvm), *qemu],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
