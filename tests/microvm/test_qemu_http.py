@@ -84,6 +84,19 @@ def test_a_vm_killed_while_it_serves_a_request_is_a_clear_error_and_leaves_nothi
     """Killed as soon as the request's VM shows on the host: booting, restoring or running
     the program (no host-side sign tells these apart), the answer and the cleanup are the same."""
     answers: list[httpx.Response] = []
+
+    def qemus() -> set[int]:
+        """Live QEMUs of this server: grandchildren (its child is bwrap, which jails each)."""
+        found = set()
+        for pid in descendants(vm_server.process.pid):
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z" and stat.split("(", 1)[1].startswith("qemu-system"):
+                    found.add(pid)
+        return found
+
+    # A VM of an earlier request may still be on its way out; it is not this request's.
+    earlier = qemus()
     request = threading.Thread(target=lambda: answers.append(vm.post("/api/v1/execute", json={
         "language": "python", "code": "import time\nprint('up', flush=True)\ntime.sleep(120)", "backend": "qemu",
         "timeout": 200})))
@@ -91,11 +104,7 @@ def test_a_vm_killed_while_it_serves_a_request_is_a_clear_error_and_leaves_nothi
     victims: list[int] = []
 
     def vm_found() -> bool:
-        # QEMU itself, a grandchild: the server's child is bwrap, which jails it.
-        for pid in descendants(vm_server.process.pid):
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/comm").read_text().startswith("qemu-system"):
-                    victims.append(pid)
+        victims.extend(qemus() - earlier)
         return bool(victims)
 
     wait_for(vm_found, "the request's VM", seconds=120)
