@@ -37,6 +37,7 @@ class HostCgroup:
     def create(cls, name: str, memory_bytes: int, processes: int, cpus: float | None = None) -> HostCgroup:
         """``cpus``: at most that many cores' worth of CPU time (a CFS quota); None: no CPU limit."""
         quota = None if cpus is None else max(int(cpus * CPU_PERIOD_US), 1000)
+        made = cls([])
         try:
             if unified():
                 parent = CGROUP_ROOT / GROUP_PARENT
@@ -58,8 +59,9 @@ class HostCgroup:
             memory = CGROUP_ROOT / "memory" / GROUP_PARENT / name
             pids = CGROUP_ROOT / "pids" / GROUP_PARENT / name
             memory.mkdir(parents=True)
+            made.dirs.append(memory)
             pids.mkdir(parents=True)
-            made = cls([memory, pids])
+            made.dirs.append(pids)
             _write(memory / "memory.limit_in_bytes", str(memory_bytes))
             if (memory / "memory.memsw.limit_in_bytes").exists():
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
@@ -72,6 +74,7 @@ class HostCgroup:
                 _write(cpu / "cpu.cfs_quota_us", str(quota))
             return made
         except OSError as exc:
+            made.remove()  # the groups made before the failure (on v1, one per controller)
             raise SandboxError(f"cannot create cgroup {name}: {exc.strerror or exc}") from exc
 
     def open_procs(self) -> list[int]:
