@@ -33,6 +33,10 @@ How one QEMU is started (``launch``):
   and I/O). bwrap holds QEMU (``--block-fd``) until the server has moved it into the
   group, so nothing QEMU runs is ever outside it.
 
+Cost, measured on the 2-core development machine (load 5, 12 starts each): from the
+server's start call to QEMU's QMP socket, a median 36 ms jailed against 20 ms for the
+same QEMU started bare (bwrap, the binds, setpriv and the cgroup).
+
 What the VMM can still write: its ``vm/`` folder (sockets, console log) and its log
 (stdout and stderr, a file the server opened). In "file" snapshot mode it can also
 write the snapshot's memory file: QEMU 7.2 opens guest RAM files read-write even to
