@@ -219,6 +219,8 @@ class _Layer:
                 os.mkfifo(target)
             else:
                 raise BadArchive(f"{self.label}: unsupported entry type {member.type!r}: {name}")
+        if member.islnk():
+            return  # the file it links to has its owner and mode already: a link's own are not applied
         os.chown(target, member.uid, member.gid, follow_symlinks=False)
         if not member.issym():
             os.chmod(target, member.mode & 0o7777)

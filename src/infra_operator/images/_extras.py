@@ -12,6 +12,9 @@ under bubblewrap with the host's network but nothing else of the host writable:
   ``/node_modules``, which Node's resolution (CommonJS and ES modules alike) reaches
   from any program under ``/work``.
 
+Downloads trust what the host trusts: a host that reaches the registries through a
+TLS-inspecting proxy has that proxy's CA in its own bundle, not in the image's.
+
 Package names are checked before this (``languages.check_packages``) and follow a
 ``--``, so none can read as an option.
 """
@@ -28,6 +31,7 @@ from ..errors import BuildFailed
 from ._rootfs_builder import _TOOL_PATH, Progress, _stream
 
 _HOST_RESOLV = Path("/etc/resolv.conf")
+_CA_INSIDE = "/tmp/host-ca.crt"
 # What a host may set to reach the registries through a proxy or a mirror.
 _PASSED_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
                "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "npm_config_registry")
@@ -37,6 +41,13 @@ def _environment(extra: dict[str, str]) -> list[str]:
     passed = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
     values = {"PATH": _TOOL_PATH, "HOME": "/tmp", **passed, **extra}
     return [arg for key, value in values.items() for arg in ("--setenv", key, value)]
+
+
+def _host_ca() -> Path | None:
+    for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 @contextmanager
@@ -60,11 +71,13 @@ def pip_install(tree: Path, requirements: tuple[str, ...], progress: Progress) -
     if not requirements:
         return
     progress(f"pip install {' '.join(requirements)}")
+    ca = _host_ca()
+    trust = ["--ro-bind", str(ca), _CA_INSIDE] if ca else []
     with _host_resolver(tree):
         _stream([
             "bwrap", "--unshare-all", "--share-net", "--die-with-parent", "--bind", str(tree), "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--clearenv",
-            *_environment({}), "--chdir", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *trust, "--clearenv",
+            *_environment({"PIP_CERT": _CA_INSIDE} if ca else {}), "--chdir", "/tmp",
             "python3", "-m", "pip", "install", "--no-input", "--no-cache-dir", "--disable-pip-version-check",
             "--progress-bar=off", "--break-system-packages", "--root-user-action=ignore", "--", *requirements,
         ], progress, "pip install")
@@ -78,11 +91,13 @@ def npm_install(tree: Path, packages: tuple[str, ...], progress: Progress) -> No
         raise BuildFailed("npm packages are installed with the host's npm, and this host has none: "
                           "apt-get install npm")
     progress(f"npm install {' '.join(packages)}")
+    ca = _host_ca()
     # The host read-only, the tree writable at /tmp/tree: npm writes nothing else.
     _stream([
         "bwrap", "--unshare-all", "--share-net", "--die-with-parent", "--ro-bind", "/", "/",
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(tree), "/tmp/tree", "--clearenv",
-        *_environment({"npm_config_cache": "/tmp/npm-cache", "npm_config_update_notifier": "false"}),
+        *_environment({"npm_config_cache": "/tmp/npm-cache", "npm_config_update_notifier": "false",
+                       **({"NODE_EXTRA_CA_CERTS": str(ca)} if ca else {})}),
         "--chdir", "/tmp", npm, "install", "--prefix", "/tmp/tree", "--ignore-scripts", "--no-audit", "--no-fund",
         "--omit=dev", "--no-package-lock", "--", *packages,
     ], progress, "npm install")

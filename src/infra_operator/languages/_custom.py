@@ -44,8 +44,8 @@ _NPM_PART = r"[a-z0-9~-][a-z0-9._~-]*"
 _NPM = re.compile(rf"(?:@{_NPM_PART}/)?{_NPM_PART}(?:@[A-Za-z0-9.^~<>=*+][A-Za-z0-9.^~<>=*+-]*)?")
 _PACKAGE_MAX = 214  # npm's limit, and longer than any name in Debian or on PyPI
 _GRAMMARS = {"debian": _DEBIAN, "pip": _PIP, "npm": _NPM}
-PIP_DEBIAN_PACKAGES = ("python3-pip", "ca-certificates")
-"""What an image needs for its own pip to install from PyPI."""
+PIP_DEBIAN_PACKAGES = ("python3-pip",)
+"""What an image needs for its own pip to install from PyPI (which it reaches with the host's CAs)."""
 
 
 def check_name(name: str, catalog: Catalog) -> str:
@@ -111,7 +111,7 @@ class CustomLanguage:
         Debian packages its image is built from (none for an imported archive)."""
         packages: tuple[str, ...] = ()
         if self.origin == "packages":
-            # Its own pip reaches PyPI at build time, over TLS.
+            # Its own pip installs from PyPI at build time.
             for_pip = PIP_DEBIAN_PACKAGES if self.packages.pip else ()
             packages = tuple(dict.fromkeys((*base.packages, *self.packages.debian, *for_pip)))
         return dataclasses.replace(base, name=self.name, aliases=(), base=base.name, ci=False, packages=packages)
