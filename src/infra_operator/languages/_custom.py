@@ -40,7 +40,7 @@ _PIP = re.compile(rf"{_PIP_NAME}(?:\[{_PIP_NAME}(?:,{_PIP_NAME})*\])?(?:{_PIP_SP
 # npm's validate-npm-package-name for new packages (lowercase, URL-safe, not starting with
 # . or _), optionally scoped, optionally `@version` or a range or a tag without spaces,
 # slashes or colons (so no git, file or URL specifiers).
-_NPM_PART = r"[a-z0-9~-][a-z0-9._~-]*"
+_NPM_PART = r"[a-z0-9][a-z0-9._~-]*"
 _NPM = re.compile(rf"(?:@{_NPM_PART}/)?{_NPM_PART}(?:@[A-Za-z0-9.^~<>=*+][A-Za-z0-9.^~<>=*+-]*)?")
 _PACKAGE_MAX = 214  # npm's limit, and longer than any name in Debian or on PyPI
 _GRAMMARS = {"debian": _DEBIAN, "pip": _PIP, "npm": _NPM}
