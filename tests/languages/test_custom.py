@@ -75,3 +75,13 @@ def test_an_imported_image_lists_no_debian_packages() -> None:
     python = Catalog.load().get("python")
     imported = CustomLanguage(name="mine", base="python", origin="docker").derive(python)
     assert imported.packages == () and imported.run == python.run
+
+
+def test_a_catalog_name_or_alias_always_wins_over_a_definition(tmp_path: Path) -> None:
+    store = CustomStore(tmp_path / "languages")
+    languages = WithCustom(Catalog.load(), store)
+    # As if written before the catalog came to have these names.
+    store.save(CustomLanguage(name="py", base="nodejs"))
+    store.save(CustomLanguage(name="python-data", base="nodejs"))
+    assert languages.get("py").name == "python" and languages.get("python-data").base == "python"
+    assert languages.names().count("python-data") == 1 and "py" not in languages.names()

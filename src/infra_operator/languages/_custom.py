@@ -179,8 +179,11 @@ class WithCustom(Catalog):
 
     def customs(self) -> Iterator[tuple[CustomLanguage, Language]]:
         for custom in self.store.list():
-            if custom.name.lower() in (name.lower() for name in self.catalog.names()):
-                continue  # a catalog language came to have this name: the catalog's wins
+            try:
+                self.catalog.get(custom.name)
+                continue  # a catalog language (or alias) came to have this name: the catalog's wins
+            except LanguageNotFound:
+                pass
             found = self.custom(custom.name)
             if found is not None:
                 yield found
