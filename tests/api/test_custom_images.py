@@ -21,6 +21,7 @@ import httpx
 import pytest
 from archives import docker_save, file, folder, layer, oci_layout
 from conftest import DATA_DIR, Server, require_images, start_server, stop_server, wait_for_job
+from sessionkit import cell, session
 
 CACHE = {"INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")}
 
@@ -122,6 +123,9 @@ def test_pip_and_npm_packages_are_installed_at_build_time(tmp_path: Path) -> Non
         assert pinned["stdout"] == "1.16.0\n", pinned
         padded = run(client, node_name, "const leftPad = require('left-pad');\nconsole.log(leftPad('7', 3, '0'));")
         assert padded["stdout"] == "007\n", padded
+        with session(client, python_name) as sid:  # a session runs in its base's kernel: names persist
+            cell(client, sid, "import six\nversion = six.__version__")
+            assert cell(client, sid, "version")["results"] == [{"type": "text", "text": "'1.16.0'", "data": None}]
         # The sandbox still has no network: what the image has was installed when it was built.
         offline = run(client, python_name, "import socket\ntry:\n    socket.create_connection(('pypi.org', 443), 3)\n"
                                            "    print('online')\nexcept OSError:\n    print('offline')")
