@@ -93,10 +93,10 @@ def measure_ready(server: int, run_dir: Path, show: Callable[[str], None]) -> Re
     if not uses:
         show(f"no sandbox process in {run_dir}: PSS per ready sandbox not measured")
         return None
-    pss = statistics.median(use.pss_mb for use in uses)
+    pss = round(statistics.median(use.pss_mb for use in uses), 2)  # capacity from the figure shown
     return ReadyMemory(
         count=len(uses),
-        pss_mib=round(pss, 2),
+        pss_mib=pss,
         rss_mib=round(statistics.median(use.rss_mb for use in uses), 2),
         shared_mib=round(statistics.median(use.shared_mb for use in uses), 2),
         total_pss_mib=round(sum(use.pss_mb for use in uses), 2),
