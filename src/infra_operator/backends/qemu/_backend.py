@@ -211,7 +211,10 @@ class QemuBackend:
     that file private, copy-on-write, so clones share every page they have not written
     (measured: about 30 MiB PSS per ready python clone against about 160 MiB). "stream"
     saves guest RAM inside the migration stream (one file; each restore copies the
-    guest's RAM into private memory); kept to measure the difference.
+    guest's RAM into private memory); kept to measure the difference. A cold boot with
+    file-backed RAM under TCG once seemed to stall at TSC calibration: that is the busy
+    host's calibration failing whatever backs the RAM (without ``tsc_early_khz``, both
+    layouts hung at load 13 on 2 cores; with it, both boot), see ``_command.kernel_args``.
     """
 
     name = "qemu"
