@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from ._catalog import CATALOG_FILE, Catalog, Command, Form, Language, Program
 from ._entry import Entry, Rule
+from ._registry import ROOT as REGISTRY_ROOT
+from ._registry import Registry
 
-__all__ = ["CATALOG_FILE", "Catalog", "Command", "Entry", "Form", "Language", "Program", "Rule"]
+__all__ = ["CATALOG_FILE", "Catalog", "Command", "Entry", "Form", "Language", "Program", "REGISTRY_ROOT", "Registry", "Rule"]

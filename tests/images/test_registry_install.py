@@ -1,0 +1,66 @@
+"""Installing from PyPI and npm into an image's tree with the host's pip and npm, for real
+(small packages, from the registries this machine is configured for), and linking
+commands; and the apt sources of a language built from another Debian suite."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infra_operator.errors import BuildFailed
+from infra_operator.images import _registry
+from infra_operator.images._rootfs_builder import registry_pins, sources_for
+from infra_operator.languages import REGISTRY_ROOT, Catalog
+
+BOOKWORM = [
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb [signed-by=/usr/share/keyrings/debian.gpg] http://deb.debian.org/debian-security bookworm-security main",
+]
+
+
+@pytest.mark.unit
+def test_a_language_of_another_suite_gets_the_same_mirrors_with_its_suite() -> None:
+    catalog = Catalog.load()
+    sources, suite = sources_for(catalog.get("swift"), BOOKWORM, "bookworm")
+    assert suite == "trixie"
+    assert sources == [
+        "deb http://deb.debian.org/debian trixie main",
+        "deb http://deb.debian.org/debian trixie-updates main",
+        "deb [signed-by=/usr/share/keyrings/debian.gpg] http://deb.debian.org/debian-security trixie-security main",
+    ]
+    assert sources_for(catalog.get("python"), BOOKWORM, "bookworm") == (BOOKWORM, "bookworm")
+    assert registry_pins(catalog.get("zig")) == ["pypi:ziglang==0.17.1"]
+    assert registry_pins(catalog.get("python")) == []
+
+
+def test_pip_installs_a_pinned_wheel_into_the_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    installed = _registry.pip_install(["six==1.16.0"], tree, tmp_path / "cache", print)
+    assert installed == ["six==1.16.0"]
+    assert (tree / _registry.PYPI_DIR / "six.py").is_file()
+    _registry.link_commands(tree, {"six-module": "pypi/six.py"}, REGISTRY_ROOT)
+    link = tree / "usr/local/bin/six-module"
+    # Absolute inside the image: the tree is mounted at / in the sandbox.
+    assert link.readlink() == Path(f"{REGISTRY_ROOT}/pypi/six.py")
+
+
+def test_pip_refuses_what_it_cannot_find_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailed, match="pip failed"):
+        _registry.pip_install(["six==0.0.999"], tmp_path / "tree", tmp_path / "cache", print)
+
+
+def test_npm_installs_a_pinned_package_and_records_it(tmp_path: Path) -> None:
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed on this host")
+    tree = tmp_path / "tree"
+    installed = _registry.npm_install(["is-number@7.0.0"], tree, tmp_path / "cache", print)
+    assert installed == ["is-number@7.0.0"]
+    assert (tree / _registry.NPM_DIR / "node_modules/is-number/index.js").is_file()
+
+
+def test_a_link_to_a_file_that_was_not_installed_fails_the_build(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailed, match="link zig: /opt/registry/pypi/ziglang/zig was not installed"):
+        _registry.link_commands(tmp_path, {"zig": "pypi/ziglang/zig"}, REGISTRY_ROOT)
