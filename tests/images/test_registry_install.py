@@ -4,14 +4,15 @@ commands; and the apt sources of a language built from another Debian suite."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from infra_operator.errors import BuildFailed
-from infra_operator.images import _registry
-from infra_operator.images._rootfs_builder import registry_pins, sources_for
+from infra_operator.images import RootfsStore, _registry, is_stale
+from infra_operator.images._rootfs_builder import packages_for, registry_pins, sources_for
 from infra_operator.languages import REGISTRY_ROOT, Catalog
 
 BOOKWORM = [
@@ -64,3 +65,22 @@ def test_npm_installs_a_pinned_package_and_records_it(tmp_path: Path) -> None:
 def test_a_link_to_a_file_that_was_not_installed_fails_the_build(tmp_path: Path) -> None:
     with pytest.raises(BuildFailed, match="link zig: /opt/registry/pypi/ziglang/zig was not installed"):
         _registry.link_commands(tmp_path, {"zig": "pypi/ziglang/zig"}, REGISTRY_ROOT)
+
+
+@pytest.mark.unit
+def test_an_image_built_with_other_pins_is_stale(tmp_path: Path) -> None:
+    zig = Catalog.load().get("zig")
+    store = RootfsStore(tmp_path)
+    store.image_path("zig").write_bytes(b"image")
+
+    def record(pins: list[str]) -> None:
+        store.record_path("zig").write_text(json.dumps(
+            {"sha256": "0" * 64, "version": "0.17.1", "packages": packages_for(zig), "registry": pins}))
+
+    record(["pypi:ziglang==0.17.1"])
+    assert not is_stale(zig, store)
+    assert store.get("zig").registry == ("pypi:ziglang==0.17.1",)
+    record(["pypi:ziglang==0.16.0"])
+    assert is_stale(zig, store)
+    record([])  # built before the catalog took zig from PyPI
+    assert is_stale(zig, store)
