@@ -48,6 +48,16 @@ def test_pip_installs_a_pinned_wheel_into_the_tree(tmp_path: Path) -> None:
     assert link.readlink() == Path(f"{REGISTRY_ROOT}/pypi/six.py")
 
 
+def test_pip_installs_dependencies_only_when_asked(tmp_path: Path) -> None:
+    """The catalog pins every package it needs, so pip adds nothing it did not name; a user's
+    list (custom images) may ask for the rest to be resolved."""
+    named = _registry.pip_install(["python-dateutil==2.9.0.post0"], tmp_path / "named", tmp_path / "cache", print)
+    assert named == ["python-dateutil==2.9.0.post0"]
+    resolved = _registry.pip_install(["python-dateutil==2.9.0.post0"], tmp_path / "resolved", tmp_path / "cache", print,
+                                     dependencies=True)
+    assert resolved[0] == "python-dateutil==2.9.0.post0" and resolved[1].startswith("six=="), resolved
+
+
 def test_pip_refuses_what_it_cannot_find_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(BuildFailed, match="pip failed"):
         _registry.pip_install(["six==0.0.999"], tmp_path / "tree", tmp_path / "cache", print)

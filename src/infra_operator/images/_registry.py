@@ -45,16 +45,20 @@ def _run(argv: list[str], progress: Progress, what: str, env: Mapping[str, str] 
         raise BuildFailed(f"{what} failed (exit {result.returncode}): " + " | ".join(lines[-5:]))
 
 
-def pip_install(requirements: Sequence[str], tree: Path, cache: Path, progress: Progress) -> list[str]:
-    """Install wheels into ``<tree>/opt/registry/pypi``; the ``NAME==VERSION`` of each installed."""
+def pip_install(requirements: Sequence[str], tree: Path, cache: Path, progress: Progress, *,
+                dependencies: bool = False) -> list[str]:
+    """Install wheels into ``<tree>/opt/registry/pypi``; the ``NAME==VERSION`` of each installed.
+
+    Without ``dependencies`` (the catalog's case: it pins every package it needs) pip installs
+    exactly what is named; a user's package list may want pip to resolve the rest."""
     if not requirements:
         return []
     target = tree / PYPI_DIR
     target.mkdir(parents=True, exist_ok=True)
-    # The service's own interpreter has pip (it is installed from PyPI); --no-deps because the
-    # catalog pins every package it needs, --only-binary so that nothing is built on the host.
+    # The service's own interpreter has pip (it is installed from PyPI); --only-binary so that
+    # nothing is built, and no package's code runs, on the host.
     _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-          "--no-deps", "--only-binary=:all:", "--no-compile", "--no-warn-script-location",
+          *(() if dependencies else ("--no-deps",)), "--only-binary=:all:", "--no-compile", "--no-warn-script-location",
           "--cache-dir", str(cache / "pip"), "--upgrade", "--target", str(target), *requirements],
          progress, "pip")
     installed = []
