@@ -249,6 +249,7 @@ class RootfsState(BaseModel):
     sha256: str | None = None
     built_at: float | None = None
     build_seconds: float | None = None
+    registry: list[str] | None = Field(default=None, description="the PyPI and npm pins the built image holds")
     build: JobView | None = Field(description="the latest build job, if one ran since the server started")
 
 
@@ -275,6 +276,7 @@ class LanguageDetails(BaseModel):
     run_command: list[str]
     source_file: str
     packages: list[str]
+    registry: list[str] = Field(description="toolchain packages from PyPI or npm, pinned: pypi:NAME==VERSION, npm:NAME@VERSION")
     rootfs: RootfsState
     snapshot: SnapshotState
     sample: str
