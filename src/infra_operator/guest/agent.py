@@ -153,6 +153,8 @@ def handle(message: dict[str, Any], work_dir: str = WORK_DIR, watch: Watch | Non
     op = message.get("op")
     try:
         if op == "ping":
+            if "clock" in message:  # a resumed VM's clock stood still while it was saved
+                _confine.reseed(b"", float(message["clock"]))
             return {"ok": True, "op": "ping", "pid": os.getpid(), "uid": os.getuid()}
         if op == "execute":
             return execute(message, work_dir, watch)  # type: ignore[arg-type]  # its shape is checked as it is read

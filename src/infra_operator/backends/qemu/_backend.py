@@ -28,7 +28,7 @@ from ...errors import (
 )
 from .. import _channel, _microvm
 from ..base import Accelerator, Capabilities, GuestImages, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
-from . import _command, _probe, _process
+from . import _command, _pause, _probe, _process
 from ._qmp import Monitor
 
 if TYPE_CHECKING:
@@ -136,6 +136,14 @@ class QemuSandbox:
             message = f"sandbox {self.id}: the agent went away while booting: {self._why_dead()}"
             raise BootFailed(message) from exc
         self.state = State.READY
+
+    def set_clock(self, timeout: float) -> None:
+        assert self._agent is not None
+        fd = self._agent.fileno()
+        _channel.set_clock(fd, fd, timeout, self.id)
+
+    def pause(self, directory: Path) -> None:
+        _pause.pause(self, directory)
 
     def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         if self.state is not State.READY or self._agent is None:
@@ -411,6 +419,9 @@ class QemuBackend:
             sandbox.destroy()
             raise
         return sandbox
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> QemuSandbox:
+        return _pause.resume(self, spec, directory)
 
     def close(self) -> None:
         """Nothing is held server-wide: each VM owns its run folder and is destroyed with it."""
