@@ -19,9 +19,9 @@ from sessionkit import cell, open_session
 from .conftest import own_vm_server
 
 
-@pytest.fixture
-def vm_server(tmp_path: Path) -> Iterator[Server]:
-    with own_vm_server(tmp_path, ("python",)) as server:
+@pytest.fixture(scope="module")
+def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with own_vm_server(tmp_path_factory.mktemp("vm-pause"), ("python",)) as server:
         yield server
 
 
@@ -86,7 +86,12 @@ def test_a_paused_session_holds_no_vm_and_resumes_with_its_names_and_files(vm_se
     assert _qemus_under(data) == []
 
 
-def test_a_paused_session_survives_a_server_restart(vm_server: Server, tmp_path: Path) -> None:
+def test_a_paused_session_survives_a_server_restart(tmp_path: Path) -> None:
+    with own_vm_server(tmp_path, ("python",)) as first:
+        _pause_and_restart(first, tmp_path)
+
+
+def _pause_and_restart(vm_server: Server, tmp_path: Path) -> None:
     data = _data(vm_server)
     with vm_server.client(timeout=300) as vm:
         sid = open_session(vm, backend="qemu", idle_timeout=600)
@@ -124,6 +129,17 @@ def test_pausing_a_busy_session_is_a_409(vm_server: Server) -> None:
         assert vm.get(f"/api/v1/sessions/{sid}").json()["state"] == "idle"
         assert vm.post("/api/v1/sessions/no-such-session-id/pause").status_code == 404
         assert vm.delete(f"/api/v1/sessions/{sid}").status_code == 204
+
+
+def test_a_paused_session_past_its_idle_timeout_goes_with_its_folder(vm_server: Server) -> None:
+    data = _data(vm_server)
+    with vm_server.client(timeout=300) as vm:
+        sid = open_session(vm, backend="qemu", idle_timeout=6)  # the time-out counts from the last call
+        assert _pause(vm, sid)["state"] == "paused"
+        assert (data / "sessions" / sid).is_dir()
+        wait_for(lambda: vm.get(f"/api/v1/sessions/{sid}").status_code == 404, "the paused session to expire", 60)
+        assert not (data / "sessions" / sid).exists()
+        assert _qemus_under(data) == []
 
 
 def test_pause_and_resume_times(vm_server: Server) -> None:
