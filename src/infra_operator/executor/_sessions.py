@@ -378,7 +378,9 @@ class SessionManager:
         folder = _paused.folder(self.settings.paused_sessions_dir, session.id)
         saved = _paused.sandbox_dir(folder)
         try:
-            saved.mkdir(parents=True, mode=0o700)  # guest memory: the owner's secrets, root only
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700)  # guest memory, the owner's secrets: root only
+            saved.mkdir()
             started = time.monotonic()
             sandbox.pause(saved)
             _paused.write(folder, session.record())
@@ -394,12 +396,16 @@ class SessionManager:
         """Resume a paused session in a fresh sandbox; its folder goes once the sandbox runs."""
         assert session.paused is not None
         started = time.monotonic()
-        current = self.executor.rootfs.get(session.language.name)
-        if current.sha256 != session.rootfs.sha256:
-            raise Conflict(f"session {session.id} was paused on a {session.language.name} image that has been "
-                           "rebuilt since: it cannot resume; delete it")
-        spec = self.executor.spec_for(session.backend, session.language, session.rootfs, session.limits)
-        session.sandbox = session.backend.resume(spec, _paused.sandbox_dir(session.paused))
+        try:
+            current = self.executor.rootfs.get(session.language.name)
+            if current.sha256 != session.rootfs.sha256:
+                raise Conflict(f"session {session.id} was paused on a {session.language.name} image that has been "
+                               "rebuilt since: it cannot resume; delete it")
+            spec = self.executor.spec_for(session.backend, session.language, session.rootfs, session.limits)
+            session.sandbox = session.backend.resume(spec, _paused.sandbox_dir(session.paused))
+        except NotFound as exc:
+            # What is missing is the saved state's (an image, a kernel file), not the session: not a 404.
+            raise SandboxError(f"session {session.id} cannot resume: {exc.message}") from exc
         _paused.remove(session.paused)
         session.paused = None
         log.info("session %s: resumed in %.0f ms", session.id, (time.monotonic() - started) * 1000)
