@@ -5,6 +5,7 @@ The guest kernel here is built from this checkout, so the agent is the one under
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import Sandboxes
 
-from infra_operator.backends.base import SandboxSpec
+from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
+from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
+from infra_operator.images import create_snapshot, find_snapshot
 from infra_operator.guest.messages import CellRequest, SessionRequest
 
 from .conftest import LIMITS, qemu_alive
@@ -64,3 +67,32 @@ def test_a_paused_session_resumes_with_its_names_files_and_a_current_clock(
 def test_resume_of_a_folder_with_nothing_paused(backend: QemuBackend, spec: SandboxSpec, tmp_path: Path) -> None:
     with pytest.raises(SnapshotNotFound, match="vmstate"):
         backend.resume(spec, tmp_path)
+
+
+def test_a_clone_of_a_memory_file_snapshot_pauses_with_all_its_ram(
+    kernel: KernelFiles, spec: SandboxSpec, tmp_path: Path
+) -> None:
+    """A clone maps its snapshot's memory file private, and its restore turned x-ignore-shared
+    on: its pause must still carry every page in the stream (its names come back)."""
+    settings = Settings(data_dir=tmp_path / "data")
+    backend = QemuBackend(settings, GuestImages.fixed(kernel), snapshot_memory="file")
+    create_snapshot(settings, backend, "python", spec, lambda line: None)
+    assert spec.kernel is not None
+    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    assert files is not None and files.memory is not None
+    clones = Sandboxes(backend)
+    try:
+        clone = clones.start(dataclasses.replace(spec, snapshot=files))
+        assert clone.machine.memory_file is not None
+        _open_session(clone)
+        _cell(clone, "x = 41")
+        saved = tmp_path / "paused"
+        saved.mkdir()
+        clone.pause(saved)
+        assert (saved / "vmstate").stat().st_size > 16 << 20, "the guest's RAM is not in the saved stream"
+        resumed = backend.resume(dataclasses.replace(spec, snapshot=None), saved)
+        clones.made.append(resumed)
+        assert _cell(resumed, "print(x + 1)") == "42\n"
+    finally:
+        clones.destroy_all()
+    assert list(settings.run_dir.glob("qemu-*")) == []

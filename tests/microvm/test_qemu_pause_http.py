@@ -138,7 +138,8 @@ def test_a_paused_session_past_its_idle_timeout_goes_with_its_folder(vm_server: 
         assert _pause(vm, sid)["state"] == "paused"
         assert (data / "sessions" / sid).is_dir()
         wait_for(lambda: vm.get(f"/api/v1/sessions/{sid}").status_code == 404, "the paused session to expire", 60)
-        assert not (data / "sessions" / sid).exists()
+        # The reaper takes the session out of the table first, then removes its folder.
+        wait_for(lambda: not (data / "sessions" / sid).exists(), "the expired session's folder to go", 10)
         assert _qemus_under(data) == []
 
 
