@@ -17,8 +17,8 @@ from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
-from infra_operator.images import create_snapshot, find_snapshot
 from infra_operator.guest.messages import CellRequest, SessionRequest
+from infra_operator.images import create_snapshot, find_snapshot
 
 from .conftest import LIMITS, qemu_alive
 
