@@ -4,6 +4,7 @@ to find the session again, and how it treats a pause that never finished."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
     _paused.write(folder, _record())
     assert _paused.read(folder) == _record()
     assert sorted(p.name for p in folder.iterdir()) == ["session.json"], "a temporary file was left"
+
+
+def test_a_folder_another_running_server_holds_is_neither_taken_nor_removed(tmp_path: Path) -> None:
+    held = tmp_path / "AbCdEfGh_held"
+    (held / "sandbox").mkdir(parents=True)  # mid-pause in that server: no record yet
+    parent = os.getppid()  # a process that runs, and is not this one
+    stat = Path(f"/proc/{parent}/stat").read_text()
+    (held / "owner").write_text(f"{parent} {stat.rsplit(')', 1)[1].split()[19]}\n")
+    assert _paused.scan(tmp_path) == [] and held.exists()
+    _paused.claim(held)  # ours now: a pause that never finished here is a leftover to remove
+    assert not _paused.held_by_another(held)
+    (held / "owner").write_text("999999999 1\n")  # a server that is gone
+    assert _paused.scan(tmp_path) == [] and not held.exists()
 
 
 def test_a_record_naming_another_session_or_missing_a_field_is_refused(tmp_path: Path) -> None:

@@ -148,15 +148,18 @@ def test_pause_and_resume_times(vm_server: Server) -> None:
     with vm_server.client(timeout=300) as vm:
         sid = open_session(vm, backend="qemu")
         assert cell(vm, sid, "x = 1", timeout=120)["exit_code"] == 0
-        pauses, resumes = [], []
+        pauses, resumes, sizes = [], [], []
         for _ in range(5):
             started = time.perf_counter()
             _pause(vm, sid)
             pauses.append(time.perf_counter() - started)
+            sizes.append(sum(f.stat().st_size for f in (_data(vm_server) / "sessions" / sid).rglob("*") if f.is_file()))
             started = time.perf_counter()
             assert cell(vm, sid, "x += 1\nprint(x)")["exit_code"] == 0
             resumes.append(time.perf_counter() - started)
         assert cell(vm, sid, "print(x)")["stdout"] == "6\n"
         print(f"pause median {statistics.median(pauses) * 1000:.0f} ms {[round(p * 1000) for p in pauses]}; "
-              f"resume + first cell median {statistics.median(resumes) * 1000:.0f} ms {[round(r * 1000) for r in resumes]}")
+              f"resume + first cell median {statistics.median(resumes) * 1000:.0f} ms {[round(r * 1000) for r in resumes]}; "
+              f"saved {statistics.median(sizes) / 2**20:.0f} MiB")
+        assert min(sizes) > 16 << 20, "a paused session's folder holds less than its guest's RAM in use"
         assert vm.delete(f"/api/v1/sessions/{sid}").status_code == 204

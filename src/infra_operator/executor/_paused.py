@@ -1,11 +1,14 @@
 """A paused session on disk: one folder per session under ``Settings.paused_sessions_dir``.
 
+    <id>/owner          the pid (and its start time) of the server that holds the session
     <id>/session.json   what the manager needs to find the session again (this record)
     <id>/sandbox/       what the backend saved (``Sandbox.pause``); only the backend reads it
 
 The record is written last, and atomically: a folder without one is a pause that never
-finished (the server died during it), and its session was lost with that server.
-Times are wall-clock epochs, since monotonic time does not survive a restart.
+finished (the server died during it), and its session was lost with that server. A folder
+whose owner still runs is that server's, never taken or removed by another one started on
+the same data directory (tests start several). Times are wall-clock epochs, since
+monotonic time does not survive a restart.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RECORD_NAME = "session.json"
 SANDBOX_NAME = "sandbox"
+OWNER_NAME = "owner"
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 """What ``secrets.token_urlsafe`` makes: also safe as a folder name."""
 
@@ -75,13 +79,38 @@ def read(session_folder: Path) -> PausedRecord:
     return record
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks: with the pid, it names one process (pids are reused)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def claim(session_folder: Path) -> None:
+    """Mark the folder as this process's."""
+    pid = os.getpid()
+    (session_folder / OWNER_NAME).write_text(f"{pid} {_start_time(pid)}\n")
+
+
+def held_by_another(session_folder: Path) -> bool:
+    """Whether another process that still runs claimed the folder."""
+    try:
+        pid_text, started = (session_folder / OWNER_NAME).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and _start_time(pid) == started
+
+
 def scan(root: Path) -> list[Path]:
-    """The session folders under ``root``; leftovers of unfinished pauses are removed."""
+    """The session folders under ``root`` no running server holds; leftovers of unfinished
+    pauses are removed."""
     found: list[Path] = []
     if not root.is_dir():
         return found
     for entry in sorted(root.iterdir()):
-        if not entry.is_dir() or not _ID.fullmatch(entry.name):
+        if not entry.is_dir() or not _ID.fullmatch(entry.name) or held_by_another(entry):
             continue
         if not (entry / RECORD_NAME).is_file():
             log.warning("paused sessions: %s holds no record (a pause that never finished): removed", entry)

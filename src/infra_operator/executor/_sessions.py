@@ -380,6 +380,7 @@ class SessionManager:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             folder.mkdir(mode=0o700)  # guest memory, the owner's secrets: root only
+            _paused.claim(folder)
             saved.mkdir()
             started = time.monotonic()
             sandbox.pause(saved)
@@ -430,6 +431,7 @@ class SessionManager:
             if rootfs.sha256 != record.rootfs_sha256:
                 # Kept as it was paused: a resume then says why it cannot (see _wake).
                 rootfs = dataclasses.replace(rootfs, sha256=record.rootfs_sha256)
+            _paused.claim(folder)
             session = _Session(id=record.id, owner=record.owner, language=language, rootfs=rootfs, backend=backend,
                                limits=record.limits, message=self._message(language, record.limits),
                                idle_timeout=record.idle_timeout, sandbox=None, paused=folder,
