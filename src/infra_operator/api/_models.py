@@ -170,8 +170,9 @@ class SessionResponse(BaseModel):
     expires_at: str = Field(description="when it is destroyed unless called before: ISO 8601, UTC")
     idle_timeout: int
     file_mb: int
-    state: Literal["idle", "busy"] = Field(description="busy while a call holds it (a cell runs, a file moves); "
-                                                        "another call meanwhile is a 409")
+    state: Literal["idle", "busy", "paused"] = Field(
+        description="busy while a call holds it (a cell runs, a file moves): another call meanwhile is a 409; "
+                    "paused: saved to disk with no VM running (POST .../pause), resumed by its next call")
 
 
 class SessionListResponse(BaseModel):
