@@ -43,7 +43,8 @@ class Machine:
     vcpus: int
     accelerator: Accelerator
     bzimage: Path
-    initramfs: Path
+    initramfs: Path | None
+    """None for a restored VM, whose kernel is already running (see ``_stub``)."""
     rootfs: Path
     tsc_khz: int | None = None
     """The TSC rate told to a TCG guest; None under KVM, where kvmclock serves."""
@@ -81,7 +82,7 @@ def argv(binary: str, machine: Machine, name: str, incoming: bool, rootfs_fd: in
         "-smp", str(machine.vcpus),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", KERNEL,
-        "-initrd", INITRAMFS,
+        *(["-initrd", INITRAMFS] if machine.initramfs is not None else []),
         "-append", kernel_args(machine),
         # The rootfs by descriptor: the jail has no path to any image, its own included,
         # and a read-only descriptor cannot be turned into a writable one.

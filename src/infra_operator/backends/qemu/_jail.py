@@ -38,12 +38,13 @@ server's start call to QEMU's QMP socket, a median 36 ms jailed against 20 ms fo
 same QEMU started bare (bwrap, the binds, setpriv and the cgroup).
 
 What the VMM can still write: its ``vm/`` folder (sockets, console log) and its log
-(stdout and stderr, a file the server opened). In "file" snapshot mode it can also
-write the snapshot's memory file: QEMU 7.2 opens guest RAM files read-write even to
-map them privately (``readonly=on`` maps guest RAM read-only; a private mapping of a
-read-only file, ``rom=off``, arrived in QEMU 8.2), so the file belongs to ``VMM_UID``
-and a VMM escaped from one clone could alter what later clones of that snapshot start
-from. The default "stream" mode has no such file.
+(stdout and stderr, a file the server opened). In "file" snapshot mode (the backend's
+default) it can also write the snapshot's memory file it maps: QEMU 7.2 opens guest RAM
+files read-write even to map them private (``readonly=on`` maps guest RAM read-only; a
+private mapping of a read-only file, ``rom=off``, arrived in QEMU 8.2), so the file is
+``VMM_UID``'s, 0600, and a VMM escaped from one clone could alter what later clones of
+that snapshot start from. "stream" snapshots have no such file; with QEMU 8.2 the file
+could be bound read-only.
 
 On KVM hosts the VMM gets /dev/kvm and, as its one supplementary group, the group that
 owns it (root:kvm 0660 on Debian). These machines have no usable KVM, so that path is
@@ -167,7 +168,9 @@ def runtime_binds(binary: str) -> tuple[tuple[str, str], ...]:
 
 def _vm_files(machine: _command.Machine, folder: Path) -> list[tuple[str, Path, str]]:
     """(bwrap's bind option, host path, path inside) for the files of this VM alone."""
-    files = [("--ro-bind-fd", machine.bzimage, _command.KERNEL), ("--ro-bind-fd", machine.initramfs, _command.INITRAMFS)]
+    files = [("--ro-bind-fd", machine.bzimage, _command.KERNEL)]
+    if machine.initramfs is not None:  # a restored VM's kernel is already running (see ``_stub``)
+        files.append(("--ro-bind-fd", machine.initramfs, _command.INITRAMFS))
     if machine.memory_file is not None:
         files.append(("--bind-fd", machine.memory_file, _command.MEMORY))
     files.append(("--bind-fd", folder / _process.VM_FOLDER, _command.RUN))
@@ -228,7 +231,14 @@ def _prepare_files(machine: _command.Machine, folder: Path) -> None:
     if machine.memory_file is not None:
         if machine.memory_shared:
             machine.memory_file.touch(mode=0o600)
-        os.chown(machine.memory_file, VMM_UID, VMM_UID)  # see the module's note on "file" mode
+        own_memory_file(machine.memory_file)
+
+
+def own_memory_file(path: Path) -> None:
+    """A "file" snapshot's memory file, made the VMM uid's and 0600: QEMU 7.2 opens it
+    read-write even to map it private (see the module's note on "file" mode)."""
+    os.chown(path, VMM_UID, VMM_UID)
+    os.chmod(path, 0o600)
 
 
 def _read_child_pid(info: int) -> int | None:
