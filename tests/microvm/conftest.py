@@ -147,7 +147,14 @@ def restore_spec(settings: Settings, spec: SandboxSpec, snapshot: SnapshotInfo) 
 
 
 def qemu_alive(sandbox: QemuSandbox) -> bool:
-    return sandbox.process.poll() is None
+    """QEMU itself runs: bwrap, its parent, reaps it and exits a moment after it dies."""
+    if sandbox.process.poll() is not None:
+        return False  # bwrap gone: QEMU was reaped before it, its pid may name another process
+    try:
+        state = Path(f"/proc/{sandbox.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture
