@@ -10,10 +10,12 @@ from .base import (
     HostOutcome,
     KernelFiles,
     Listener,
+    RootfsFormat,
     Sandbox,
     SandboxSpec,
     SnapshotFiles,
     State,
+    rootfs_format,
 )
 
 __all__ = [
@@ -25,9 +27,11 @@ __all__ = [
     "HostOutcome",
     "KernelFiles",
     "Listener",
+    "RootfsFormat",
     "Sandbox",
     "SandboxSpec",
     "SnapshotFiles",
     "State",
     "factories",
+    "rootfs_format",
 ]

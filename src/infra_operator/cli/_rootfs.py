@@ -48,14 +48,14 @@ def list_images(
 ) -> None:
     """List built images."""
     services = make_services(data_dir)
-    table = Table("language", "size", "version", "path")
+    table = Table("language", "size", "format", "version", "path")
     if remote:
         for entry in services.remote(bucket).list_rootfs():
             size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
-            table.add_row(entry["language"], size, version, entry["path"])
+            table.add_row(entry["language"], size, entry["format"], version, entry["path"])
     else:
         for info in services.rootfs.list():
-            table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
+            table.add_row(info.language, f"{info.size >> 20} MiB", info.format, info.version, str(info.path))
     out.print(table)
 
 
