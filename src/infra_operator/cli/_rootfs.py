@@ -24,7 +24,7 @@ app = typer.Typer(help="Build, list, upload and download rootfs images.", no_arg
 @app.command("create")
 def create(
     lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias")],
-    size: Annotated[int | None, typer.Option(help="build an ext4 image of this many MiB; default: a compressed squashfs image")] = None,
+    size: Annotated[int | None, typer.Option(help="an ext4 image of this many MiB; default: compressed squashfs")] = None,
     if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or built from other packages")] = False,
     data_dir: DataDir = None,
 ) -> None:
