@@ -33,6 +33,8 @@ class RootfsInfo:
     packages: tuple[str, ...]
     built_at: float
     build_seconds: float
+    registry: tuple[str, ...] = ()
+    """Packages from PyPI or npm, pinned as the catalog says: ``pypi:NAME==V``, ``npm:NAME@V``."""
     format: RootfsFormat = LEGACY_FORMAT
     tree_bytes: int | None = None
     """The unpacked tree's size, when the build recorded it: what compression saved."""
@@ -41,6 +43,7 @@ class RootfsInfo:
         data = asdict(self)
         data["path"] = str(self.path)
         data["packages"] = list(self.packages)
+        data["registry"] = list(self.registry)
         return data
 
 
@@ -61,6 +64,13 @@ class RootfsStore:
             if other != kind:
                 self.image_path(language, other).unlink(missing_ok=True)
 
+    def remove(self, language: str) -> None:
+        """Forget the language's image: the record first (so it is no longer offered), then
+        the image of each format."""
+        self.record_path(language).unlink(missing_ok=True)
+        for kind in FORMATS:
+            self.image_path(language, kind).unlink(missing_ok=True)
+
     def find(self, language: str) -> RootfsInfo | None:
         try:
             data = json.loads(self.record_path(language).read_text())
@@ -80,6 +90,7 @@ class RootfsStore:
             packages=tuple(data.get("packages", ())),
             built_at=data.get("built_at", 0.0),
             build_seconds=data.get("build_seconds", 0.0),
+            registry=tuple(data.get("registry", ())),
             format=kind,
             tree_bytes=data.get("tree_bytes"),
         )
