@@ -165,9 +165,11 @@ def _make_squashfs(tree: Path, image: Path, progress: Progress) -> None:
     progress("making a compressed squashfs image")
     image.unlink(missing_ok=True)
     # -no-exports: no NFS export table, nothing here serves NFS. Owners, modes and
-    # extended attributes (file capabilities) are kept as in the tree.
+    # extended attributes (file capabilities) are kept as in the tree, except the root's:
+    # the build folder is mkdtemp's 0700, which would shut the sandbox user out of /
+    # (mkfs.ext4 makes its root 0755, and root_owner=0:0 is asked for above).
     _stream(["mksquashfs", str(tree), str(image), "-noappend", "-no-exports", "-quiet", "-no-progress",
-             *_SQUASHFS_OPTIONS], progress, "mksquashfs")
+             "-root-mode", "0755", "-root-uid", "0", "-root-gid", "0", *_SQUASHFS_OPTIONS], progress, "mksquashfs")
 
 
 def _make_image(tree: Path, image: Path, kind: RootfsFormat, size_mb: int | None, language: str,
