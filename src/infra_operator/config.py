@@ -159,12 +159,6 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_bucket: str = Field(default="infra-operator", pattern=BUCKET_PATTERN)
     s3_region: str | None = None
-    debian_suite: str = "bookworm"
-    debian_sources: list[str] = [
-        "deb http://deb.debian.org/debian bookworm main",
-        "deb http://deb.debian.org/debian bookworm-updates main",
-        "deb http://deb.debian.org/debian-security bookworm-security main",
-    ]
 
     @model_validator(mode="after")
     def _add_keys_from_file(self) -> Self:

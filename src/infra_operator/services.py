@@ -15,7 +15,7 @@ from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
 from .errors import InvalidRequest, OperatorError
 from .executor import ExecutionRequest, ExecutionResult, Executor, Pool, SessionManager
-from .images import RootfsInfo, RootfsStore, SnapshotInfo
+from .images import ReleaseState, RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog
 from .submissions import CallbackSender, LocalRunners, MemoryLimiter, SqliteStore, Submissions
@@ -82,7 +82,7 @@ class Services:
         for name in names:
             try:
                 size = self.settings.pool.size_for(self.catalog.get(name).name)
-                if size <= 0 or self.rootfs.find(name) is None:
+                if size <= 0 or self.release(name).rootfs is None:  # the default release's image
                     continue
                 self.pool.warm(backend, self.executor.default_spec(backend, name), size)
             except OperatorError as exc:
@@ -157,7 +157,7 @@ class Services:
         """This host as a worker of the cluster: its pool started, its adverts made."""
         warm = self.start_pool()
         usable = [c.name for c in self.backends.capabilities() if c.usable]
-        advert = cluster.Advert(id=worker_id, backends=usable, languages=[i.language for i in self.rootfs.list()],
+        advert = cluster.Advert(id=worker_id, backends=usable, languages=sorted({i.language for i in self.rootfs.list()}),
                                 warm=warm, capacity=self.settings.max_concurrency)
         return cluster.Worker(self.redis, self.router, self.executor, self.local_sessions, self.callbacks, advert,
                               self.settings.submissions.retention_seconds, claim_idle_seconds)
@@ -166,16 +166,20 @@ class Services:
     def jobs(self) -> JobBoard:
         return JobBoard(self.settings.jobs)
 
-    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
-        return images.build_rootfs(
-            self.catalog.get(language),
-            self.rootfs,
-            self.settings.cache_dir,
-            self.settings.debian_sources,
-            self.settings.debian_suite,
-            size_mb,
-            progress,
-        )
+    def release(self, language: str, version: str | None = None) -> ReleaseState:
+        """The release of ``language`` that ``version`` selects (see ``images.resolve``)."""
+        return images.resolve(self.catalog, self.catalog.get(language), self.rootfs, version)
+
+    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress,
+                     version: str | None = None) -> RootfsInfo:
+        """Build the image of the release ``version`` selects: the default suite's when absent,
+        whichever release is built already."""
+        entry = self.catalog.get(language)
+        if version is None or version.strip() in ("", "*"):
+            release = self.catalog.releases(entry)[0]
+        else:
+            release = self.release(language, version).release
+        return images.build_rootfs(entry, release, self.rootfs, self.settings.cache_dir, size_mb, progress)
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         return images.list_snapshots(self.settings)
@@ -183,20 +187,24 @@ class Services:
     def build_kernel(self, progress: Progress) -> KernelFiles:
         return images.build_kernel(self.settings, progress)
 
-    def check_can_snapshot(self, backend: Backend, language: str) -> None:
+    def check_can_snapshot(self, backend: Backend, language: str, version: str | None = None) -> RootfsInfo:
+        """The image a snapshot of this release would be made from; raises what would stop it."""
         capabilities = backend.capabilities()
         if not capabilities.snapshots:
             raise InvalidRequest(
                 f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
-        self.rootfs.get(language)
+        rootfs = self.release(language, version).require()
         images.require_kernel(self.settings)
+        return rootfs
 
-    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
-        self.check_can_snapshot(backend, language)
-        rootfs = self.rootfs.get(language)
-        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, image=language, memory_mb=mem_mb,
-                           vcpus=vcpus, kernel=images.require_kernel(self.settings), labels={"language": language})
-        return images.create_snapshot(self.settings, backend, language, spec, progress)
+    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress,
+                        version: str | None = None) -> SnapshotInfo:
+        """Snapshots are per release: stored under the release's image name, as the backends look them up."""
+        rootfs = self.check_can_snapshot(backend, language, version)
+        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, image=rootfs.image, memory_mb=mem_mb,
+                           vcpus=vcpus, kernel=images.require_kernel(self.settings),
+                           labels={"language": rootfs.language, "release": rootfs.suite})
+        return images.create_snapshot(self.settings, backend, rootfs.image, spec, progress)
 
     def remote(self, bucket: str | None = None) -> RemoteStore:
         """The object store, in ``bucket`` or the configured one (see ``Settings.s3_configured``)."""

@@ -19,10 +19,9 @@ import pytest
 from conftest import DATA_DIR, Server, require_images, start_server, stop_server
 from sessionkit import cell, session
 
-from infra_operator.config import Settings
 from infra_operator.errors import OperatorError
 from infra_operator.images import RootfsStore, build_rootfs
-from infra_operator.languages import Catalog
+from infra_operator.languages import LEGACY_SUITE, Catalog, Release
 
 PLOT_DATA = Path(os.environ.get("INFRA_OPERATOR_TEST_CACHE", "/var/tmp/infra-operator-tests")) / "python-matplotlib"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -32,10 +31,12 @@ def _image_with_matplotlib() -> None:
     store = RootfsStore(PLOT_DATA / "images")
     if store.find("python") is not None:
         return
-    settings = Settings()
-    language = dataclasses.replace(Catalog.load().get("python"), packages=("python3-matplotlib",))
+    catalog = Catalog.load()
+    language = dataclasses.replace(catalog.get("python"), packages=("python3-matplotlib",))
+    # Debian 12's release, stored under the plain name, which the test's own store then offers.
+    release = Release(language="python", suite=catalog.plan.suites[LEGACY_SUITE], packages=language.packages)
     try:
-        build_rootfs(language, store, DATA_DIR / "cache", settings.debian_sources, settings.debian_suite,
+        build_rootfs(language, release, store, DATA_DIR / "cache",
                      progress=lambda line: print(f"python+matplotlib image: {line}"))
     except OperatorError as exc:
         print(f"skipping: cannot build a python image with matplotlib: {exc.message}")

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..images import describe
-from ._common import Bucket, DataDir, Lang, make_services, out, progress_display, run_transfer
+from ._common import Bucket, DataDir, Lang, Version, make_services, out, progress_display, run_transfer
 
 app = typer.Typer(help="List, upload and download microVM snapshots.", no_args_is_help=True)
 
@@ -42,31 +42,35 @@ def create(
     backend: Backend = None,
     if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or made from another rootfs or kernel")]
         = False,
+    version: Version = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Boot a microVM for a language to a ready agent and save it as the language's snapshot."""
+    """Boot a microVM for a release of a language to a ready agent and save it as that release's snapshot."""
     services = make_services(data_dir)
-    name = services.catalog.get(lang).name
+    language = services.catalog.get(lang).name
     chosen = services.backends.for_snapshots(backend)
-    if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
+    name = services.release(language, version).image
+    if if_stale and services.executor.default_spec(chosen, language, version).snapshot is not None:
         out.print(f"the {chosen.name} snapshot of {name} is up to date")
         return
     with progress_display(f"snapshot of {name} on {chosen.name}") as progress:
-        info = services.create_snapshot(chosen, name, mem, vcpus, progress)
+        info = services.create_snapshot(chosen, language, mem, vcpus, progress, version)
     entry = describe(dataclasses.asdict(info))
     out.print(f"snapshot of {name} for {chosen.name}: vmstate {entry['vmstate_size'] >> 20} MiB, "
               f"memory {entry['mem_size'] >> 20} MiB, in {info.path}")
 
 
 @app.command("upload")
-def upload(lang: Lang, bucket: Bucket = None, backend: Backend = None, data_dir: DataDir = None) -> None:
-    """Upload a language's snapshot folder to the object store."""
+def upload(lang: Lang, bucket: Bucket = None, backend: Backend = None, version: Version = None,
+           data_dir: DataDir = None) -> None:
+    """Upload the snapshot folder of a language's release to the object store."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).upload_snapshot(services.catalog.get(lang).name, backend))
+    run_transfer(services.remote(bucket).upload_snapshot(services.release(lang, version).image, backend))
 
 
 @app.command("download")
-def download(lang: Lang, bucket: Bucket = None, backend: Backend = None, data_dir: DataDir = None) -> None:
-    """Download a language's snapshot from the object store, checking every file's sha256."""
+def download(lang: Lang, bucket: Bucket = None, backend: Backend = None, version: Version = None,
+             data_dir: DataDir = None) -> None:
+    """Download the snapshot of a language's release from the object store, checking every file's sha256."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).download_snapshot(services.catalog.get(lang).name, backend))
+    run_transfer(services.remote(bucket).download_snapshot(services.release(lang, version).image, backend))

@@ -31,7 +31,7 @@ from ..backends import Listener
 from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound, PayloadTooLarge, SessionBusy, TooManySessions
 from ..guest import b64decode, b64encode
 from . import _limits
-from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, check_version
+from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, rootfs_for
 
 if TYPE_CHECKING:
     from ..backends import Backend, Sandbox, SandboxSpec
@@ -179,8 +179,7 @@ class SessionManager:
     # Sessions.
     def create(self, request: NewSession, owner: str) -> SessionView:
         language = self.executor.catalog.get(request.language)
-        rootfs = self.executor.rootfs.get(language.name)
-        check_version(language, rootfs, request.version)
+        rootfs = rootfs_for(self.executor, language, request.version)
         allowed = self.settings.limits
         limits = _limits.resolve(
             allowed, cpu_seconds=request.cpu_seconds or allowed.cpu_seconds.maximum, memory_mb=request.memory_mb,

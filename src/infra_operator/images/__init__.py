@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from ._files import sweep
 from ._progress import ByteProgress, progress_lines
+from ._releases import ReleaseState, release_states, resolve
 from ._rootfs_builder import Progress, build_rootfs, is_stale
-from ._rootfs_store import RootfsInfo, RootfsStore
+from ._rootfs_store import RootfsInfo, RootfsStore, version_number
 from .kernel import build_kernel, kernel_is_stale, load_kernel, require_kernel
 from .snapshots import (
     SnapshotInfo,
@@ -36,6 +37,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "ByteProgress",
     "Progress",
+    "ReleaseState",
     "RemoteStore",
     "RootfsInfo",
     "RootfsStore",
@@ -52,7 +54,10 @@ __all__ = [
     "list_snapshots",
     "load_kernel",
     "progress_lines",
+    "release_states",
     "remove_snapshot",
     "require_kernel",
+    "resolve",
     "sweep",
+    "version_number",
 ]

@@ -1,7 +1,7 @@
-"""Building a language's rootfs image from Debian packages.
+"""Building a language's rootfs image from Debian packages: one release, one suite.
 
-mmdebstrap makes a minimal Debian tree with python3 (the agent's interpreter) and
-the language's packages, downloads going through a shared package cache so the
+mmdebstrap makes a minimal Debian tree of the release's suite with python3 (the agent's
+interpreter) and the release's packages, downloads going through a shared package cache so the
 next build does not fetch again; the toolchain's version is read inside the tree,
 optional warm-up fills compiler caches, and ``mkfs.ext4 -d`` turns the tree into an
 image without mounting it. The image is written under a temporary name and renamed
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BuildFailed, InvalidRequest
-from ..languages import Command, Language
+from ..languages import Command, Language, Release
 from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
 from ._rootfs_store import RootfsInfo, RootfsStore
 
@@ -97,6 +97,9 @@ def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path,
         "--format=directory",
         f"--include={','.join(packages)}",
         "--skip=essential/unlink",
+        # Unstable's Release file is valid for a week only and a mirror may lag behind (or the
+        # host's clock run ahead): the signature still proves the index, expiry is not checked.
+        "--aptopt=Acquire::Check-Valid-Until \"false\"",
         # The tree is thrown away if the build fails, so dpkg need not fsync every file.
         "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
@@ -148,36 +151,36 @@ def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, prog
              "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
 
 
-def packages_for(language: Language) -> list[str]:
-    return sorted({*AGENT_PACKAGES, *language.packages})
+def packages_for(release: Release) -> list[str]:
+    return sorted({*AGENT_PACKAGES, *release.packages})
 
 
-def is_stale(language: Language, store: RootfsStore) -> bool:
+def is_stale(release: Release, store: RootfsStore) -> bool:
     """Missing, or built for another package list than the catalog's."""
-    info = store.find(language.name)
-    return info is None or list(info.packages) != packages_for(language)
+    info = store.find(release.image)
+    return info is None or list(info.packages) != packages_for(release)
 
 
 def build_rootfs(
     language: Language,
+    release: Release,
     store: RootfsStore,
     cache_dir: Path,
-    sources: list[str],
-    suite: str,
     size_mb: int | None = None,
     progress: Progress = lambda line: None,
 ) -> RootfsInfo:
-    image = store.image_path(language.name)
+    image = store.image_path(release.image)
+    suite = release.suite.name
     with exclusive(image):
         started = time.monotonic()
         build_root = cache_dir / "build"
         build_root.mkdir(parents=True, exist_ok=True)
-        tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{language.name}-", dir=build_root))
+        tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{release.image}-", dir=build_root))
         temporary = temporary_name(image)
         try:
-            packages = packages_for(language)
+            packages = packages_for(release)
             progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
-            _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
+            _bootstrap(list(release.suite.sources), suite, packages, tree, cache_dir / "apt-archives", progress)
             version = _read_version(language, tree)
             progress(f"toolchain: {version}")
             if language.warm is not None:
@@ -189,8 +192,9 @@ def build_rootfs(
             progress("computing checksum")
             checksum = sha256_of(temporary)
             os.replace(temporary, image)
-            write_json_atomically(store.record_path(language.name), {
+            write_json_atomically(store.record_path(release.image), {
                 "language": language.name,
+                "suite": suite,
                 "sha256": checksum,
                 "version": version,
                 "packages": packages,
@@ -201,4 +205,4 @@ def build_rootfs(
             temporary.unlink(missing_ok=True)
             remove_tree(tree)
     progress(f"built {image}")
-    return store.get(language.name)
+    return store.get(release.image)

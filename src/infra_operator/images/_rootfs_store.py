@@ -1,18 +1,38 @@
 """Where rootfs images live on the local disk, and what is recorded about each.
 
-``images/rootfs-<language>.ext4`` is the image, ``images/rootfs-<language>.json`` its
-record (checksum, toolchain version, size, build time). The record is written
+``images/rootfs-<image>.ext4`` is the image, ``images/rootfs-<image>.json`` its record
+(checksum, toolchain version, suite, size, build time). ``<image>`` is a release's image
+name (``languages.Release.image``): ``python@trixie``, or ``python`` for bookworm's, where
+images were before releases, so those keep working unchanged. The record is written
 after the image, so an image without a record is not offered.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import RootfsNotFound
+from ..languages import split_image
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
+
+
+def version_number(version: str) -> str:
+    """The release number in a version command's output: ``Python 3.13.5`` -> ``3.13.5``,
+    ``go version go1.24.4 linux/amd64`` -> ``1.24.4``; the whole text when it has none."""
+    found = _NUMBER.search(version)
+    return found.group(0) if found else version
+
+
+def not_built(image_name: str) -> RootfsNotFound:
+    language, suite = split_image(image_name)
+    return RootfsNotFound(
+        f"rootfs not built for language {language} ({suite}): build it with "
+        f"`infra.operator rootfs create --lang {language} --version {suite}` or POST /api/v1/rootfs")
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,14 @@ class RootfsInfo:
     packages: tuple[str, ...]
     built_at: float
     build_seconds: float
+    image: str = ""
+    """The name it is stored under (``python@trixie``); the language's own for bookworm's."""
+    suite: str = ""
+
+    @property
+    def number(self) -> str:
+        """The release number read from the image (``3.13.5``)."""
+        return version_number(self.version)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -43,15 +71,19 @@ class RootfsStore:
     def record_path(self, language: str) -> Path:
         return self.images_dir / f"rootfs-{language}.json"
 
-    def find(self, language: str) -> RootfsInfo | None:
-        image, record = self.image_path(language), self.record_path(language)
+    def find(self, image_name: str) -> RootfsInfo | None:
+        """The image stored under ``image_name`` (a release's ``image``), if built."""
+        image, record = self.image_path(image_name), self.record_path(image_name)
         try:
             data = json.loads(record.read_text())
             size = image.stat().st_size
         except (OSError, ValueError):
             return None
+        language, suite = split_image(image_name)
         return RootfsInfo(
             language=language,
+            image=image_name,
+            suite=str(data.get("suite") or suite),
             path=image,
             size=size,
             sha256=data["sha256"],
@@ -61,13 +93,10 @@ class RootfsStore:
             build_seconds=data.get("build_seconds", 0.0),
         )
 
-    def get(self, language: str) -> RootfsInfo:
-        info = self.find(language)
+    def get(self, image_name: str) -> RootfsInfo:
+        info = self.find(image_name)
         if info is None:
-            raise RootfsNotFound(
-                f"rootfs not built for language {language}: build it with "
-                f"`infra.operator rootfs create --lang {language}` or POST /api/v1/rootfs"
-            )
+            raise not_built(image_name)
         return info
 
     def list(self) -> list[RootfsInfo]:

@@ -1,6 +1,8 @@
-"""The local snapshot store: one saved microVM per backend and language.
+"""The local snapshot store: one saved microVM per backend and release of a language.
 
-Layout: ``snapshots_dir/<backend>/<language>/`` holding the backend's files (the
+Layout: ``snapshots_dir/<backend>/<image>/`` (``<image>`` a release's image name:
+``python@trixie``, or ``python`` for bookworm's, where snapshots were before releases)
+holding the backend's files (the
 device state, the memory file when it is separate) and ``metadata.json``. A snapshot
 is made in a temporary folder beside its final name and renamed into place when
 whole. It is only good for the kernel and rootfs it was made from, so ``find_snapshot``
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, GuestImages, SandboxSpec, SnapshotFiles
 from ..errors import InvalidRequest
+from ..languages import split_image
 from ._files import read_json, sweep_partials, write_json_atomically
 from .kernel import load_kernel
 
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 METADATA_NAME = "metadata.json"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*(@[a-z][a-z0-9-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class SnapshotInfo:
     mem_size: int
     """0 when the memory travels inside the vmstate file (QEMU)."""
     path: Path
+    image: str = ""
+    """The release's image name it was made from (``python@trixie``); ``language`` for bookworm's."""
+    release: str = ""
+    """The suite of that release."""
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -58,8 +65,12 @@ def snapshot_dir(settings: Settings, backend_name: str, language: str) -> Path:
 
 
 def _info(directory: Path, metadata: dict[str, Any]) -> SnapshotInfo:
+    # Snapshots made before releases name no image: theirs is the language's own name.
+    image = str(metadata.get("image") or metadata["language"])
     return SnapshotInfo(
         language=str(metadata["language"]),
+        image=image,
+        release=split_image(image)[1],
         backend=str(metadata["backend"]),
         kernel_sha256=str(metadata["kernel_sha256"]),
         rootfs_sha256=str(metadata["rootfs_sha256"]),
@@ -91,7 +102,9 @@ def create_snapshot(
     spec: SandboxSpec,
     progress: Callable[[str], None],
 ) -> SnapshotInfo:
-    """Boot ``spec`` on ``backend`` to a ready agent, save it, and store it as the language's snapshot."""
+    """Boot ``spec`` on ``backend`` to a ready agent, save it, and store it as the snapshot of
+    ``language``, a release's image name (``python@trixie``; ``python`` for bookworm's)."""
+    image = language
     if spec.kernel is None:
         raise InvalidRequest("a snapshot needs spec.kernel: its checksum is part of the snapshot's identity")
     final = snapshot_dir(settings, backend.name, language)
@@ -104,7 +117,8 @@ def create_snapshot(
         progress(f"booting a {backend.name} sandbox for {language} and saving it")
         files = backend.create_snapshot(spec, scratch)
         metadata: dict[str, Any] = {
-            "language": language,
+            "language": split_image(image)[0],
+            "image": image,
             "backend": backend.name,
             "kernel_sha256": spec.kernel.sha256,
             "rootfs_sha256": spec.rootfs_sha256,
@@ -171,7 +185,7 @@ def find_snapshot(
     if loaded is None:
         return None
     info, files = loaded
-    if (info.backend, info.language) != (backend_name, language):
+    if (info.backend, info.image) != (backend_name, language):
         return None
     if info.rootfs_sha256 != rootfs_sha256 or info.kernel_sha256 != kernel_sha256:
         return None
@@ -184,8 +198,10 @@ def describe(entry: Mapping[str, Any]) -> dict[str, Any]:
     Firecracker in a file of its own), and ``disk_size`` what its files take."""
     file_bytes = int(entry["vmstate_size"]) + int(entry["mem_size"])
     mem_mb = entry.get("mem_mb")
+    image = str(entry.get("image") or entry["language"])
     return {
-        "language": entry["language"],
+        "language": split_image(image)[0],
+        "release": split_image(image)[1],
         "backend": entry["backend"],
         "vmstate_size": int(entry["vmstate_size"]),
         "mem_size": int(mem_mb) * 1024 * 1024 if mem_mb else int(entry["mem_size"]),
