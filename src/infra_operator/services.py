@@ -4,6 +4,7 @@ API and the CLI, so both run executions and builds through the same path."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -169,6 +170,18 @@ class Services:
     def release(self, language: str, version: str | None = None) -> ReleaseState:
         """The release of ``language`` that ``version`` selects (see ``images.resolve``)."""
         return images.resolve(self.catalog, self.catalog.get(language), self.rootfs, version)
+
+    def transfer_image(self, language: str, version: str | None, stored: Callable[[], Iterable[str]]) -> str:
+        """The image name of the release a transfer means: the one ``version`` selects; without
+        one, the default release when it is built here, else the first release of the plan that
+        the source holds (``stored``: its image names), so a bucket or a snapshot folder filled
+        before releases (Debian 12's, under the plain name) still serves a plain transfer."""
+        state = self.release(language, version)
+        if (version or "").strip() not in ("", "*") or state.rootfs is not None:
+            return state.image
+        there = set(stored())
+        planned = [release.image for release in self.catalog.releases(self.catalog.get(language))]
+        return next((image for image in planned if image in there), state.image)
 
     def build_rootfs(self, language: str, size_mb: int | None, progress: Progress,
                      version: str | None = None) -> RootfsInfo:

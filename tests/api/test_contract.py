@@ -79,7 +79,10 @@ def test_rootfs_list(client: httpx.Client) -> None:
     entries = {entry["language"]: entry for entry in body["rootfs"]}
     assert "python" in entries
     assert entries["python"]["size"] > 0
-    assert entries["python"]["path"].endswith("rootfs-python.ext4")
+    # One entry per release: Debian 12's at the path every image had before releases.
+    paths = {entry["suite"]: entry["path"] for entry in body["rootfs"] if entry["language"] == "python"}
+    assert all(path.endswith(f"rootfs-python{'' if suite == 'bookworm' else '@' + suite}.ext4")
+               for suite, path in paths.items()), paths
 
 
 def test_rootfs_create_unknown_language(client: httpx.Client) -> None:

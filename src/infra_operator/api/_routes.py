@@ -276,7 +276,6 @@ def _start_transfer(services: ServicesDep, kind: str, language: str, transfer: T
     return JSONResponse(status_code=202, content=content)
 
 
-@api.post("/rootfs/upload", status_code=202, response_model=StartedResponse)
 def _image(services: ServicesDep, body: TransferRequest) -> str:
     """The image name of the release a transfer names (objects are stored by image name)."""
     return services.release(body.language, body.version).image
@@ -290,22 +289,24 @@ def upload_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
 
 @api.post("/rootfs/download", status_code=202, response_model=StartedResponse)
 def download_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
-    image = _image(services, body)
-    return _start_transfer(services, "rootfs-download", image, services.remote(body.bucket).download_rootfs(image))
+    remote = services.remote(body.bucket)
+    image = services.transfer_image(body.language, body.version, lambda: (e["image"] for e in remote.list_rootfs()))
+    return _start_transfer(services, "rootfs-download", image, remote.download_rootfs(image))
 
 
 @api.post("/snapshots/upload", status_code=202, response_model=StartedResponse)
 def upload_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
-    image = _image(services, body)
+    image = services.transfer_image(body.language, body.version, lambda: (s.image for s in services.list_snapshots()))
     return _start_transfer(services, "snapshot-upload", image,
                            services.remote(body.bucket).upload_snapshot(image, body.backend))
 
 
 @api.post("/snapshots/download", status_code=202, response_model=StartedResponse)
 def download_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
-    image = _image(services, body)
-    return _start_transfer(services, "snapshot-download", image,
-                           services.remote(body.bucket).download_snapshot(image, body.backend))
+    remote = services.remote(body.bucket)
+    image = services.transfer_image(body.language, body.version,
+                                  lambda: (e["image"] for e in remote.list_snapshots()))
+    return _start_transfer(services, "snapshot-download", image, remote.download_snapshot(image, body.backend))
 
 
 @api.get("/jobs")

@@ -74,4 +74,6 @@ def upload(lang: Lang, bucket: Bucket = None, version: Version = None, data_dir:
 def download(lang: Lang, bucket: Bucket = None, version: Version = None, data_dir: DataDir = None) -> None:
     """Download a release's image from the object store into the local store, checking its sha256."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).download_rootfs(services.release(lang, version).image))
+    remote = services.remote(bucket)
+    image = services.transfer_image(lang, version, lambda: (entry["image"] for entry in remote.list_rootfs()))
+    run_transfer(remote.download_rootfs(image))

@@ -65,7 +65,8 @@ def upload(lang: Lang, bucket: Bucket = None, backend: Backend = None, version: 
            data_dir: DataDir = None) -> None:
     """Upload the snapshot folder of a language's release to the object store."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).upload_snapshot(services.release(lang, version).image, backend))
+    image = services.transfer_image(lang, version, lambda: (info.image for info in services.list_snapshots()))
+    run_transfer(services.remote(bucket).upload_snapshot(image, backend))
 
 
 @app.command("download")
@@ -73,4 +74,6 @@ def download(lang: Lang, bucket: Bucket = None, backend: Backend = None, version
              data_dir: DataDir = None) -> None:
     """Download the snapshot of a language's release from the object store, checking every file's sha256."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).download_snapshot(services.release(lang, version).image, backend))
+    remote = services.remote(bucket)
+    image = services.transfer_image(lang, version, lambda: (entry["image"] for entry in remote.list_snapshots()))
+    run_transfer(remote.download_snapshot(image, backend))

@@ -43,6 +43,7 @@ from botocore.exceptions import (
 
 from ..config import BUCKET_PATTERN
 from ..errors import InvalidRequest, NotFound, RemoteStoreError, RootfsNotFound, SnapshotNotFound
+from ..languages import split_image
 from ._files import exclusive, sha256_of, temporary_name, write_json_atomically
 from ._progress import ByteProgress, mib
 from ._rootfs_store import RootfsStore
@@ -107,12 +108,13 @@ class RemoteStore:
         objects = self._objects("rootfs/")
         entries: list[dict[str, Any]] = []
         for key, size in sorted(objects.items()):
-            _, language, name = (key.split("/") + ["", ""])[:3]
-            record_key = _rootfs_key(language, "json")
-            if name != f"rootfs-{language}.ext4" or record_key not in objects:
+            _, image, name = (key.split("/") + ["", ""])[:3]
+            record_key = _rootfs_key(image, "json")
+            if name != f"rootfs-{image}.ext4" or record_key not in objects:
                 continue
             record = self._read_json(record_key, partial(RootfsNotFound, f"{record_key} vanished"))
-            entries.append({"language": language, "size": size, "path": self.uri(key),
+            language, suite = split_image(image)  # objects are stored per release, as on the disk
+            entries.append({"language": language, "suite": suite, "image": image, "size": size, "path": self.uri(key),
                             **{field: record.get(field) for field in ("sha256", "version", "built_at")}})
         return entries
 
@@ -129,7 +131,8 @@ class RemoteStore:
             except (KeyError, TypeError, ValueError):
                 log.warning("skipping %s: its metadata lacks vmstate_size or mem_size", self.uri(key))
                 continue
-            entries.append({"language": parts[2], "backend": parts[1], **extra, **sizes})
+            entries.append({"language": split_image(parts[2])[0], "image": parts[2], "backend": parts[1], **extra,
+                            **sizes})
         return entries
 
     # Rootfs images
