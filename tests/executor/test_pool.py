@@ -109,7 +109,8 @@ def test_a_sandbox_is_served_once_and_each_one_works(jail: tuple[Backend, Sandbo
             pool.dispose(sandbox)
         assert len(set(served)) == len(served)
         taken = {entry["key"]: entry["takes"] for entry in pool.stats()}
-        assert taken == {"language=python": 5}
+        # Pools are per release: the spec's labels name it.
+        assert taken == {f"language=python,release={spec.labels['release']}": 5}
     assert our_cgroups() == []
 
 
