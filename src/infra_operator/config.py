@@ -71,7 +71,8 @@ class PoolSettings(BaseModel):
     """How far demand may grow one key's pool."""
     memory_budget_mb: int = Field(default=8192, ge=0)
     """Ready and starting sandboxes together, each counted at what it holds while ready
-    (``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte)."""
+    (a ready one at its measured PSS, ``Sandbox.memory``; a starting one, or one that cannot be
+    measured, at ``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte)."""
     idle_seconds: float = Field(default=300.0, gt=0)
     """A key not asked for this long is emptied; after a quarter of it without a miss a burst's extras go."""
     workers: int = Field(default=2, ge=1)
@@ -88,6 +89,8 @@ class SessionSettings(BaseModel):
     """Open sessions the server holds at once; one more is a 429."""
     idle_timeout_seconds: LimitRange = LimitRange(default=300, maximum=86400)
     """A session not called this long is destroyed; a request may ask for any value in the range."""
+    paused_dir: Path | None = None
+    """Where paused sessions are saved (their VM's memory, one folder each); default ``<data_dir>/sessions``."""
 
 
 class JobSettings(BaseModel):
@@ -193,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def submissions_store(self) -> Path:
         return self.submissions.store or self.data_dir / "submissions.sqlite3"
+
+    @property
+    def paused_sessions_dir(self) -> Path:
+        return self.sessions.paused_dir or self.data_dir / "sessions"
 
     @property
     def run_dir(self) -> Path:

@@ -170,8 +170,9 @@ class SessionResponse(BaseModel):
     expires_at: str = Field(description="when it is destroyed unless called before: ISO 8601, UTC")
     idle_timeout: int
     file_mb: int
-    state: Literal["idle", "busy"] = Field(description="busy while a call holds it (a cell runs, a file moves); "
-                                                        "another call meanwhile is a 409")
+    state: Literal["idle", "busy", "paused"] = Field(
+        description="busy while a call holds it (a cell runs, a file moves): another call meanwhile is a 409; "
+                    "paused: saved to disk with no VM running (POST .../pause), resumed by its next call")
 
 
 class SessionListResponse(BaseModel):
@@ -223,6 +224,7 @@ class LanguageSummary(BaseModel):
     versions: list[str] = Field(default_factory=list, description="the release numbers a request may ask for, "
                                                                   "the default first; built releases only")
     rootfs_built: bool = False
+    base: str | None = Field(default=None, description="the language a custom image (or python-data) runs like")
 
 
 class LanguagesResponse(BaseModel):
@@ -251,6 +253,7 @@ class RootfsState(BaseModel):
     sha256: str | None = None
     built_at: float | None = None
     build_seconds: float | None = None
+    registry: list[str] | None = Field(default=None, description="the PyPI and npm pins the built image holds")
     build: JobView | None = Field(description="the latest build job, if one ran since the server started")
 
 
@@ -274,6 +277,10 @@ class ReleaseView(BaseModel):
     packages: list[str]
     rootfs: RootfsState
     snapshot: SnapshotState
+class CustomView(BaseModel):
+    origin: Literal["packages", "docker"] = Field(description="built from packages, or imported from an archive")
+    packages: dict[str, list[str]] = Field(description="`debian`, `pip` and `npm`: what it adds to its base")
+    created_at: float
 
 
 class LanguageDetails(BaseModel):
@@ -289,10 +296,13 @@ class LanguageDetails(BaseModel):
     run_command: list[str]
     source_file: str
     packages: list[str]
+    registry: list[str] = Field(description="toolchain packages from PyPI or npm, pinned: pypi:NAME==VERSION, npm:NAME@VERSION")
     rootfs: RootfsState
     snapshot: SnapshotState
     sample: str
     expected_output: str
+    base: str | None = Field(default=None, description="the language a custom image (or python-data) runs like")
+    custom: CustomView | None = Field(default=None, description="for a custom image: what it was built from")
 
 
 class RootfsEntry(BaseModel):
@@ -312,12 +322,26 @@ class RootfsListResponse(BaseModel):
     builds: list[JobView] = []
 
 
+class PackageLists(_Request):
+    debian: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="Debian packages, `name` or `name=version`")
+    pip: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="PyPI requirements, `name`, `name[extra]`, `name==1.2` or `name>=1,<2`; "
+        "installed at build time with the image's pip")
+    npm: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="npm packages, `name`, `@scope/name` or `name@1.2.3`; installed at "
+        "build time into /node_modules")
+
+
 class RootfsCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
     version: str | None = Field(default=None, max_length=32,
                                 description="the release to build: a suite (trixie, bookworm, sid), or the number "
                                             "or prefix of a built one; default: the default suite's")
     size_mb: int | None = Field(default=None, ge=64, le=65536, description="image size; default: what the tree needs")
+    base: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "makes `language` a custom image: a new name that runs like this catalog language, with `packages` added"))
+    packages: PackageLists | None = Field(default=None, description="with `base`: what the custom image adds")
 
 
 class StartedResponse(BaseModel):

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
-from ..errors import NotFound, OperatorError
+from ..errors import InvalidRequest, NotFound, OperatorError
 from ..executor import ExecutionRequest
 from ..images import ReleaseState, describe, progress_lines, release_states
 from ..jobs import Job, Progress
-from ..languages import Language, split_image
+from ..languages import Language, Packages, split_image
 from ..submissions import FINISHED, NewSubmission, TestCase, view
 from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._metrics import metrics_of
@@ -23,6 +23,7 @@ from ._models import (
     BackendView,
     BatchCreated,
     BatchRequest,
+    CustomView,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -32,6 +33,7 @@ from ._models import (
     LanguagesResponse,
     LanguageSummary,
     LoadView,
+    PackageLists,
     PoolEntryView,
     ReleaseView,
     RootfsCreateRequest,
@@ -102,7 +104,7 @@ def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
     rootfs = states[0].rootfs
     return LanguageSummary(name=language.name, extension=language.extension, aliases=list(language.aliases),
                            family=language.family, version=rootfs.version if rootfs else None,
-                           versions=_versions(states), rootfs_built=rootfs is not None)
+                           versions=_versions(states), rootfs_built=rootfs is not None, base=language.base)
 
 
 @api.get("/languages", response_model=LanguagesResponse)
@@ -120,6 +122,7 @@ def _rootfs_state(services: ServicesDep, state: ReleaseState) -> RootfsState:
         sha256=rootfs.sha256 if rootfs else None,
         built_at=rootfs.built_at if rootfs else None,
         build_seconds=rootfs.build_seconds if rootfs else None,
+        registry=list(rootfs.registry) if rootfs else None,
         build=_job_view(services.jobs.latest("rootfs", state.image)),
     )
 
@@ -158,11 +161,29 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
         run_command=list(language.run),
         source_file=language.source,
         packages=default.packages,
+        registry=list(language.registry.pins) if language.registry else [],
         rootfs=default.rootfs,
         snapshot=default.snapshot,
         sample=language.sample,
         expected_output=language.expected,
+        base=language.base,
+        custom=_custom_view(services, language.name),
     )
+
+
+def _custom_view(services: ServicesDep, name: str) -> CustomView | None:
+    found = services.languages.custom(name)
+    if found is None:
+        return None
+    custom = found[0]
+    return CustomView(origin=custom.origin, packages=custom.packages.to_json(), created_at=custom.created_at)
+
+
+@api.delete("/languages/{name}", status_code=204, response_class=Response)
+def delete_language(name: str, services: ServicesDep) -> Response:
+    """A custom image's language, its image and snapshots; catalog languages cannot be deleted (400)."""
+    services.delete_custom(name)
+    return Response(status_code=204)
 
 
 @api.post("/execute", response_model=ExecuteResponse, responses=STREAMS)
@@ -228,16 +249,25 @@ def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = 
 
 @api.post("/rootfs", status_code=202, response_model=StartedResponse)
 def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language)
-    release = services.catalog.releases(language)[0] if body.version in (None, "", "*") else \
-        services.release(language.name, body.version).release
-    # One job per release: building trixie's while bookworm's builds is no duplicate.
-    job, new = services.jobs.start(
-        "rootfs", release.image,
-        lambda progress: services.build_rootfs(language.name, body.size_mb, progress, release.suite.name))
+    if body.base is None:
+        if body.packages is not None:
+            raise InvalidRequest("packages need a base: a custom image is a new language built on a catalog one")
+        language = services.catalog.get(body.language)
+        release = services.catalog.releases(language)[0] if body.version in (None, "", "*") else \
+            services.release(language.name, body.version).release
+        name, suite = language.name, release.suite.name
+        # One job per release: building trixie's while bookworm's builds is no duplicate.
+        job, new = services.jobs.start(
+            "rootfs", release.image, lambda progress: services.build_rootfs(name, body.size_mb, progress, suite))
+    else:
+        lists = body.packages or PackageLists()
+        custom = services.new_custom(body.language, body.base, Packages.checked(lists.debian, lists.pip, lists.npm))
+        name, suite = custom.name, services.catalog.plan.default
+        job, new = services.jobs.start(
+            "rootfs", name, lambda progress: services.build_custom(custom, body.size_mb, progress))
     message = "rootfs creation started" if new else "rootfs creation already in progress"
-    return JSONResponse(status_code=202, content={"message": message, "language": language.name,
-                                                  "suite": release.suite.name, "job": job.to_json()})
+    return JSONResponse(status_code=202, content={"message": message, "language": name, "suite": suite,
+                                                  "job": job.to_json()})
 
 
 @api.get("/snapshots", response_model=SnapshotListResponse)

@@ -19,10 +19,12 @@ from ..benchmark import (
     InProcess,
     LanguageResult,
     OverHttp,
+    ReadyMemory,
     SessionReport,
     Target,
     chart_unavailable,
     draw_chart,
+    measure_ready,
     run_benchmark,
     run_session_benchmark,
     write_json,
@@ -112,8 +114,13 @@ def benchmark(
             if http
             else InProcess(services, chosen)
         )
+        ready_memory: ReadyMemory | None = None
         try:
             results, failures = run_benchmark(target, languages, config, show)
+            # What the pool holds ready once the runs are over: what a ready VM costs.
+            target.wait_warm(names)
+            show("measuring the memory of the pool's ready sandboxes")
+            ready_memory = measure_ready(target.server_pid, services.settings.run_dir, show)
         finally:
             target.close()
     mode = "HTTP" if http else "in-process"
@@ -122,7 +129,10 @@ def benchmark(
         _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
     )
     chart = output.with_suffix(".png")
-    write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+    if ready_memory is not None:
+        console.print(ready_memory.line(), highlight=False, markup=False)
+    write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures,
+                                         "ready_memory": ready_memory.to_json() if ready_memory else None})
     drawn = False
     if results:
         missing = chart_unavailable()
@@ -163,6 +173,13 @@ def _session_table(report: SessionReport) -> Table:
     ]
     for (measure, value), (goal, met) in zip(rows, goals, strict=True):
         table.add_row(measure, value, goal, "[green]yes[/]" if met else "[red]no[/]")
+    if report.pause_ms is not None and report.resume_ms is not None:
+        table.add_row("pause a session p50/p95 (ms, VM saved to disk)",
+                      f"{_ms(report.pause_ms.p50)}/{_ms(report.pause_ms.p95)}", "-", "-")
+        table.add_row("resume it p50/p95 (ms, to its next call's answer)",
+                      f"{_ms(report.resume_ms.p50)}/{_ms(report.resume_ms.p95)}", "-", "-")
+    else:
+        table.add_row("pause / resume a session", "not on this backend", "-", "-")
     return table
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._docker import BadArchive, add_agent, import_archive
+from ._extras import npm_install, pip_install
 from ._files import sweep
 from ._progress import ByteProgress, progress_lines
 from ._releases import ReleaseState, release_states, resolve
@@ -35,6 +37,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BadArchive",
     "ByteProgress",
     "Progress",
     "ReleaseState",
@@ -43,16 +46,20 @@ __all__ = [
     "RootfsStore",
     "SnapshotInfo",
     "Transfer",
+    "add_agent",
     "build_kernel",
     "build_rootfs",
     "create_snapshot",
     "describe",
     "find_snapshot",
     "guest_images",
+    "import_archive",
     "is_stale",
     "kernel_is_stale",
     "list_snapshots",
     "load_kernel",
+    "npm_install",
+    "pip_install",
     "progress_lines",
     "release_states",
     "remove_snapshot",

@@ -2,7 +2,8 @@
 
 mmdebstrap makes a minimal Debian tree of the release's suite with python3 (the agent's
 interpreter) and the release's packages, downloads going through a shared package cache so the
-next build does not fetch again; the toolchain's version is read inside the tree,
+next build does not fetch again; a toolchain the catalog takes from PyPI or npm is
+installed on top (``_registry``); the toolchain's version is read inside the tree,
 optional warm-up fills compiler caches, and ``mkfs.ext4 -d`` turns the tree into an
 image without mounting it. The image is written under a temporary name and renamed
 when whole.
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BuildFailed, InvalidRequest
-from ..languages import Command, Language, Release
+from ..languages import REGISTRY_ROOT, Command, Language, Release
+from . import _registry
 from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
 from ._rootfs_store import RootfsInfo, RootfsStore
 
@@ -151,14 +153,31 @@ def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, prog
              "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
 
 
+def registry_pins(language: Language) -> list[str]:
+    return list(language.registry.pins) if language.registry else []
+
+
+def _install_registry(language: Language, tree: Path, cache: Path, progress: Progress) -> list[str]:
+    """Install the language's PyPI and npm packages and link its commands; what was installed."""
+    if language.registry is None:
+        return []
+    registry = language.registry
+    progress(f"installing from registries: {', '.join(registry.pins)}")
+    installed = [f"pypi:{pin}" for pin in _registry.pip_install(registry.pypi, tree, cache, progress)]
+    installed += [f"npm:{pin}" for pin in _registry.npm_install(registry.npm, tree, cache, progress)]
+    _registry.link_commands(tree, registry.links, REGISTRY_ROOT)
+    return installed
+
+
 def packages_for(release: Release) -> list[str]:
     return sorted({*AGENT_PACKAGES, *release.packages})
 
 
-def is_stale(release: Release, store: RootfsStore) -> bool:
+def is_stale(language: Language, release: Release, store: RootfsStore) -> bool:
     """Missing, or built for another package list than the catalog's."""
     info = store.find(release.image)
-    return info is None or list(info.packages) != packages_for(release)
+    return (info is None or list(info.packages) != packages_for(release)
+            or list(info.registry) != registry_pins(language))
 
 
 def build_rootfs(
@@ -168,7 +187,12 @@ def build_rootfs(
     cache_dir: Path,
     size_mb: int | None = None,
     progress: Progress = lambda line: None,
+    populate: Callable[[Path, Progress], None] | None = None,
+    customize: Callable[[Path, Progress], None] | None = None,
 ) -> RootfsInfo:
+    """Build the image of ``language``'s ``release``, from Debian packages of its suite;
+    ``populate`` fills the tree instead (an imported archive), and ``customize`` changes it
+    before the image is made (pip and npm installs of a custom image)."""
     image = store.image_path(release.image)
     suite = release.suite.name
     with exclusive(image):
@@ -179,8 +203,14 @@ def build_rootfs(
         temporary = temporary_name(image)
         try:
             packages = packages_for(release)
-            progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
-            _bootstrap(list(release.suite.sources), suite, packages, tree, cache_dir / "apt-archives", progress)
+            if populate is None:
+                progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
+                _bootstrap(list(release.suite.sources), suite, packages, tree, cache_dir / "apt-archives", progress)
+            else:
+                populate(tree, progress)
+            installed = _install_registry(language, tree, cache_dir / "registry", progress)
+            if customize is not None:
+                customize(tree, progress)
             version = _read_version(language, tree)
             progress(f"toolchain: {version}")
             if language.warm is not None:
@@ -194,10 +224,13 @@ def build_rootfs(
             os.replace(temporary, image)
             write_json_atomically(store.record_path(release.image), {
                 "language": language.name,
-                "suite": suite,
                 "sha256": checksum,
                 "version": version,
                 "packages": packages,
+                "suite": suite,
+                # The catalog's pins, compared by is_stale; and all that pip and npm put in.
+                "registry": registry_pins(language),
+                "registry_installed": installed,
                 "built_at": time.time(),
                 "build_seconds": round(time.monotonic() - started, 1),
             })

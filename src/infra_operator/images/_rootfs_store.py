@@ -45,6 +45,8 @@ class RootfsInfo:
     packages: tuple[str, ...]
     built_at: float
     build_seconds: float
+    registry: tuple[str, ...] = ()
+    """Packages from PyPI or npm, pinned as the catalog says: ``pypi:NAME==V``, ``npm:NAME@V``."""
     image: str = ""
     """The name it is stored under (``python@trixie``); the language's own for bookworm's."""
     suite: str = ""
@@ -58,6 +60,7 @@ class RootfsInfo:
         data = asdict(self)
         data["path"] = str(self.path)
         data["packages"] = list(self.packages)
+        data["registry"] = list(self.registry)
         return data
 
 
@@ -91,6 +94,7 @@ class RootfsStore:
             packages=tuple(data.get("packages", ())),
             built_at=data.get("built_at", 0.0),
             build_seconds=data.get("build_seconds", 0.0),
+            registry=tuple(data.get("registry", ())),
         )
 
     def get(self, image_name: str) -> RootfsInfo:

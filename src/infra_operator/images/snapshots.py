@@ -6,7 +6,9 @@ holding the backend's files (the
 device state, the memory file when it is separate) and ``metadata.json``. A snapshot
 is made in a temporary folder beside its final name and renamed into place when
 whole. It is only good for the kernel and rootfs it was made from, so ``find_snapshot``
-compares both checksums and the files' sizes before offering it.
+compares both checksums and the files' sizes before offering it, and only in the
+store's current ``FORMAT``: one made by an older release is refused, as if absent, and
+the next ``create_snapshot`` replaces it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 METADATA_NAME = "metadata.json"
+FORMAT = 2
+"""The snapshot layout version, in each snapshot's metadata. 1 (no ``format`` recorded):
+QEMU's guest RAM inside the migration stream. 2: QEMU's guest RAM in a memory file of its
+own that clones map private (see ``backends.qemu``), and a kernel stub to restore with."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*(@[a-z][a-z0-9-]*)?$")
 
 
@@ -117,6 +123,7 @@ def create_snapshot(
         progress(f"booting a {backend.name} sandbox for {language} and saving it")
         files = backend.create_snapshot(spec, scratch)
         metadata: dict[str, Any] = {
+            "format": FORMAT,
             "language": split_image(image)[0],
             "image": image,
             "backend": backend.name,
@@ -142,8 +149,8 @@ def create_snapshot(
 
 def _load(directory: Path) -> tuple[SnapshotInfo, SnapshotFiles] | None:
     metadata = read_json(directory / METADATA_NAME)
-    if metadata is None:
-        return None
+    if metadata is None or metadata.get("format") != FORMAT:
+        return None  # an older layout: its files may not be what this release restores
     try:
         info = _info(directory, metadata)
         vmstate = directory / str(metadata["vmstate"])

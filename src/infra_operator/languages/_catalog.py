@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import LanguageNotFound
 from ._entry import PLACEHOLDER, Entry
+from ._registry import Registry
 from ._releases import RELEASES_FILE, Release, ReleasePlan
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
@@ -75,6 +76,14 @@ class Language:
     template: Program | None = field(default=None, repr=False)
     """With ``entry``: the source and commands as the catalog writes them, ``{entry}`` in them;
     ``source``, ``compile`` and ``run`` above are these for a program that names nothing."""
+    base: str | None = None
+    """The language this one extends (a custom image, python-data): it runs like it, and its
+    sessions use the base's kernel."""
+    registry: Registry | None = None
+    """Toolchain packages from PyPI or npm, pinned, installed into the image at build time."""
+    suite: str | None = None
+    """The Debian suite its image is built from, when not the configured one (swift is in
+    trixie only)."""
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Language:
@@ -103,6 +112,9 @@ class Language:
                         for form in table.get("forms", ())),
             entry=entry,
             template=written if entry else None,
+            base=table.get("base"),
+            registry=Registry.from_table(table["registry"]) if "registry" in table else None,
+            suite=table.get("suite"),
         )
 
     def program(self, code: str) -> Program:
@@ -137,7 +149,12 @@ class Catalog:
         return cls([Language.from_table(name, table) for name, table in tables.items()], ReleasePlan.load(releases))
 
     def releases(self, language: Language) -> list[Release]:
-        """The language's releases as the catalog plans them, default first (built or not)."""
+        """The language's releases as the catalog plans them, default first (built or not). A
+        language the catalog pins to a suite (swift) and a custom image have one release, stored
+        under the language's own name."""
+        if language.suite is not None or language.base is not None:
+            suite = self.plan.suites[language.suite or self.plan.default]
+            return [Release(language=language.name, suite=suite, packages=language.packages, plain=True)]
         return self.plan.releases(language.name, language.packages)
 
     def __iter__(self) -> Iterator[Language]:

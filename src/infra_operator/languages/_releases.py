@@ -42,12 +42,15 @@ class Release:
     language: str
     suite: Suite
     packages: tuple[str, ...]
+    plain: bool = False
+    """Stored under the language's own name whatever its suite: a language with one release
+    only (a catalog language pinned to a suite, a custom image)."""
 
     @property
     def image(self) -> str:
         """The name its image is stored under: the language's own for bookworm (where every
-        image was before releases), ``language@suite`` otherwise."""
-        if self.suite.name == LEGACY_SUITE:
+        image was before releases) or a ``plain`` release, ``language@suite`` otherwise."""
+        if self.plain or self.suite.name == LEGACY_SUITE:
             return self.language
         return f"{self.language}{IMAGE_SEPARATOR}{self.suite.name}"
 
