@@ -404,7 +404,7 @@ class SessionManager:
         assert session.paused is not None
         started = time.monotonic()
         try:
-            current = self.executor.rootfs.get(session.language.name)
+            current = self.executor.rootfs.get(session.rootfs.image or session.language.name)  # its own release
             if current.sha256 != session.rootfs.sha256:
                 raise Conflict(f"session {session.id} was paused on a {session.language.name} image that has been "
                                "rebuilt since: it cannot resume; delete it")
