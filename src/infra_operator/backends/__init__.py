@@ -12,10 +12,12 @@ from .base import (
     KernelFiles,
     Listener,
     MemoryUse,
+    RootfsFormat,
     Sandbox,
     SandboxSpec,
     SnapshotFiles,
     State,
+    rootfs_format,
 )
 
 __all__ = [
@@ -28,10 +30,12 @@ __all__ = [
     "KernelFiles",
     "Listener",
     "MemoryUse",
+    "RootfsFormat",
     "Sandbox",
     "SandboxSpec",
     "SnapshotFiles",
     "State",
     "factories",
     "measure_memory",
+    "rootfs_format",
 ]
