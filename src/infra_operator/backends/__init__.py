@@ -14,6 +14,7 @@ from .base import (
     SandboxSpec,
     SnapshotFiles,
     State,
+    Warmup,
 )
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "SandboxSpec",
     "SnapshotFiles",
     "State",
+    "Warmup",
     "factories",
 ]

@@ -79,6 +79,21 @@ class GuestImages:
 
 
 @dataclass(frozen=True)
+class Warmup:
+    """A throwaway program a backend may run in a sandbox it starts ahead of its use, to make
+    that use faster: under QEMU's TCG the interpreter's code is translated once, here, instead
+    of in the user's execution. What it leaves behind is wiped before the sandbox is handed
+    out. The backend sets its limits, from the spec's. Tuples, not dicts: it is part of the
+    spec, which keys the pool."""
+
+    files: tuple[tuple[str, str], ...]
+    """Working-folder file name and its content, base64, as an ``execute`` request carries them."""
+    compile: tuple[str, ...] | None
+    run: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Everything a backend needs to start one sandbox; nothing about languages."""
 
@@ -95,6 +110,8 @@ class SandboxSpec:
     snapshot: SnapshotFiles | None = None
     labels: dict[str, str] = field(default_factory=dict)
     """Free-form tags (the language, for one) shown in logs and process lists."""
+    warmup: Warmup | None = None
+    """What a backend may run in a sandbox started ahead (``Backend.start(ahead=True)``)."""
 
 
 class State(enum.Enum):
@@ -162,8 +179,12 @@ class Backend(Protocol):
         something it needs is not built."""
         ...
 
-    def start(self, spec: SandboxSpec) -> Sandbox:
-        """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``."""
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> Sandbox:
+        """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``.
+
+        ``ahead``: it will wait in the pool before its one use, so time spent now is off the
+        request's path; a backend may run ``spec.warmup`` in it to make that use faster, and
+        must then leave nothing of it the program could see (files, processes, random state)."""
         ...
 
     def ready_memory_mb(self, spec: SandboxSpec) -> int:

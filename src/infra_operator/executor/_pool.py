@@ -312,7 +312,8 @@ class Pool:
 
     def _start_one(self, entry: _Entry) -> None:
         try:
-            sandbox = entry.backend.start(entry.spec)
+            # Ahead of its use: the backend may spend time now (a throwaway warm-up) to make it faster.
+            sandbox = entry.backend.start(entry.spec, ahead=True)
         except Exception as exc:  # a start that fails is retried later, never fatal to the pool
             with self._lock:
                 entry.starting -= 1
