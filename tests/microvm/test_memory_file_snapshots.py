@@ -19,7 +19,7 @@ from infra_operator.errors import SnapshotNotFound
 from infra_operator.images import SnapshotInfo, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
-from .conftest import run_python
+from .conftest import QEMU_VERSION, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_clones_share_the_file_and_never_write_it(
     file_sandboxes: Sandboxes[QemuSandbox], file_settings: Settings, file_snapshot: SnapshotInfo, spec: SandboxSpec
 ) -> None:
     assert spec.kernel is not None
-    files = find_snapshot(file_settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    files = find_snapshot(file_settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256, QEMU_VERSION)
     assert files is not None and files.memory is not None
     before = sha256_of(files.memory)
     restore = dataclasses.replace(spec, snapshot=files)

@@ -35,6 +35,9 @@ class Capabilities:
     evidence: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     """What to install or change for the backend to work here, when it does not."""
+    vmm_version: str | None = None
+    """The VMM's version as it reports it (``qemu-system-x86_64 --version``): a snapshot is
+    restored only by the version that saved it. None where the backend has none or does not tell."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,9 @@ class SnapshotFiles:
     memory: Path | None
 
 
-def _no_snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
+def _no_snapshot(
+    backend: str, image: str, rootfs_sha256: str, kernel_sha256: str, vmm_version: str | None
+) -> SnapshotFiles | None:
     return None
 
 
@@ -69,8 +74,8 @@ class GuestImages:
     ``images``); asked at each start, so a rebuilt kernel takes effect at once."""
 
     kernel: Callable[[], KernelFiles | None]
-    snapshot: Callable[[str, str, str, str], SnapshotFiles | None] = _no_snapshot
-    """``(backend, image, rootfs_sha256, kernel_sha256)`` to the snapshot, or None."""
+    snapshot: Callable[[str, str, str, str, str | None], SnapshotFiles | None] = _no_snapshot
+    """``(backend, image, rootfs_sha256, kernel_sha256, vmm_version)`` to the snapshot, or None."""
 
     @classmethod
     def fixed(cls, kernel: KernelFiles | None) -> GuestImages:

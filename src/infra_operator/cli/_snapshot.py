@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from ..errors import BuildFailed, InvalidRequest, OperatorError
 from ..images import describe
 from ._common import Bucket, DataDir, Lang, make_services, out, progress_display, run_transfer
 
@@ -36,26 +38,51 @@ def list_snapshots(
 
 @app.command("create")
 def create(
-    lang: Lang,
+    lang: Annotated[str | None, typer.Option("--lang", "-l", help="language name or alias", show_default=False)]
+        = None,
+    all_images: Annotated[bool, typer.Option("--all", help="every language whose image is built, one after another")]
+        = False,
     mem: Annotated[int, typer.Option(help="guest memory in MiB", min=64, max=8192)] = 256,
     vcpus: Annotated[int, typer.Option(help="virtual CPUs", min=1, max=8)] = 1,
     backend: Backend = None,
-    if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or made from another rootfs or kernel")]
-        = False,
+    if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing, or made from another rootfs, kernel "
+                                                              "(and so agent) or QEMU version")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Boot a microVM for a language to a ready agent and save it as the language's snapshot."""
+    """Boot a microVM for a language (with --all, for each built image) to a ready agent and save it as its snapshot."""
+    if all_images == (lang is not None):
+        raise InvalidRequest("give exactly one of --lang and --all")
     services = make_services(data_dir)
-    name = services.catalog.get(lang).name
+    if all_images:
+        known = {language.name for language in services.catalog}
+        names = [info.language for info in services.rootfs.list() if info.language in known]
+        if not names:
+            raise InvalidRequest("no image is built: `infra.operator rootfs create --lang ...` first")
+    else:
+        names = [services.catalog.get(lang or "").name]
     chosen = services.backends.for_snapshots(backend)
-    if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
-        out.print(f"the {chosen.name} snapshot of {name} is up to date")
-        return
-    with progress_display(f"snapshot of {name} on {chosen.name}") as progress:
-        info = services.create_snapshot(chosen, name, mem, vcpus, progress)
-    entry = describe(dataclasses.asdict(info))
-    out.print(f"snapshot of {name} for {chosen.name}: vmstate {entry['vmstate_size'] >> 20} MiB, "
-              f"memory {entry['mem_size'] >> 20} MiB, in {info.path}")
+    failed: list[str] = []
+    for number, name in enumerate(names, start=1):
+        # With --all, each line says how far along the run is; one language's failure does not stop the others.
+        step = f"[{number}/{len(names)}] " if all_images else ""
+        if if_stale and services.executor.default_spec(chosen, name).snapshot is not None:
+            out.print(f"{step}the {chosen.name} snapshot of {name} is up to date")
+            continue
+        started = time.monotonic()
+        try:
+            with progress_display(f"{step}snapshot of {name} on {chosen.name}") as progress:
+                info = services.create_snapshot(chosen, name, mem, vcpus, progress)
+        except OperatorError as exc:
+            if not all_images:
+                raise
+            failed.append(name)
+            out.print(f"{step}no snapshot of {name}: {exc.message}")
+            continue
+        entry = describe(dataclasses.asdict(info))
+        out.print(f"{step}snapshot of {name} for {chosen.name}: vmstate {entry['vmstate_size'] >> 20} MiB, "
+                  f"memory {entry['mem_size'] >> 20} MiB, in {info.path} ({time.monotonic() - started:.1f} s)")
+    if failed:
+        raise BuildFailed(f"no snapshot of {', '.join(failed)}: see above")
 
 
 @app.command("upload")

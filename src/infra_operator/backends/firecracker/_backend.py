@@ -212,7 +212,8 @@ class FirecrackerBackend:
         return Launcher(firecracker=binary, jailer=jailer)
 
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
-        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
+        # Firecracker's version is not recorded yet: its snapshots match as before (None to None).
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb, None)
 
     def start(self, spec: SandboxSpec, ahead: bool = False) -> FirecrackerSandbox:
         # ``ahead`` changes nothing: under KVM the guest's code runs natively, nothing to warm.

@@ -267,11 +267,13 @@ class QemuBackend:
             snapshots=True,
             evidence=tuple(evidence),
             missing=tuple(missing),
+            vmm_version=_probe.qemu_version(self.binary),
         )
 
     # -- starting -----------------------------------------------------------------
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
-        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
+        version = _probe.qemu_version(self.binary)
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb, version)
 
     def _machine(
         self,
