@@ -315,7 +315,9 @@ def test_deleting_a_session_while_its_cell_runs_interrupts_the_cell(client: http
     thread = threading.Thread(target=lambda: answers.append(client.post(url, json={"code": "import time\ntime.sleep(120)",
                                                                                   "timeout": 150})))
     thread.start()
-    wait_for(lambda: client.post(url, json={"code": "1"}).status_code == 409, "the cell to be running")
+    # Only the state is watched: a probing call could take the session before the cell does.
+    wait_for(lambda: client.get(f"/api/v1/sessions/{sid}").json()["state"] == "busy", "the cell to be running")
+    assert client.post(url, json={"code": "1"}).status_code == 409
     assert client.delete(f"/api/v1/sessions/{sid}").status_code == 204
     thread.join(timeout=60)
     assert not thread.is_alive(), "the cell went on after its session was deleted"

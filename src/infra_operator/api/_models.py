@@ -170,6 +170,8 @@ class SessionResponse(BaseModel):
     expires_at: str = Field(description="when it is destroyed unless called before: ISO 8601, UTC")
     idle_timeout: int
     file_mb: int
+    state: Literal["idle", "busy"] = Field(description="busy while a call holds it (a cell runs, a file moves); "
+                                                        "another call meanwhile is a 409")
 
 
 class SessionListResponse(BaseModel):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..backends import Listener
 from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound, PayloadTooLarge, SessionBusy, TooManySessions
@@ -50,6 +50,9 @@ PIECE_BYTES = 1 << 20
 INTERRUPT_GRACE_SECONDS = 1.0
 """What the agent gives a kernel after SIGINT (``guest/_cells.py``), waited for here too."""
 REAP_INTERVAL_SECONDS = 1.0
+
+SessionState = Literal["idle", "busy"]
+"""``busy`` while a call holds the session (a cell runs, a file moves): another call is a 409."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class SessionView:
     expires_at: str
     idle_timeout: int
     file_mb: int
+    state: SessionState
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ class _Session:
         return SessionView(id=self.id, language=self.language.name, version=self.rootfs.version,
                            backend=self.backend.name, created_at=_iso(self.created_at),
                            expires_at=_iso(time.time() + max(0.0, self.idle_timeout - idle_for)),
-                           idle_timeout=self.idle_timeout, file_mb=self.limits.file_mb)
+                           idle_timeout=self.idle_timeout, file_mb=self.limits.file_mb,
+                           state="busy" if self.lock.locked() else "idle")
 
     def expired(self, now: float) -> bool:
         return now - self.last_used > self.idle_timeout
