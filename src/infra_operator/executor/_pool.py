@@ -15,6 +15,9 @@ Rules:
   lowers it again, and a key not asked for in ``idle_seconds`` is emptied. Ready and
   starting sandboxes together stay within ``memory_budget_mb``, each counted at what its
   backend says it holds while ready (a microVM its RAM, a jail about a megabyte).
+- Starts are made ``ahead`` (``Backend.start(spec, ahead=True)``): off any request's path,
+  so a backend may spend time making the sandbox's one use faster (qemu under TCG runs the
+  spec's warm-up in it, then puts it back as it was). The pool does not know what that is.
 - Destroying happens in the background (``dispose``), off the request's path.
 - ``close`` stops refilling, waits for starts under way and destroys everything. Close
   only once taken sandboxes are done with: a backend may tie a sandbox's life to the
