@@ -23,6 +23,7 @@ from ...errors import (
     AgentTimeout,
     BackendUnavailable,
     BootFailed,
+    Conflict,
     SandboxError,
     SnapshotNotFound,
 )
@@ -365,6 +366,12 @@ class QemuBackend:
         started = time.monotonic()
         try:
             reply = sandbox.call(message, started + WARMUP_SECONDS + 30)
+        except Conflict as exc:
+            # Refused before anything ran (an agent from an initramfs older than this server says
+            # so too): the VM is as restored, still good to hand out, only not warm.
+            log.warning("sandbox %s: the agent refused the warm-up (%s); is the kernel stale? "
+                        "`infra.operator kernel build --if-stale`", sandbox.id, exc.message)
+            return
         except BaseException:
             sandbox.destroy()
             raise
