@@ -20,7 +20,10 @@ done
 PREFIX=${INFRA_OPERATOR_PREFIX:-/opt/infra-operator}
 DATA_DIR=${INFRA_OPERATOR_DATA_DIR:-/var/lib/infra-operator}
 PORT=${INFRA_OPERATOR_PORT:-8080}
-LANGUAGES=${INFRA_OPERATOR_LANGUAGES:-python nodejs go rust}
+# python-data (numpy, pandas, scipy, matplotlib) so an agent's first chart works without setup.
+# Measured 2026-11-30 on 2 cores shared with other builds (load ~15): 101 s with the package
+# cache warm, 323 s cold (234 packages, 206 MB downloaded); a 1.47 GiB image.
+LANGUAGES=${INFRA_OPERATOR_LANGUAGES:-python python-data nodejs go rust}
 export INFRA_OPERATOR_DATA_DIR=$DATA_DIR
 
 step() { printf '\n==> %s\n' "$*"; }

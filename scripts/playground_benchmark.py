@@ -11,7 +11,7 @@ for that first load, and, after Run, the time from the click's ``run`` mark to t
 each, and every run, as JSON. Measures; asserts nothing.
 
 docs/playground.png was taken with --url to a server whose python image has matplotlib
-(the session figure test's, INFRA_OPERATOR_DATA_DIR=/var/tmp/infra-operator-tests/python-matplotlib),
+(python-data has it: the install builds it),
 so its cell draws a real figure; elsewhere the same cell just skips it.
 """
 

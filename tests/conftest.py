@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from infra_operator.backends import Sandbox, SandboxSpec
+from infra_operator.images.snapshots import FORMAT as SNAPSHOT_FORMAT
 
 DATA_DIR = Path(os.environ.get("INFRA_OPERATOR_DATA_DIR", "/var/lib/infra-operator"))
 SEED_LANGUAGES = ("python", "nodejs", "go", "rust")
@@ -227,7 +228,8 @@ def write_fake_snapshot(data_dir: Path, backend: str, language: str, files: dict
     for name, content in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
-    metadata = {"language": language, "backend": backend, "kernel_sha256": "0" * 64, "rootfs_sha256": "1" * 64,
+    metadata = {"format": SNAPSHOT_FORMAT, "language": language, "backend": backend,
+                "kernel_sha256": "0" * 64, "rootfs_sha256": "1" * 64,
                 "mem_mb": 256, "vcpus": 1, "created_at": "2026-11-28T00:00:00+00:00",
                 "vmstate": "vmstate", "vmstate_size": len(files.get("vmstate", b"")),
                 "memory": "memory" if "memory" in files else None, "mem_size": len(files.get("memory", b""))}

@@ -11,15 +11,17 @@ import itertools
 import threading
 from pathlib import Path
 
-from infra_operator.backends import Capabilities, HostOutcome, Listener, SandboxSpec, SnapshotFiles, State
+from infra_operator.backends import Capabilities, HostOutcome, Listener, MemoryUse, SandboxSpec, SnapshotFiles, State
 from infra_operator.backends.base import Isolation
 from infra_operator.errors import AgentError, InvalidRequest, SandboxError
 from infra_operator.guest.messages import PingReply, Request
 
 
 class FakeSandbox:
-    def __init__(self, sandbox_id: str) -> None:
+    def __init__(self, sandbox_id: str, pss_mb: float | None = None) -> None:
         self.id = sandbox_id
+        self.pss_mb = pss_mb
+        """What ``memory`` reports; None: cannot be measured (like a jail)."""
         self.state = State.READY
         self.dead = False
         self.calls = 0
@@ -35,6 +37,11 @@ class FakeSandbox:
 
     def outcome(self) -> HostOutcome:
         return HostOutcome()
+
+    def memory(self) -> MemoryUse | None:
+        if self.pss_mb is None or self.state is State.DESTROYED:
+            return None
+        return MemoryUse(pss_mb=self.pss_mb, rss_mb=self.pss_mb, shared_mb=0.0)
 
     def destroy(self) -> None:
         self.destroyed += 1
@@ -54,6 +61,8 @@ class FakeBackend:
         self.gate = threading.Event()
         """Starts wait for this; clear it to hold them."""
         self.gate.set()
+        self.pss_mb: float | None = None
+        """What the sandboxes it starts from now on report as measured (``FakeSandbox.memory``)."""
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
@@ -71,7 +80,7 @@ class FakeBackend:
             if self.failures_to_come > 0:
                 self.failures_to_come -= 1
                 raise SandboxError("fake start failure")
-            sandbox = FakeSandbox(f"fake-{next(self._ids)}")
+            sandbox = FakeSandbox(f"fake-{next(self._ids)}", self.pss_mb)
             self.started.append(sandbox)
             return sandbox
 

@@ -71,7 +71,8 @@ class PoolSettings(BaseModel):
     """How far demand may grow one key's pool."""
     memory_budget_mb: int = Field(default=8192, ge=0)
     """Ready and starting sandboxes together, each counted at what it holds while ready
-    (``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte)."""
+    (a ready one at its measured PSS, ``Sandbox.memory``; a starting one, or one that cannot be
+    measured, at ``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte)."""
     idle_seconds: float = Field(default=300.0, gt=0)
     """A key not asked for this long is emptied; after a quarter of it without a miss a burst's extras go."""
     workers: int = Field(default=2, ge=1)

@@ -13,16 +13,19 @@ import redis
 from . import cluster, images
 from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
-from .errors import InvalidRequest, OperatorError
+from .errors import Conflict, InvalidRequest, LanguageNotFound, OperatorError
 from .executor import ExecutionRequest, ExecutionResult, Executor, Pool, SessionManager
 from .images import RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
-from .languages import Catalog
+from .languages import Catalog, CustomLanguage, CustomStore, Language, Packages, WithCustom, check_name
 from .submissions import CallbackSender, LocalRunners, MemoryLimiter, SqliteStore, Submissions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .backends import Listener
     from .images import RemoteStore
+    from .languages import Origin
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,17 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     catalog: Catalog = field(default_factory=Catalog.load)
+
+    def __post_init__(self) -> None:
+        # Custom images are languages too, wherever a language is named (execute, sessions, snapshots).
+        if not isinstance(self.catalog, WithCustom):
+            self.catalog = WithCustom(self.catalog, CustomStore(self.settings.data_dir / "languages"))
+
+    @property
+    def languages(self) -> WithCustom:
+        """The catalog with the custom languages (``catalog`` as its own type)."""
+        assert isinstance(self.catalog, WithCustom)
+        return self.catalog
 
     @cached_property
     def rootfs(self) -> RootfsStore:
@@ -167,6 +181,9 @@ class Services:
         return JobBoard(self.settings.jobs)
 
     def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
+        found = self.languages.custom(language)
+        if found is not None:  # rebuilt from its definition, its pip and npm packages too
+            return self.build_custom(found[0], size_mb, progress)
         return images.build_rootfs(
             self.catalog.get(language),
             self.rootfs,
@@ -176,6 +193,79 @@ class Services:
             size_mb,
             progress,
         )
+
+    # ---- custom images: a new language on a catalog language's commands (``languages._custom``)
+
+    def new_custom(self, name: str, base: str, packages: Packages | None = None,
+                   origin: Origin = "packages") -> CustomLanguage:
+        """A custom language to build, checked: a free name, a catalog language as base."""
+        check_name(name, self.languages.catalog)
+        try:
+            base_language = self.languages.catalog.get(base)
+        except LanguageNotFound:
+            if self.languages.custom(base) is not None:
+                raise InvalidRequest(f"base {base!r} is a custom language: base it on a catalog language "
+                                     "and list all the packages") from None
+            raise InvalidRequest(f"unknown base language {base!r}: see GET /api/v1/languages") from None
+        return CustomLanguage(name=name, base=base_language.name, packages=packages or Packages(), origin=origin)
+
+    def check_not_building(self, name: str) -> None:
+        job = self.jobs.latest("rootfs", name)
+        if job is not None and job.state == "running":
+            raise Conflict(f"the image of {name} is being built (job {job.id}): wait for it to finish")
+
+    def build_custom(self, custom: CustomLanguage, size_mb: int | None, progress: Progress) -> RootfsInfo:
+        """Build a custom language's image: its base's packages and its own, then its pip and npm
+        installs; the definition is saved once the image is whole."""
+        if custom.origin == "docker":
+            raise InvalidRequest(f"{custom.name} was imported from an image archive: import it again "
+                                 f"(infra.operator rootfs from-docker --lang {custom.name} --base {custom.base} ...)")
+        language = custom.derive(self.languages.catalog.get(custom.base))
+
+        def installs(tree: Path, line: Progress) -> None:
+            images.pip_install(tree, custom.packages.pip, line)
+            images.npm_install(tree, custom.packages.npm, line)
+
+        info = images.build_rootfs(language, self.rootfs, self.settings.cache_dir, self.settings.debian_sources,
+                                   self.settings.debian_suite, size_mb, progress, customize=installs)
+        self.languages.store.save(custom)
+        return info
+
+    def import_docker(self, custom: CustomLanguage, archive: Path, size_mb: int | None,
+                      progress: Progress) -> RootfsInfo:
+        """A custom language whose image is a ``docker save`` or OCI archive, with the agent added."""
+        language = custom.derive(self.languages.catalog.get(custom.base))
+
+        def populate(tree: Path, line: Progress) -> None:
+            images.import_archive(archive, tree, line)
+            images.add_agent(tree, line)
+
+        info = images.build_rootfs(language, self.rootfs, self.settings.cache_dir, self.settings.debian_sources,
+                                   self.settings.debian_suite, size_mb, progress, populate=populate)
+        self.languages.store.save(custom)
+        return info
+
+    def delete_custom(self, name: str) -> Language:
+        """Forget a custom language: its definition, then its image and snapshots."""
+        try:
+            catalog_language = self.languages.catalog.get(name)
+        except LanguageNotFound:
+            pass
+        else:
+            raise InvalidRequest(f"{catalog_language.name} is a catalog language: only custom languages can be "
+                                 "deleted")
+        found = self.languages.custom(name)
+        if found is None:
+            raise LanguageNotFound(name)
+        custom, language = found
+        self.check_not_building(custom.name)
+        self.languages.store.remove(custom.name)  # first: no new run picks it up
+        self.rootfs.record_path(custom.name).unlink(missing_ok=True)
+        self.rootfs.image_path(custom.name).unlink(missing_ok=True)
+        for snapshot in self.list_snapshots():
+            if snapshot.language == custom.name:
+                images.remove_snapshot(self.settings, snapshot.backend, custom.name)
+        return language
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         return images.list_snapshots(self.settings)

@@ -116,6 +116,7 @@ class BreaksOneLanguage:
 
     def __init__(self, real: InProcess, broken: str) -> None:
         self.real, self.broken = real, broken
+        self.server_pid = real.server_pid
 
     def execute(self, language: str, code: str) -> Sample:
         sample = self.real.execute(language, code)

@@ -325,6 +325,47 @@ def test_the_memory_budget_caps_what_the_pool_holds() -> None:
 
 
 @pytest.mark.unit
+def test_ready_sandboxes_count_at_their_measured_cost_not_their_ram() -> None:
+    backend = FakeBackend()
+    backend.pss_mb = 30.0  # what a restored clone sharing its snapshot's pages holds
+    clock = FakeClock()
+    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300), clock=clock) as pool:
+        pool.warm(backend, fake_spec(memory_mb=256), 8)
+        # At its 256 MiB of RAM one would fit in 300 MiB; at 30 MiB all eight do.
+        wait_for(lambda: ready(pool) == 8, "eight measured sandboxes within 300 MiB")
+        assert pool.stats()[0]["memory_mb"] == 30
+
+
+@pytest.mark.unit
+def test_an_unmeasurable_sandbox_counts_at_what_its_backend_expects() -> None:
+    backend = FakeBackend()  # its sandboxes' memory() is None, as a Firecracker double's
+    clock = FakeClock()
+    with Pool(PoolSettings(workers=2, max_size=8, memory_budget_mb=300), clock=clock) as pool:
+        pool.warm(backend, fake_spec(memory_mb=100), 8)
+        wait_for(lambda: ready(pool) >= 3, "the pool to fill up to its memory budget")
+        manager_ticks(clock, 1)
+        assert held(pool) == 3
+        assert pool.stats()[0]["memory_mb"] == 100
+
+
+@pytest.mark.unit
+def test_the_estimate_follows_measurements_taken_again() -> None:
+    backend = FakeBackend()
+    backend.pss_mb = 120.0  # the first clone, alone, holds every page it maps
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("infra_operator.executor._pool.MEASURE_SECONDS", 0.05)  # before the manager starts
+        with Pool(PoolSettings(workers=1, max_size=8, memory_budget_mb=400)) as pool:
+            pool.warm(backend, fake_spec(memory_mb=256), 8)
+            wait_for(lambda: ready(pool) == 3, "three sandboxes at 120 MiB each")
+            assert pool.stats()[0]["memory_mb"] == 120
+            for sandbox in backend.alive():
+                sandbox.pss_mb = 40.0  # more clones now share those pages
+            backend.pss_mb = 40.0
+            wait_for(lambda: ready(pool) == 8, "the pool to grow once measured again")
+            assert pool.stats()[0]["memory_mb"] == 40
+
+
+@pytest.mark.unit
 def test_a_pre_warmed_key_takes_budget_back_from_demand_elsewhere() -> None:
     backend = FakeBackend()
     busy, quiet = fake_spec(memory_mb=100, language="busy"), fake_spec(memory_mb=100, language="quiet")

@@ -13,6 +13,7 @@ from infra_operator.backends.base import SandboxSpec
 from infra_operator.config import Settings
 from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
 from infra_operator.images._files import sweep_partials
+from infra_operator.images.snapshots import FORMAT
 
 from .conftest import QEMU_VERSION
 
@@ -27,10 +28,15 @@ def test_snapshot_layout_and_metadata(settings: Settings, snapshot: SnapshotInfo
     assert metadata["kernel_sha256"] == spec.kernel.sha256
     assert metadata["rootfs_sha256"] == spec.rootfs_sha256
     assert (metadata["mem_mb"], metadata["vcpus"]) == (256, 1)
+    assert metadata["format"] == FORMAT == 2
     assert metadata["vmstate_size"] == (snapshot.path / "vmstate").stat().st_size > 0
-    assert metadata["mem_size"] == 0  # QEMU's stream carries the RAM
+    # The guest's RAM is a file of its own, out of the stream, which holds device state only.
+    assert metadata["memory"] == "memory" and metadata["mem_size"] == 256 * 2**20
     assert metadata["vmm_version"] == snapshot.vmm_version == QEMU_VERSION
-    print(f"snapshot size for a 256 MiB python guest: {snapshot.vmstate_size / 2**20:.1f} MiB")
+    assert snapshot.vmstate_size < 2**20
+    assert (snapshot.path / "memory").stat().st_mode & 0o222 == 0, "the memory file is writable"
+    print(f"snapshot of a 256 MiB python guest: vmstate {snapshot.vmstate_size / 2**10:.0f} KiB, "
+          f"memory file {(snapshot.path / 'memory').stat().st_blocks * 512 / 2**20:.1f} MiB on disk")
     assert list_snapshots(settings) == [snapshot]
     # Nothing half-made beside it.
     assert [p.name for p in snapshot.path.parent.iterdir()] == ["python"]
@@ -79,7 +85,15 @@ def test_find_snapshot_checks_metadata_and_files(
     assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
     assert list_snapshots(settings) == []
 
+    # Made by a release before the memory file: refused, so it is remade, never restored.
+    metadata_path.write_text(json.dumps({key: value for key, value in metadata.items() if key != "format"}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
+    metadata_path.write_text(json.dumps({**metadata, "format": FORMAT - 1}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
+    assert list_snapshots(settings) == []
+
     metadata_path.write_text(json.dumps(metadata))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is not None
     (settings.snapshots_dir / "qemu" / "python" / "vmstate").unlink()
     assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
 

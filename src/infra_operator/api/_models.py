@@ -220,6 +220,7 @@ class LanguageSummary(BaseModel):
     family: str | None = None
     version: str | None = None
     rootfs_built: bool = False
+    base: str | None = Field(default=None, description="the language a custom image (or python-data) runs like")
 
 
 class LanguagesResponse(BaseModel):
@@ -257,6 +258,12 @@ class SnapshotState(BaseModel):
     build: JobView | None = Field(description="the latest snapshot job, if one ran since the server started")
 
 
+class CustomView(BaseModel):
+    origin: Literal["packages", "docker"] = Field(description="built from packages, or imported from an archive")
+    packages: dict[str, list[str]] = Field(description="`debian`, `pip` and `npm`: what it adds to its base")
+    created_at: float
+
+
 class LanguageDetails(BaseModel):
     name: str
     extension: str
@@ -272,6 +279,8 @@ class LanguageDetails(BaseModel):
     snapshot: SnapshotState
     sample: str
     expected_output: str
+    base: str | None = Field(default=None, description="the language a custom image (or python-data) runs like")
+    custom: CustomView | None = Field(default=None, description="for a custom image: what it was built from")
 
 
 class RootfsEntry(BaseModel):
@@ -288,9 +297,23 @@ class RootfsListResponse(BaseModel):
     builds: list[JobView] = []
 
 
+class PackageLists(_Request):
+    debian: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="Debian packages, `name` or `name=version`")
+    pip: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="PyPI requirements, `name`, `name[extra]`, `name==1.2` or `name>=1,<2`; "
+        "installed at build time with the image's pip")
+    npm: list[Annotated[str, Field(max_length=214)]] = Field(
+        default=[], max_length=200, description="npm packages, `name`, `@scope/name` or `name@1.2.3`; installed at "
+        "build time into /node_modules")
+
+
 class RootfsCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
     size_mb: int | None = Field(default=None, ge=64, le=65536, description="image size; default: what the tree needs")
+    base: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "makes `language` a custom image: a new name that runs like this catalog language, with `packages` added"))
+    packages: PackageLists | None = Field(default=None, description="with `base`: what the custom image adds")
 
 
 class StartedResponse(BaseModel):

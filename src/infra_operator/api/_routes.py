@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
-from ..errors import NotFound, OperatorError
+from ..errors import InvalidRequest, NotFound, OperatorError
 from ..executor import ExecutionRequest
 from ..images import describe, progress_lines
 from ..jobs import Job, Progress
-from ..languages import Language
+from ..languages import Language, Packages
 from ..submissions import FINISHED, NewSubmission, TestCase, view
 from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._metrics import metrics_of
@@ -23,6 +23,7 @@ from ._models import (
     BackendView,
     BatchCreated,
     BatchRequest,
+    CustomView,
     ErrorResponse,
     ExecuteRequest,
     ExecuteResponse,
@@ -32,6 +33,7 @@ from ._models import (
     LanguagesResponse,
     LanguageSummary,
     LoadView,
+    PackageLists,
     PoolEntryView,
     RootfsCreateRequest,
     RootfsEntry,
@@ -92,7 +94,7 @@ def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
     rootfs = services.rootfs.find(language.name)
     return LanguageSummary(name=language.name, extension=language.extension, aliases=list(language.aliases),
                            family=language.family, version=rootfs.version if rootfs else None,
-                           rootfs_built=rootfs is not None)
+                           rootfs_built=rootfs is not None, base=language.base)
 
 
 @api.get("/languages", response_model=LanguagesResponse)
@@ -133,7 +135,24 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
         ),
         sample=language.sample,
         expected_output=language.expected,
+        base=language.base,
+        custom=_custom_view(services, language.name),
     )
+
+
+def _custom_view(services: ServicesDep, name: str) -> CustomView | None:
+    found = services.languages.custom(name)
+    if found is None:
+        return None
+    custom = found[0]
+    return CustomView(origin=custom.origin, packages=custom.packages.to_json(), created_at=custom.created_at)
+
+
+@api.delete("/languages/{name}", status_code=204, response_class=Response)
+def delete_language(name: str, services: ServicesDep) -> Response:
+    """A custom image's language, its image and snapshots; catalog languages cannot be deleted (400)."""
+    services.delete_custom(name)
+    return Response(status_code=204)
 
 
 @api.post("/execute", response_model=ExecuteResponse, responses=STREAMS)
@@ -199,11 +218,20 @@ def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = 
 
 @api.post("/rootfs", status_code=202, response_model=StartedResponse)
 def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language)
-    job, new = services.jobs.start(
-        "rootfs", language.name, lambda progress: services.build_rootfs(language.name, body.size_mb, progress))
+    if body.base is None:
+        if body.packages is not None:
+            raise InvalidRequest("packages need a base: a custom image is a new language built on a catalog one")
+        name = services.catalog.get(body.language).name
+        job, new = services.jobs.start(
+            "rootfs", name, lambda progress: services.build_rootfs(name, body.size_mb, progress))
+    else:
+        lists = body.packages or PackageLists()
+        custom = services.new_custom(body.language, body.base, Packages.checked(lists.debian, lists.pip, lists.npm))
+        name = custom.name
+        job, new = services.jobs.start(
+            "rootfs", name, lambda progress: services.build_custom(custom, body.size_mb, progress))
     message = "rootfs creation started" if new else "rootfs creation already in progress"
-    return JSONResponse(status_code=202, content={"message": message, "language": language.name, "job": job.to_json()})
+    return JSONResponse(status_code=202, content={"message": message, "language": name, "job": job.to_json()})
 
 
 @api.get("/snapshots", response_model=SnapshotListResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._memory import measure as measure_memory
 from ._registry import AUTO_ORDER, BackendSet, factories
 from .base import (
     Backend,
@@ -10,6 +11,7 @@ from .base import (
     HostOutcome,
     KernelFiles,
     Listener,
+    MemoryUse,
     Sandbox,
     SandboxSpec,
     SnapshotFiles,
@@ -26,10 +28,12 @@ __all__ = [
     "HostOutcome",
     "KernelFiles",
     "Listener",
+    "MemoryUse",
     "Sandbox",
     "SandboxSpec",
     "SnapshotFiles",
     "State",
     "Warmup",
     "factories",
+    "measure_memory",
 ]

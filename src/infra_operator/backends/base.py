@@ -135,6 +135,18 @@ class HostOutcome:
 
 
 @dataclass(frozen=True)
+class MemoryUse:
+    """What a sandbox's processes hold in host memory, in MiB (``backends.measure_memory``)."""
+
+    pss_mb: float
+    """Proportional: each page shared with other processes counts as its share. The cost."""
+    rss_mb: float
+    """Resident: every page it maps, shared or not."""
+    shared_mb: float
+    """Of ``rss_mb``, the pages other processes map too (clones of one snapshot, libraries)."""
+
+
+@dataclass(frozen=True)
 class Listener:
     """Who hears a streaming call (an ``execute`` or ``cell`` sent with ``stream``): its output
     as the program writes it, and, through ``cancel``, when to stop it (its client went away)."""
@@ -165,6 +177,11 @@ class Sandbox(Protocol):
         """What the host saw of the last call (an OOM kill in a host cgroup, for example)."""
         ...
 
+    def memory(self) -> MemoryUse | None:
+        """What the sandbox holds in host memory now, measured; None when it cannot be
+        measured (no process of its own to read, or it is gone)."""
+        ...
+
     def destroy(self) -> None:
         """Release everything; safe to call twice, logs what was already gone."""
         ...
@@ -193,8 +210,8 @@ class Backend(Protocol):
         ...
 
     def ready_memory_mb(self, spec: SandboxSpec) -> int:
-        """What one started sandbox of ``spec`` holds while it waits to be used: the pool
-        keeps ready sandboxes within a memory budget by this measure."""
+        """What one started sandbox of ``spec`` is expected to hold while it waits to be used,
+        before any is measured: the pool budgets by this until ``Sandbox.memory`` says more."""
         ...
 
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:

@@ -39,6 +39,9 @@ class Sample:
 
 
 class Target(Protocol):
+    server_pid: int
+    """The process whose children are the sandboxes: the server, or this process."""
+
     def execute(self, language: str, code: str) -> Sample: ...
     def wait_warm(self, languages: list[str]) -> None: ...
     def close(self) -> None: ...
@@ -50,6 +53,7 @@ class InProcess:
     def __init__(self, services: Services, backend: str | None) -> None:
         self.services = services
         self.backend = backend
+        self.server_pid = os.getpid()
         services.start_pool()
 
     def execute(self, language: str, code: str) -> Sample:
@@ -101,6 +105,7 @@ class OverHttp:
             self.process = subprocess.Popen(
                 argv, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
             )
+        self.server_pid = self.process.pid
         self._clients: dict[int, httpx.Client] = {}
         try:
             wait_until(self._healthy)

@@ -19,10 +19,12 @@ from ..benchmark import (
     InProcess,
     LanguageResult,
     OverHttp,
+    ReadyMemory,
     SessionReport,
     Target,
     chart_unavailable,
     draw_chart,
+    measure_ready,
     run_benchmark,
     run_session_benchmark,
     write_json,
@@ -111,8 +113,13 @@ def benchmark(
             if http
             else InProcess(services, chosen)
         )
+        ready_memory: ReadyMemory | None = None
         try:
             results, failures = run_benchmark(target, languages, config, show)
+            # What the pool holds ready once the runs are over: what a ready VM costs.
+            target.wait_warm(names)
+            show("measuring the memory of the pool's ready sandboxes")
+            ready_memory = measure_ready(target.server_pid, services.settings.run_dir, show)
         finally:
             target.close()
     mode = "HTTP" if http else "in-process"
@@ -121,7 +128,10 @@ def benchmark(
         _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
     )
     chart = output.with_suffix(".png")
-    write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures})
+    if ready_memory is not None:
+        console.print(ready_memory.line(), highlight=False, markup=False)
+    write_json(output, results, config, {"backend": chosen, "mode": mode, "not_measured": failures,
+                                         "ready_memory": ready_memory.to_json() if ready_memory else None})
     drawn = False
     if results:
         missing = chart_unavailable()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..images import is_stale
+from ..errors import InvalidRequest
+from ..images import RootfsInfo, is_stale
+from ..languages import Packages
 from ._common import (
     Bucket,
     DataDir,
@@ -21,23 +24,75 @@ from ._common import (
 app = typer.Typer(help="Build, list, upload and download rootfs images.", no_args_is_help=True)
 
 
+Size = Annotated[int | None, typer.Option(help="image size in MiB; default: what it needs")]
+Base = Annotated[str | None, typer.Option(
+    "--base", help="make --lang a custom image: a new language that runs like this catalog language",
+    show_default=False)]
+
+
+def _built(info: RootfsInfo) -> None:
+    out.print(f"built {info.path} ({info.size >> 20} MiB, {info.version}, sha256 {info.sha256[:12]})")
+
+
 @app.command("create")
 def create(
-    lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias")],
-    size: Annotated[int | None, typer.Option(help="image size in MiB; default: what it needs")] = None,
+    lang: Annotated[str, typer.Option("--lang", "-l", help="language name or alias; with --base, the new name")],
+    size: Size = None,
     if_stale: Annotated[bool, typer.Option("--if-stale", help="only when missing or built from other packages")] = False,
+    base: Base = None,
+    debian: Annotated[list[str] | None, typer.Option(
+        "--debian", help="with --base: a Debian package to add (name or name=version); repeat for more",
+        show_default=False)] = None,
+    pip: Annotated[list[str] | None, typer.Option(
+        "--pip", help="with --base: a PyPI requirement to install at build time (six, six==1.16.0); repeat for more",
+        show_default=False)] = None,
+    npm: Annotated[list[str] | None, typer.Option(
+        "--npm", help="with --base: an npm package to install at build time (left-pad, left-pad@1.3.0); repeat for more",
+        show_default=False)] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Build a language's rootfs from Debian packages."""
+    """Build a language's rootfs from Debian packages; with --base, a custom image."""
     services = make_services(data_dir)
+    if base is not None:
+        custom = services.new_custom(lang, base, Packages.checked(debian or [], pip or [], npm or []))
+        with progress_display(f"building custom image {custom.name} on {custom.base}") as progress:
+            _built(services.build_custom(custom, size, progress))
+        return
+    if debian or pip or npm:
+        raise InvalidRequest("--debian, --pip and --npm need --base: a custom image is a new language built on "
+                             "a catalog one")
     language = services.catalog.get(lang)
     name = language.name
     if if_stale and not is_stale(language, services.rootfs):
         out.print(f"rootfs-{name} is up to date")
         return
     with progress_display(f"building rootfs-{name}") as progress:
-        info = services.build_rootfs(name, size, progress)
-    out.print(f"built {info.path} ({info.size >> 20} MiB, {info.version}, sha256 {info.sha256[:12]})")
+        _built(services.build_rootfs(name, size, progress))
+
+
+@app.command("from-docker")
+def from_docker(
+    lang: Annotated[str, typer.Option("--lang", "-l", help="the new language's name")],
+    base: Annotated[str, typer.Option("--base", help="the catalog language it runs like (its commands and sample)")],
+    image: Annotated[Path, typer.Option(
+        "--image", help="a `docker save` archive or an OCI image layout as a tar (plain or compressed)")],
+    size: Size = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Make a custom image from a docker or OCI image archive: its layers, then the agent."""
+    services = make_services(data_dir)
+    custom = services.new_custom(lang, base, origin="docker")
+    with progress_display(f"importing {image.name} as {custom.name}") as progress:
+        _built(services.import_docker(custom, image, size, progress))
+
+
+@app.command("delete")
+def delete(lang: Annotated[str, typer.Option("--lang", "-l", help="a custom image's language")],
+           data_dir: DataDir = None) -> None:
+    """Delete a custom image: its language, image and snapshots (catalog languages cannot be deleted)."""
+    services = make_services(data_dir)
+    language = services.delete_custom(lang)
+    out.print(f"deleted {language.name} (based on {language.base})")
 
 
 @app.command("list")

@@ -13,8 +13,12 @@ Rules:
   starting for that key, ``take`` waits for it rather than start another from scratch.
 - Sizes adapt: a miss raises the key's target (up to ``max_size``), a quiet period
   lowers it again, and a key not asked for in ``idle_seconds`` is emptied. Ready and
-  starting sandboxes together stay within ``memory_budget_mb``, each counted at what its
-  backend says it holds while ready (a microVM its RAM, a jail about a megabyte).
+  starting sandboxes together stay within ``memory_budget_mb``. A ready sandbox counts at
+  what it was measured to hold (``Sandbox.memory``: its PSS, so the pages clones of one
+  snapshot share count once in all), measured when it is ready and again every
+  ``MEASURE_SECONDS``; a starting one, or one that cannot be measured, at its key's
+  estimate: the median of its measured ones, or before any, what the backend expects
+  (``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte).
 - Starts are made ``ahead`` (``Backend.start(spec, ahead=True)``): off any request's path,
   so a backend may spend time making the sandbox's one use faster (qemu under TCG runs the
   spec's warm-up in it, then puts it back as it was). The pool does not know what that is.
@@ -31,6 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import statistics
 import threading
 import time
 from collections import deque
@@ -51,6 +57,9 @@ PING_SECONDS = 2.0
 """How long a taken sandbox may take to answer its liveness ping."""
 START_WAIT_SECONDS = 10.0
 """The longest a request waits for a start under way before it starts its own."""
+MEASURE_SECONDS = 5.0
+"""How often ready sandboxes are measured again: a clone's share of pages it maps with
+others falls as more clones come, and rises as they go."""
 _TICK_SECONDS = 0.5
 _FAILURE_BACKOFF_SECONDS = (0.5, 30.0)
 
@@ -74,9 +83,12 @@ class _Entry:
     base: int
     """The size it returns to after a burst; 0 for keys created by demand alone."""
     memory_mb: int
-    """What each of its sandboxes holds while ready (``Backend.ready_memory_mb``)."""
+    """What each of its sandboxes is expected to hold while ready: ``Backend.ready_memory_mb``
+    until one is measured, then the median of the measured ones."""
     target: int
     ready: deque[Sandbox] = field(default_factory=deque)
+    measured: dict[str, float] = field(default_factory=dict)
+    """Sandbox id to the MiB it held when last measured, for the ready ones that could be."""
     starting: int = 0
     waiting: int = 0
     """Takers waiting for a start under way, each counting on one of ``starting``."""
@@ -95,6 +107,22 @@ class _Entry:
     @property
     def held(self) -> int:
         return len(self.ready) + self.starting
+
+    @property
+    def memory_held(self) -> float:
+        ready = sum(self.measured.get(sandbox.id, self.memory_mb) for sandbox in self.ready)
+        return ready + self.starting * self.memory_mb
+
+    def record(self, measured: dict[str, float | None]) -> None:
+        """Keep the readings of sandboxes still ready, and re-estimate from them."""
+        ready = {sandbox.id for sandbox in self.ready}
+        for sandbox_id, value in measured.items():
+            if sandbox_id in ready and value is not None:
+                self.measured[sandbox_id] = value
+        for gone in self.measured.keys() - ready:
+            del self.measured[gone]
+        if self.measured:
+            self.memory_mb = max(1, math.ceil(statistics.median(self.measured.values())))
 
 
 class Pool:
@@ -192,6 +220,7 @@ class Pool:
                     if not self._wait_for_start(entry):
                         return None
                 sandbox = entry.ready.popleft()
+                entry.measured.pop(sandbox.id, None)
                 entry.takes += 1
                 self._lock.notify_all()  # its place can be refilled now
             if self._alive(sandbox):
@@ -266,15 +295,37 @@ class Pool:
         except Exception:  # one failed destroy must not stop the reaper
             log.exception("pool: destroying sandbox %s failed", sandbox.id)
 
-    def _memory_held(self) -> int:
-        return sum(entry.held * entry.memory_mb for entry in self._entries.values())
+    def _memory_held(self) -> float:
+        return sum(entry.memory_held for entry in self._entries.values())
+
+    @staticmethod
+    def _measure(sandbox: Sandbox) -> float | None:
+        """Its PSS in MiB, or None; reads /proc, so never called with the lock held."""
+        try:
+            use = sandbox.memory()
+        except Exception:  # a failed reading costs the estimate, never the pool
+            log.exception("pool: measuring sandbox %s failed", sandbox.id)
+            return None
+        return None if use is None else use.pss_mb
 
     def _manage(self) -> None:
-        with self._lock:
-            while self._running:
+        next_measure = time.monotonic() + MEASURE_SECONDS
+        while True:
+            with self._lock:
+                if not self._running:
+                    return
                 self._resize(self._clock())
                 self._refill(self._clock())
                 self._lock.wait(_TICK_SECONDS)
+                if time.monotonic() < next_measure:
+                    continue
+                ready = [(entry, list(entry.ready)) for entry in self._entries.values()]
+            next_measure = time.monotonic() + MEASURE_SECONDS
+            readings = [(entry, {sandbox.id: self._measure(sandbox) for sandbox in sandboxes})
+                        for entry, sandboxes in ready]
+            with self._lock:
+                for entry, measured in readings:
+                    entry.record(measured)
 
     def _resize(self, now: float) -> None:
         """Shrink after quiet periods: a burst's extra sandboxes go, an unused key empties."""
@@ -286,7 +337,7 @@ class Pool:
                 entry.target -= 1
                 entry.last_resize = now
             while len(entry.ready) > entry.target:
-                self.dispose(entry.ready.pop())  # the newest goes; the oldest are served first
+                self._discard_newest(entry)  # the newest goes; the oldest are served first
 
     def _refill(self, now: float) -> None:
         assert self._starter is not None
@@ -309,9 +360,14 @@ class Pool:
         for other in self._entries.values():
             if other is not needy and len(other.ready) > other.base:
                 other.target = max(other.base, other.target - 1)
-                self.dispose(other.ready.pop())
+                self._discard_newest(other)
                 return True
         return False
+
+    def _discard_newest(self, entry: _Entry) -> None:
+        sandbox = entry.ready.pop()
+        entry.measured.pop(sandbox.id, None)
+        self.dispose(sandbox)
 
     def _start_one(self, entry: _Entry) -> None:
         try:
@@ -332,12 +388,15 @@ class Pool:
                 message,
             )
             return
+        # Measured before it joins the others, so the budget counts it at once at its cost.
+        cost = self._measure(sandbox)
         with self._lock:
             entry.starting -= 1
             entry.failures = 0
             keep = self._running and entry.held < entry.target
             if keep:
                 entry.ready.append(sandbox)
+                entry.record({sandbox.id: cost})
             self._lock.notify_all()
         if not keep:
             self.dispose(sandbox)

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 
 KERNELS: dict[str, Kernel] = {"python": "python", "nodejs": "node", "bash": "bash"}
 """Languages whose cells run in a REPL kernel that keeps their names; others compile and run afresh."""
+
+
+def kernel_of(language: Language) -> Kernel | None:
+    """A language's kernel, or its base's: python-data and custom images run like their base."""
+    return KERNELS.get(language.name) or (KERNELS.get(language.base) if language.base else None)
+
 PIECE_BYTES = 1 << 20
 """A file crosses the agent channel in pieces this big."""
 INTERRUPT_GRACE_SECONDS = 1.0
@@ -195,7 +201,7 @@ class SessionManager:
         spec = self.executor.spec_for(backend, language, rootfs, limits)
         message: SessionRequest = {
             "op": "session",
-            "kernel": KERNELS.get(language.name),
+            "kernel": kernel_of(language),
             "source": language.source,
             "compile": list(language.compile) if language.compile else None,
             "run": list(language.run),
@@ -284,7 +290,7 @@ class SessionManager:
             message: CellRequest = {
                 "op": "cell", "code": code, "stdin": b64encode(stdin.encode("utf-8")), "wall_seconds": wall,
                 "stream": listener is not None}
-            if KERNELS.get(session.language.name) is None:  # its file's name may follow what the code declares
+            if kernel_of(session.language) is None:  # its file's name may follow what the code declares
                 program = session.language.program(code)
                 message["program"] = {"source": program.source, "run": list(program.run),
                                       "compile": list(program.compile) if program.compile else None}

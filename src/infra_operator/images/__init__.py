@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._docker import BadArchive, add_agent, import_archive
+from ._extras import npm_install, pip_install
 from ._files import sweep
 from ._progress import ByteProgress, progress_lines
 from ._rootfs_builder import Progress, build_rootfs, is_stale
@@ -34,6 +36,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BadArchive",
     "ByteProgress",
     "Progress",
     "RemoteStore",
@@ -41,16 +44,20 @@ __all__ = [
     "RootfsStore",
     "SnapshotInfo",
     "Transfer",
+    "add_agent",
     "build_kernel",
     "build_rootfs",
     "create_snapshot",
     "describe",
     "find_snapshot",
     "guest_images",
+    "import_archive",
     "is_stale",
     "kernel_is_stale",
     "list_snapshots",
     "load_kernel",
+    "npm_install",
+    "pip_install",
     "progress_lines",
     "remove_snapshot",
     "require_kernel",

@@ -166,7 +166,12 @@ def build_rootfs(
     suite: str,
     size_mb: int | None = None,
     progress: Progress = lambda line: None,
+    populate: Callable[[Path, Progress], None] | None = None,
+    customize: Callable[[Path, Progress], None] | None = None,
 ) -> RootfsInfo:
+    """Build ``language``'s image from Debian packages; ``populate`` fills the tree instead
+    (an imported archive), and ``customize`` changes it before the image is made (pip and
+    npm installs of a custom image)."""
     image = store.image_path(language.name)
     with exclusive(image):
         started = time.monotonic()
@@ -176,8 +181,13 @@ def build_rootfs(
         temporary = temporary_name(image)
         try:
             packages = packages_for(language)
-            progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
-            _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
+            if populate is None:
+                progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
+                _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
+            else:
+                populate(tree, progress)
+            if customize is not None:
+                customize(tree, progress)
             version = _read_version(language, tree)
             progress(f"toolchain: {version}")
             if language.warm is not None:

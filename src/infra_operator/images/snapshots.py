@@ -5,7 +5,9 @@ device state, the memory file when it is separate) and ``metadata.json``. A snap
 is made in a temporary folder beside its final name and renamed into place when
 whole. It is only good for the kernel (whose initramfs carries the agent), the rootfs and
 the VMM version it was made with, so ``find_snapshot`` compares all three and the files'
-sizes before offering it; ``snapshot create --if-stale`` makes a stale one again.
+sizes before offering it, and only in the store's current ``FORMAT``: one made by an older
+release is refused, as if absent, and the next ``create_snapshot`` (``snapshot create
+--if-stale``) replaces it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 METADATA_NAME = "metadata.json"
+FORMAT = 2
+"""The snapshot layout version, in each snapshot's metadata. 1 (no ``format`` recorded):
+QEMU's guest RAM inside the migration stream. 2: QEMU's guest RAM in a memory file of its
+own that clones map private (see ``backends.qemu``), and a kernel stub to restore with."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -108,6 +114,7 @@ def create_snapshot(
         progress(f"booting a {backend.name} sandbox for {language} and saving it")
         files = backend.create_snapshot(spec, scratch)
         metadata: dict[str, Any] = {
+            "format": FORMAT,
             "language": language,
             "backend": backend.name,
             "kernel_sha256": spec.kernel.sha256,
@@ -133,8 +140,8 @@ def create_snapshot(
 
 def _load(directory: Path) -> tuple[SnapshotInfo, SnapshotFiles] | None:
     metadata = read_json(directory / METADATA_NAME)
-    if metadata is None:
-        return None
+    if metadata is None or metadata.get("format") != FORMAT:
+        return None  # an older layout: its files may not be what this release restores
     try:
         info = _info(directory, metadata)
         vmstate = directory / str(metadata["vmstate"])

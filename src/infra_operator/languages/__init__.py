@@ -3,6 +3,33 @@
 from __future__ import annotations
 
 from ._catalog import CATALOG_FILE, Catalog, Command, Form, Language, Program
+from ._custom import (
+    PIP_DEBIAN_PACKAGES,
+    CustomLanguage,
+    CustomStore,
+    Origin,
+    Packages,
+    WithCustom,
+    check_name,
+    check_packages,
+)
 from ._entry import Entry, Rule
 
-__all__ = ["CATALOG_FILE", "Catalog", "Command", "Entry", "Form", "Language", "Program", "Rule"]
+__all__ = [
+    "CATALOG_FILE",
+    "Catalog",
+    "Command",
+    "CustomLanguage",
+    "CustomStore",
+    "Entry",
+    "Form",
+    "Language",
+    "Origin",
+    "PIP_DEBIAN_PACKAGES",
+    "Packages",
+    "Program",
+    "Rule",
+    "WithCustom",
+    "check_name",
+    "check_packages",
+]

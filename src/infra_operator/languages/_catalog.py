@@ -74,6 +74,9 @@ class Language:
     template: Program | None = field(default=None, repr=False)
     """With ``entry``: the source and commands as the catalog writes them, ``{entry}`` in them;
     ``source``, ``compile`` and ``run`` above are these for a program that names nothing."""
+    base: str | None = None
+    """The language this one extends (a custom image, python-data): it runs like it, and its
+    sessions use the base's kernel."""
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Language:
@@ -102,6 +105,7 @@ class Language:
                         for form in table.get("forms", ())),
             entry=entry,
             template=written if entry else None,
+            base=table.get("base"),
         )
 
     def program(self, code: str) -> Program:

@@ -50,7 +50,7 @@ from ... import guest
 from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
 from .. import _channel
 from .._leftovers import stale_run_folders
-from ..base import Capabilities, HostOutcome, Isolation, Listener, SandboxSpec, SnapshotFiles, State
+from ..base import Capabilities, HostOutcome, Isolation, Listener, MemoryUse, SandboxSpec, SnapshotFiles, State
 from . import _cgroups, _seccomp, _userns
 from ._cgroups import HostCgroup
 from ._mounts import ImageMounts
@@ -99,6 +99,9 @@ class JailSandbox:
 
     def outcome(self) -> HostOutcome:
         return HostOutcome(oom_killed=self._cgroup.oom_killed())
+
+    def memory(self) -> MemoryUse | None:
+        return None  # a waiting jail is one small agent: the backend's estimate serves
 
     def destroy(self) -> None:
         if self.state is State.DESTROYED:

@@ -31,7 +31,8 @@ class Machine:
     vcpus: int
     accelerator: Accelerator
     bzimage: Path
-    initramfs: Path
+    initramfs: Path | None
+    """None for a restored VM, whose kernel is already running (see ``_stub``)."""
     rootfs: Path
     tsc_khz: int | None = None
     """The TSC rate told to a TCG guest; None under KVM, where kvmclock serves."""
@@ -68,7 +69,7 @@ def argv(binary: str, machine: Machine, name: str, incoming: bool) -> list[str]:
         "-smp", str(machine.vcpus),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(machine.bzimage),
-        "-initrd", str(machine.initramfs),
+        *(["-initrd", str(machine.initramfs)] if machine.initramfs is not None else []),
         "-append", kernel_args(machine),
         "-drive", f"id=rootfs,file={machine.rootfs},format=raw,if=none,readonly=on",
         "-device", "virtio-blk-device,drive=rootfs",
