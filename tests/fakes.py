@@ -47,6 +47,11 @@ class FakeSandbox:
         self.destroyed += 1
         self.state = State.DESTROYED
 
+    def pause(self, directory: Path) -> None:
+        """Save nothing but a name: the fake's sandboxes hold no state worth saving."""
+        (directory / "fake").write_text(self.id)
+        self.destroy()
+
 
 class FakeBackend:
     name = "fake"
@@ -89,6 +94,11 @@ class FakeBackend:
 
     def create_snapshot(self, spec: SandboxSpec, directory: Path) -> SnapshotFiles:
         raise InvalidRequest("the fake backend makes no snapshots")
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> FakeSandbox:
+        if not (directory / "fake").is_file():
+            raise SandboxError(f"nothing paused in {directory}")
+        return self.start(spec)
 
     def sweep(self) -> list[str]:
         return []

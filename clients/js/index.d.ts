@@ -202,6 +202,8 @@ export declare class Session {
   readonly id: string;
   info: SessionInfo;
   refresh(): Promise<SessionInfo>;
+  /** Saves the session to disk and stops its VM; its next call resumes it (409 on the jail). */
+  pause(): Promise<SessionInfo>;
   execute(code: string, options?: CellOptions): Promise<CellResult>;
   stream(code: string, options?: CellOptions): Promise<EventStream<CellResult>>;
   write(path: string, content: FileContent | Blob): Promise<WrittenFile>;

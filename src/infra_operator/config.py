@@ -89,6 +89,8 @@ class SessionSettings(BaseModel):
     """Open sessions the server holds at once; one more is a 429."""
     idle_timeout_seconds: LimitRange = LimitRange(default=300, maximum=86400)
     """A session not called this long is destroyed; a request may ask for any value in the range."""
+    paused_dir: Path | None = None
+    """Where paused sessions are saved (their VM's memory, one folder each); default ``<data_dir>/sessions``."""
 
 
 class JobSettings(BaseModel):
@@ -200,6 +202,10 @@ class Settings(BaseSettings):
     @property
     def submissions_store(self) -> Path:
         return self.submissions.store or self.data_dir / "submissions.sqlite3"
+
+    @property
+    def paused_sessions_dir(self) -> Path:
+        return self.sessions.paused_dir or self.data_dir / "sessions"
 
     @property
     def run_dir(self) -> Path:

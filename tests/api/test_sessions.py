@@ -159,6 +159,17 @@ def test_a_second_call_while_a_cell_runs_is_409(client: httpx.Client) -> None:
                  "the session to be free after its client left")
 
 
+def test_pausing_a_jail_session_is_a_409_and_it_goes_on(client: httpx.Client) -> None:
+    with session(client) as sid:
+        assert client.get(f"/api/v1/sessions/{sid}").json()["backend"] == "jail"
+        assert cell(client, sid, "x = 41")["exit_code"] == 0
+        refused = client.post(f"/api/v1/sessions/{sid}/pause")
+        assert refused.status_code == 409 and "jail" in refused.json()["error"], refused.text
+        assert client.get(f"/api/v1/sessions/{sid}").json()["state"] == "idle"
+        assert cell(client, sid, "print(x + 1)")["stdout"] == "42\n"
+    assert client.post("/api/v1/sessions/no-such-session-id/pause").status_code == 404
+
+
 def test_bad_requests_are_clear_json_errors(client: httpx.Client) -> None:
     assert client.post("/api/v1/sessions", json={"language": "cobol-2099"}).status_code == 404
     assert client.post("/api/v1/sessions", json={"language": "python", "idle_timeout": 0}).status_code == 400

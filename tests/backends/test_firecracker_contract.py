@@ -531,3 +531,51 @@ def test_a_session_over_vsock_keeps_names_streams_and_guards_its_files(rig: Rig)
     finally:
         sandbox.destroy()
     _assert_all_valid(rig.records())
+
+
+def test_a_paused_sandbox_is_a_full_snapshot_loaded_again_on_resume(rig: Rig) -> None:
+    """Pause: PATCH /vm Paused, PUT /snapshot/create (Full) into the given folder, the process
+    gone; resume: a fresh process that loads it with resume_vm and answers the agent. (The
+    double holds no guest memory, so the names a cell defined are not what it can show: the
+    QEMU tests check those.)"""
+    sandbox = rig.backend.start(rig.spec)
+    pid = sandbox.vm.process.pid  # type: ignore[union-attr]
+    saved = rig.tmp / "paused"
+    saved.mkdir()
+    sandbox.pause(saved)
+    assert sandbox.state is State.DESTROYED
+    assert sorted(p.name for p in saved.iterdir()) == ["mem", "vmstate"]
+    assert _run_folders(rig) == [], "the paused VM's run folder is left"
+    assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+    resumed = rig.backend.resume(rig.spec, saved)
+    try:
+        assert b64decode(_execute(resumed, "print(6 * 7)")["run"]["stdout"]) == b"42\n"
+    finally:
+        resumed.destroy()
+    assert saved.is_dir(), "resume leaves the saved folder to its owner"
+
+    records = rig.records()
+    _assert_all_valid(records)
+    _assert_paths_relative(records)
+    instances = list(dict.fromkeys(r["instance"] for r in records))
+    assert len(instances) == 2, "the resumed sandbox must be a fresh Firecracker process"
+    first = [r for r in records if r["instance"] == instances[0]]
+    second = [r for r in records if r["instance"] == instances[1]]
+    assert _steps(first) == [*BOOT_SEQUENCE, "PATCH /vm", "PUT /snapshot/create"]
+    assert first[-2]["body"] == {"state": "Paused"}
+    assert first[-1]["body"]["snapshot_type"] == "Full"
+    assert _steps(second) == ["PUT /snapshot/load"]
+    assert second[-1]["body"]["resume_vm"] is True
+
+
+def test_a_sandbox_busy_in_a_call_cannot_pause(rig: Rig) -> None:
+    sandbox = rig.backend.start(rig.spec)
+    try:
+        sandbox.state = State.RUNNING  # as during a call
+        with pytest.raises(AgentError, match="only a ready sandbox"):
+            sandbox.pause(rig.tmp)
+        sandbox.state = State.READY
+        assert _execute(sandbox, "print(1)")["run"]["exit_code"] == 0, "a refused pause touched the sandbox"
+    finally:
+        sandbox.destroy()

@@ -191,6 +191,8 @@ def test_sessions_measures_each_figure_side_by_side(tmp_path: Path) -> None:
     assert report["idle_pss_mib"] > 0 and report["per_session_mib"] > 0 and report["capacity"] > 0
     assert len(report["goals"]) == 5
     assert "session create p50/p95" in done.stdout and "write to SSE event" in done.stdout
+    # The jail cannot pause: said so, with no figures.
+    assert report["pause_ms"] is None and report["resume_ms"] is None and "not on this backend" in done.stdout
 
 
 def test_the_bare_baseline_names_the_program_as_the_sandbox_does() -> None:

@@ -25,10 +25,13 @@ def test_a_python_shell_keeps_names_between_inputs_and_shows_values(backend: str
         print("skipping qemu: no qemu-system-x86_64 or no guest kernel")
         pytest.skip("qemu-system-x86_64 or the guest kernel (`infra.operator kernel build`) is missing")
     result = shell("--lang", "python", "--backend", backend,
-                   stdin="x = 41\nprint(x + 1)\nfor i in range(2):\n    print(i)\n\nx\n1/0\n")
+                   stdin="x = 41\n:pause\nprint(x + 1)\nfor i in range(2):\n    print(i)\n\nx\n1/0\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "42\n0\n1\n41\n"
     assert "ZeroDivisionError" in result.stderr and "[exit 1]" in result.stderr and f"on {backend}" in result.stderr
+    # :pause pauses a VM's session (the next cell resumes it); the jail says it cannot.
+    paused = "[paused to disk; the next cell resumes it]" if backend == "qemu" else "error: the jail backend cannot pause"
+    assert paused in result.stderr
 
 
 def test_a_bash_shell_over_a_named_backend() -> None:

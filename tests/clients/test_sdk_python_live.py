@@ -168,6 +168,8 @@ def test_a_session_keeps_names_and_files_and_is_deleted_at_the_end(client: Clien
             session.write("/etc/passwd", "x")
         assert client.attach(session.id).info["id"] == session.id
         assert session.refresh()["id"] == session.id
+        with pytest.raises(sdk.Conflict, match="cannot pause"):  # this server's backend is the jail
+            session.pause()
     with pytest.raises(sdk.NotFound):
         client.attach(session.id)
     session.close()  # closing again is no error

@@ -332,3 +332,22 @@ def test_async_session_writes_text_bytes_and_file_objects(tmp_path: Path) -> Non
 
     asyncio.run(main())
     assert bodies == ["tëxt".encode(), b"\xffbytes", b"\x00from a path", b"\x00from a path"]
+
+
+def test_session_pause_posts_to_its_pause_path_and_keeps_the_answer() -> None:
+    seen: list[httpx.Request] = []
+    info = {"id": "s1", "language": "python", "version": "3", "backend": "qemu", "created_at": "", "expires_at": ""}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/pause"):
+            if request.url.path.startswith("/api/v1/sessions/jailed"):
+                return httpx.Response(409, json={"error": "the jail backend cannot pause a session"})
+            return httpx.Response(200, json={**info, "state": "paused"})
+        return httpx.Response(201, json={**info, "state": "idle"})
+
+    with client_for(handler) as client, client.session("python") as session:
+        assert session.pause()["state"] == "paused" and session.info["state"] == "paused"
+        with pytest.raises(sdk.Conflict, match="cannot pause"):
+            sdk.Session(client, {**info, "id": "jailed"}).pause()  # type: ignore[typeddict-item]
+    assert [(r.method, r.url.path) for r in seen[:2]] == [("POST", "/api/v1/sessions"), ("POST", "/api/v1/sessions/s1/pause")]

@@ -335,12 +335,16 @@ def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
         assert api.get(f"/api/v1/sessions/{session_id}/files/data/blob.bin").status_code == 404
         shown = api_b.get(f"/api/v1/sessions/{session_id}")
         assert shown.status_code == 200 and shown.json()["id"] == session_id
+        # Pause is routed to the worker as any call: on the jail it answers the worker's 409.
+        refused = api.post(f"/api/v1/sessions/{session_id}/pause")
+        assert refused.status_code == 409 and "cannot pause" in refused.json()["error"], refused.text
         assert session_id in [s["id"] for s in api_b.get("/api/v1/sessions").json()["sessions"]]
     finally:
         deleted = api_b.delete(f"/api/v1/sessions/{session_id}")
     assert deleted.status_code == 204
     assert api.get(f"/api/v1/sessions/{session_id}").status_code == 404
     assert api.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "1"}).status_code == 404
+    assert api.post(f"/api/v1/sessions/{session_id}/pause").status_code == 404
     assert session_id not in [s["id"] for s in api.get("/api/v1/sessions").json()["sessions"]]
     assert not cluster.redis().exists(f"infra-operator:session:{session_id}")
     wait_for(lambda: _sessions_held(cluster, worker) == 0, f"{worker} to advertise it holds no session")

@@ -139,6 +139,7 @@ live("a session keeps names and files, and withSession deletes it", async () => 
     await assert.rejects(session.write("/etc/passwd", "x"), sdk.BadRequest);
     assert.equal((await client.attach(id)).id, id);
     assert.equal((await session.refresh()).id, id);
+    await assert.rejects(session.pause(), sdk.Conflict);  // this server's backend is the jail: it cannot pause
     const streamed = await session.stream("print(x * 2)");
     for await (const event of streamed) void event;
     assert.equal((await streamed.result).stdout, "82\n");

@@ -2,7 +2,7 @@
 // surface as a TypeScript user writes against it; each @ts-expect-error is a misuse they reject.
 import {
   APIError, Client, NotFound, RateLimited, Session, WaitTimeout,
-  type CellResult, type Event, type EventStream, type ExecuteResult, type Submission,
+  type CellResult, type Event, type EventStream, type ExecuteResult, type SessionInfo, type Submission,
 } from "../index.js";
 
 export async function surface(): Promise<void> {
@@ -36,6 +36,7 @@ export async function surface(): Promise<void> {
   await session.write("a.txt", "text");
   await session.write("b.bin", new Uint8Array([0, 1]));
   const bytes: Uint8Array = await session.read("a.txt");
+  const paused: SessionInfo = await session.pause();
   const value: number = await client.withSession("python", async (s) => (await s.files()).length);
   // @ts-expect-error files are text or bytes, not numbers
   await session.write("c.txt", 42);

@@ -234,6 +234,23 @@ test("session file paths: each part encoded; . and .. parts refused before anyth
   assert.deepEqual(seen.map((request) => request.method), ["POST", "PUT", "DELETE"]);
 });
 
+test("session pause: POSTs to its pause path and keeps the answer; a 409 is a Conflict", async () => {
+  const info = { id: "s1", language: "python", version: "3", backend: "qemu", created_at: "", expires_at: "" };
+  const { seen, fetch } = recorder((url) => (url.endsWith("/jailed/pause")
+    ? Response.json({ error: "the jail backend cannot pause a session" }, { status: 409 })
+    : url.endsWith("/pause") ? Response.json({ ...info, state: "paused" })
+    : Response.json({ ...info, state: "idle" }, { status: 201 })));
+  const client = new Client({ baseUrl: "http://sdk.test", fetch });
+  await client.withSession("python", async (session) => {
+    assert.equal((await session.pause()).state, "paused");
+    assert.equal(session.info.state, "paused");
+  });
+  assert.deepEqual(seen.slice(0, 2).map((request) => [request.method, request.url]),
+    [["POST", "http://sdk.test/api/v1/sessions"], ["POST", "http://sdk.test/api/v1/sessions/s1/pause"]]);
+  const jailed = await new sdk.Session(client, { ...info, id: "jailed" }).pause().catch((error) => error);
+  assert.ok(jailed instanceof sdk.Conflict, String(jailed));
+});
+
 test("stream: a server that answers JSON instead of events is a StreamError saying so", async () => {
   const { fetch } = recorder(() => Response.json(RESULT));
   await assert.rejects(new Client({ fetch }).stream("python", "x"), { name: "StreamError", message: /does not stream/ });

@@ -170,8 +170,9 @@ class SessionResponse(BaseModel):
     expires_at: str = Field(description="when it is destroyed unless called before: ISO 8601, UTC")
     idle_timeout: int
     file_mb: int
-    state: Literal["idle", "busy"] = Field(description="busy while a call holds it (a cell runs, a file moves); "
-                                                        "another call meanwhile is a 409")
+    state: Literal["idle", "busy", "paused"] = Field(
+        description="busy while a call holds it (a cell runs, a file moves): another call meanwhile is a 409; "
+                    "paused: saved to disk with no VM running (POST .../pause), resumed by its next call")
 
 
 class SessionListResponse(BaseModel):
@@ -249,6 +250,7 @@ class RootfsState(BaseModel):
     sha256: str | None = None
     built_at: float | None = None
     build_seconds: float | None = None
+    registry: list[str] | None = Field(default=None, description="the PyPI and npm pins the built image holds")
     build: JobView | None = Field(description="the latest build job, if one ran since the server started")
 
 
@@ -275,6 +277,7 @@ class LanguageDetails(BaseModel):
     run_command: list[str]
     source_file: str
     packages: list[str]
+    registry: list[str] = Field(description="toolchain packages from PyPI or npm, pinned: pypi:NAME==VERSION, npm:NAME@VERSION")
     rootfs: RootfsState
     snapshot: SnapshotState
     sample: str

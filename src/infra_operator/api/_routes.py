@@ -119,6 +119,7 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
         run_command=list(language.run),
         source_file=language.source,
         packages=list(language.packages),
+        registry=list(language.registry.pins) if language.registry else [],
         rootfs=RootfsState(
             exists=rootfs is not None,
             path=str(rootfs.path) if rootfs else None,
@@ -126,6 +127,7 @@ def language_details(name: str, services: ServicesDep) -> LanguageDetails:
             sha256=rootfs.sha256 if rootfs else None,
             built_at=rootfs.built_at if rootfs else None,
             build_seconds=rootfs.build_seconds if rootfs else None,
+            registry=list(rootfs.registry) if rootfs else None,
             build=_job_view(services.jobs.latest("rootfs", language.name)),
         ),
         snapshot=SnapshotState(

@@ -68,6 +68,13 @@ def delete_session(session_id: str, services: ServicesDep, owner: OwnerDep) -> R
     return Response(status_code=204)
 
 
+@sessions.post("/{session_id}/pause", response_model=SessionResponse)
+def pause_session(session_id: str, services: ServicesDep, owner: OwnerDep) -> SessionResponse:
+    """Save a microVM session to disk and stop its VM; its next call resumes it (409 on the jail,
+    or while a call holds it)."""
+    return _view(services.sessions.pause(session_id, owner))
+
+
 @sessions.post("/{session_id}/execute", response_model=SessionExecuteResponse, responses=STREAMS)
 async def execute_cell(session_id: str, body: SessionExecuteRequest, request: Request, services: ServicesDep,
                        owner: OwnerDep) -> SessionExecuteResponse | Response:

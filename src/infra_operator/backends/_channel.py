@@ -70,3 +70,9 @@ def wait_ready(read_fd: int, write_fd: int, timeout: float, sandbox: str) -> Pin
     reply = call(read_fd, write_fd, {"op": "ping"}, time.monotonic() + timeout, sandbox)
     assert reply["op"] == "ping"  # call() checked it
     return reply
+
+
+def set_clock(read_fd: int, write_fd: int, timeout: float, sandbox: str) -> None:
+    """Tell a resumed guest the time: its clock stood still while it was saved. A ping that
+    carries it, so an agent too old to read it still answers (and keeps its stale clock)."""
+    call(read_fd, write_fd, {"op": "ping", "clock": time.time()}, time.monotonic() + timeout, sandbox)

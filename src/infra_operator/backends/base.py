@@ -186,6 +186,13 @@ class Sandbox(Protocol):
         """Release everything; safe to call twice, logs what was already gone."""
         ...
 
+    def pause(self, directory: Path) -> None:
+        """Save this sandbox, as it is between two calls, into ``directory`` (which exists and
+        is empty), then destroy it: its backend's ``resume`` brings it back there, also in another
+        server process. Raises ``errors.Conflict`` when the backend cannot pause (the jail shares
+        the host's kernel: there is no machine to save)."""
+        ...
+
 
 class Backend(Protocol):
     name: str
@@ -219,6 +226,11 @@ class Backend(Protocol):
 
         Raises ``errors.InvalidRequest`` when this backend cannot make snapshots.
         """
+        ...
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> Sandbox:
+        """The sandbox a ``Sandbox.pause`` saved into ``directory``, running again where it was,
+        its clock set to now. ``directory`` is left as it was; the caller removes it."""
         ...
 
     def sweep(self) -> list[str]:

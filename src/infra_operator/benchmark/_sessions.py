@@ -11,7 +11,10 @@ Against a real server over HTTP (the benchmark's own), on one backend:
   memory, the host's total memory divided by it, is the capacity this host would have;
 - the delay from a program's write to the client's SSE event (the program prints its clock
   and the client compares with its own: the jail shares the host's clock, a VM's is set
-  from it at each start).
+  from it at each start);
+- on a microVM backend, the time to pause a python session (``POST .../pause``: its VM saved
+  to disk and stopped) and to resume it (the next call, a file listing, until it answers);
+  none on the jail, which cannot pause.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class SessionReport:
     capacity: int
     """The host's memory divided by ``per_session_mib``."""
     sse_delay_ms: Stats
+    pause_ms: Stats | None = None
+    """``POST .../pause`` of a python session that holds a name; None where sessions cannot pause."""
+    resume_ms: Stats | None = None
+    """The first call after a pause (a file listing), which resumes the session first."""
 
     @property
     def cell_ratio(self) -> float:
@@ -124,6 +131,31 @@ def _measure_cells(client: httpx.Client, samples: int) -> tuple[Stats, Stats]:
         subprocess.run([HELPER_PYTHON, "-c", "x = 41\nprint(x + 1)"], check=True, capture_output=True)
         bare.append(_ms(started))
     return Stats.of(cells), Stats.of(bare)
+
+
+def _measure_pause(client: httpx.Client, samples: int) -> tuple[Stats, Stats] | None:
+    """Pause and resume of one python session, ``samples`` times; None when the backend cannot (409)."""
+    session_id = _open(client)
+    try:
+        _cell(client, session_id, "x = 41")
+        pauses: list[float] = []
+        resumes: list[float] = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            response = client.post(f"/api/v1/sessions/{session_id}/pause")
+            if response.status_code == 409 and not pauses:
+                return None
+            if _checked(response)["state"] != "paused":
+                raise OperatorError("the benchmark's session did not pause")
+            pauses.append(_ms(started))
+            started = time.perf_counter()
+            _checked(client.get(f"/api/v1/sessions/{session_id}/files"))
+            resumes.append(_ms(started))
+        if _cell(client, session_id, "print(x + 1)")["stdout"] != "42\n":
+            raise OperatorError("the benchmark's session lost its names in a pause")
+    finally:
+        client.delete(f"/api/v1/sessions/{session_id}")
+    return Stats.of(pauses), Stats.of(resumes)
 
 
 def _descendants(root: int) -> set[int]:
@@ -213,9 +245,12 @@ def run_session_benchmark(backend: str, env: dict[str, str], samples: int, count
         cells, bare = _measure_cells(client, samples)
         show("the delay from a write to its SSE event")
         sse = _measure_sse(client, samples)
+        show("pause and resume of a session")
+        paused = _measure_pause(client, samples)
     finally:
         target.close()
     one, share, opened = _measure_memory(backend, env, count, show)
     capacity = int(_host_memory_mib() / share) if share > 0 else 0
     return SessionReport(backend=backend, create_ms=create, cell_ms=cells, bare_ms=bare, idle_pss_mib=round(one, 2),
-                         opened=opened, per_session_mib=round(share, 2), capacity=capacity, sse_delay_ms=sse)
+                         opened=opened, per_session_mib=round(share, 2), capacity=capacity, sse_delay_ms=sse,
+                         pause_ms=paused[0] if paused else None, resume_ms=paused[1] if paused else None)

@@ -172,6 +172,13 @@ def _session_table(report: SessionReport) -> Table:
     ]
     for (measure, value), (goal, met) in zip(rows, goals, strict=True):
         table.add_row(measure, value, goal, "[green]yes[/]" if met else "[red]no[/]")
+    if report.pause_ms is not None and report.resume_ms is not None:
+        table.add_row("pause a session p50/p95 (ms, VM saved to disk)",
+                      f"{_ms(report.pause_ms.p50)}/{_ms(report.pause_ms.p95)}", "-", "-")
+        table.add_row("resume it p50/p95 (ms, to its next call's answer)",
+                      f"{_ms(report.resume_ms.p50)}/{_ms(report.resume_ms.p95)}", "-", "-")
+    else:
+        table.add_row("pause / resume a session", "not on this backend", "-", "-")
     return table
 
 

@@ -5,7 +5,8 @@ output printed as it streams and its result (a final value, a figure) after it. 
 python an input goes on while it is incomplete (``codeop`` says so, as the interactive
 interpreter does); in any language a line ending with a backslash goes on too. Ctrl-C
 interrupts the running cell, Ctrl-D (or the end of stdin) ends the shell and deletes
-the session. Prompts go to stderr, so stdout holds only what the cells printed.
+the session. ``:pause`` pauses the session to disk (on a microVM backend): the next cell
+resumes it. Prompts go to stderr, so stdout holds only what the cells printed.
 """
 
 from __future__ import annotations
@@ -101,12 +102,17 @@ def shell(
 ) -> None:
     """An interactive prompt over a session: each input runs as a cell, its output streaming."""
     services = make_services(data_dir)
+    session_id: str | None = None
     try:
         view = services.sessions.create(NewSession(language=lang, backend=backend), owner="")
-        console.print(f"{view.language} {view.version} on {view.backend}, session {view.id}; Ctrl-D to end",
-                      style="dim", highlight=False, markup=False)
+        session_id = view.id
+        console.print(f"{view.language} {view.version} on {view.backend}, session {view.id}; "
+                      ":pause to pause it, Ctrl-D to end", style="dim", highlight=False, markup=False)
         while (code := _read_cell(view.language)) is not None:
             if not code.strip():
+                continue
+            if code.strip() == ":pause":
+                _pause(services.sessions.pause, view.id)
                 continue
             listener = Listener(_write)
             done: list[CellResult | OperatorError] = []
@@ -125,4 +131,19 @@ def shell(
             else:
                 _show(outcome)
     finally:
+        if session_id is not None:
+            # Deleted here, not left to close(): a paused session would outlive the shell on disk.
+            try:
+                services.sessions.delete(session_id, "")
+            except OperatorError as exc:
+                console.print(f"error: {exc.message}", style="bold red", highlight=False, markup=False)
         services.close()
+
+
+def _pause(pause: Callable[[str, str], object], session_id: str) -> None:
+    try:
+        pause(session_id, "")
+    except OperatorError as exc:
+        console.print(f"error: {exc.message}", style="bold red", highlight=False, markup=False)
+        return
+    console.print("[paused to disk; the next cell resumes it]", style="dim", highlight=False, markup=False)

@@ -115,6 +115,11 @@ class RoutedSessions:
         wait = self.longest_cell + CALL_SECONDS  # a running cell is interrupted first
         self._call(self._route(session_id, owner), "delete", owner, session_id, {}, wait)
 
+    def pause(self, session_id: str, owner: str) -> SessionView:
+        # Saving a VM's RAM to disk takes seconds under TCG: the wait of a cell, not of a show.
+        wait = self.longest_cell + CALL_SECONDS
+        return SessionView(**self._call(self._route(session_id, owner), "pause", owner, session_id, {}, wait))
+
     # Cells.
     def execute(self, session_id: str, owner: str, code: str, stdin: str = "", timeout: int | None = None,
                 listener: Listener | None = None) -> CellResult:
@@ -305,6 +310,8 @@ def _run(sessions: SessionManager, worker_id: str, op: str, session_id: str, own
         case "delete":
             sessions.delete(session_id, owner)
             return None
+        case "pause":
+            return dataclasses.asdict(sessions.pause(session_id, owner))
         case "execute":
             cell = sessions.execute(session_id, owner, args["code"], args["stdin"], args["timeout"], listener)
             result = dataclasses.replace(cell.result, worker=worker_id)

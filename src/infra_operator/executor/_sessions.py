@@ -5,8 +5,14 @@ request to keep a REPL kernel for its language (see ``guest/_cells.py``). The ma
 owns every session: one call at a time each (a second concurrent call is a 409, so a
 client never waits behind a long cell without knowing), an idle time-out enforced
 by a reaper thread, a server-wide cap on open sessions (429 past it), and ``close``
-when the server stops. Sessions live in this process only: a restarted server knows
-none (404), and on the jail their sandboxes died with the old server.
+when the server stops. A running session lives in this process only: a restarted server
+knows none (404), and on the jail its sandbox died with the old server.
+
+A session on a microVM backend can be paused (``pause``): its backend saves the sandbox
+into the session's folder (``_paused``) and stops it, so it holds no memory; the next
+call resumes it where it was. A paused session outlives the server: ``start`` finds the
+saved ones again. The idle time-out applies to a paused session as to any other, and
+deleting or expiring removes its folder.
 
 Ids are unguessable (``secrets.token_urlsafe``). When API keys are configured, a session
 belongs to the key that made it: any other key is told it does not exist (404).
@@ -25,12 +31,24 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..backends import Listener
-from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound, PayloadTooLarge, SessionBusy, TooManySessions
+from ..errors import (
+    AgentError,
+    AgentTimeout,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OperatorError,
+    PayloadTooLarge,
+    SandboxError,
+    SessionBusy,
+    TooManySessions,
+)
 from ..guest import b64decode, b64encode
-from . import _limits
+from . import _limits, _paused
 from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, check_version
 
 if TYPE_CHECKING:
@@ -57,8 +75,9 @@ INTERRUPT_GRACE_SECONDS = 1.0
 """What the agent gives a kernel after SIGINT (``guest/_cells.py``), waited for here too."""
 REAP_INTERVAL_SECONDS = 1.0
 
-SessionState = Literal["idle", "busy"]
-"""``busy`` while a call holds the session (a cell runs, a file moves): another call is a 409."""
+SessionState = Literal["idle", "busy", "paused"]
+"""``busy`` while a call holds the session (a cell runs, a file moves): another call is a 409.
+``paused``: saved to disk with no sandbox running; the next call resumes it."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +138,10 @@ class _Session:
     message: SessionRequest
     """The agent's ``session`` request, kept to open a replacement sandbox the same way."""
     idle_timeout: int
-    sandbox: Sandbox
+    sandbox: Sandbox | None
+    """None while paused."""
+    paused: Path | None = None
+    """The session's folder of saved state while it is paused (see ``_paused``)."""
     created_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,10 +154,23 @@ class _Session:
                            backend=self.backend.name, created_at=_iso(self.created_at),
                            expires_at=_iso(time.time() + max(0.0, self.idle_timeout - idle_for)),
                            idle_timeout=self.idle_timeout, file_mb=self.limits.file_mb,
-                           state="busy" if self.lock.locked() else "idle")
+                           state="busy" if self.lock.locked() else "paused" if self.paused else "idle")
 
     def expired(self, now: float) -> bool:
         return now - self.last_used > self.idle_timeout
+
+    @property
+    def live(self) -> Sandbox:
+        """The running sandbox; ``SessionManager._use`` resumes a paused session before any call."""
+        if self.sandbox is None:
+            raise SandboxError(f"session {self.id} has no running sandbox")
+        return self.sandbox
+
+    def record(self) -> _paused.PausedRecord:
+        return _paused.PausedRecord(
+            id=self.id, owner=self.owner, language=self.language.name, backend=self.backend.name,
+            rootfs_sha256=self.rootfs.sha256, limits=self.limits, idle_timeout=self.idle_timeout,
+            created_at=self.created_at, last_used_at=time.time() - (time.monotonic() - self.last_used))
 
 
 class SessionManager:
@@ -150,13 +185,15 @@ class SessionManager:
 
     # Lifecycle of the manager.
     def start(self) -> None:
-        """Start the reaper of idle sessions."""
+        """Find the sessions paused by an earlier server, and start the reaper of idle sessions."""
         if self._reaper is None:
+            self._load_paused()
             self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
             self._reaper.start()
 
     def close(self) -> None:
-        """Destroy every session: the server is stopping."""
+        """Destroy every running session: the server is stopping. Paused ones stay on disk
+        for the next server."""
         self._stop.set()
         if self._reaper is not None:
             self._reaper.join(timeout=5)
@@ -164,7 +201,8 @@ class SessionManager:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for session in sessions:
-            self._end(session, wait=2.0)
+            if session.paused is None or session.lock.locked():
+                self._end(session, wait=2.0)
 
     def _reap(self) -> None:
         while not self._stop.wait(REAP_INTERVAL_SECONDS):
@@ -182,7 +220,12 @@ class SessionManager:
         session.cancel.set()
         acquired = session.lock.acquire(timeout=wait) if wait > 0 else session.lock.acquire(blocking=False)
         try:
-            self.executor.pool.dispose(session.sandbox)
+            if session.sandbox is not None:
+                self.executor.pool.dispose(session.sandbox)
+                session.sandbox = None
+            if session.paused is not None:
+                _paused.remove(session.paused)
+                session.paused = None
         finally:
             if acquired:
                 session.lock.release()
@@ -199,17 +242,7 @@ class SessionManager:
         idle = _limits.pick("idle_timeout", request.idle_timeout, self.settings.sessions.idle_timeout_seconds)
         backend = self.executor.backends.choose(request.backend)
         spec = self.executor.spec_for(backend, language, rootfs, limits)
-        message: SessionRequest = {
-            "op": "session",
-            "kernel": kernel_of(language),
-            "source": language.source,
-            "compile": list(language.compile) if language.compile else None,
-            "run": list(language.run),
-            "env": {**BASE_ENV, **language.env},
-            "limits": {**limits.for_agent(), "wall_seconds": allowed.timeout_seconds.maximum},
-            "entropy": "",
-            "clock": 0.0,
-        }
+        message = self._message(language, limits)
         with self._lock:
             if len(self._sessions) + self._opening >= self.settings.sessions.max_open:
                 raise TooManySessions(f"the server holds {self.settings.sessions.max_open} sessions, its limit: "
@@ -225,6 +258,19 @@ class SessionManager:
         with self._lock:
             self._sessions[session.id] = session
         return session.view()
+
+    def _message(self, language: Language, limits: _limits.ResolvedLimits) -> SessionRequest:
+        return {
+            "op": "session",
+            "kernel": kernel_of(language),
+            "source": language.source,
+            "compile": list(language.compile) if language.compile else None,
+            "run": list(language.run),
+            "env": {**BASE_ENV, **language.env},
+            "limits": {**limits.for_agent(), "wall_seconds": self.settings.limits.timeout_seconds.maximum},
+            "entropy": "",
+            "clock": 0.0,
+        }
 
     def _open(self, backend: Backend, message: SessionRequest, spec: SandboxSpec) -> Sandbox:
         sandbox = self.executor.pool.take(backend, spec) or backend.start(spec)
@@ -263,7 +309,9 @@ class SessionManager:
         return session
 
     @contextmanager
-    def _use(self, session_id: str, owner: str, wait: float = 0.0) -> Iterator[_Session]:
+    def _use(self, session_id: str, owner: str, wait: float = 0.0, resume: bool = True) -> Iterator[_Session]:
+        """Hold the session for one call (409 while another holds it), resuming it first when
+        it is paused, unless ``resume`` is False."""
         with self._lock:
             session = self._find(session_id, owner)
         acquired = session.lock.acquire(timeout=wait) if wait > 0 else session.lock.acquire(blocking=False)
@@ -274,6 +322,8 @@ class SessionManager:
                 if self._sessions.get(session_id) is not session:
                     raise NotFound(f"session not found: {session_id}")
             session.last_used = time.monotonic()
+            if resume and session.paused is not None:
+                self._wake(session)
             yield session
         finally:
             session.last_used = time.monotonic()
@@ -298,12 +348,12 @@ class SessionManager:
             with self.executor.admission.slot():
                 started = time.monotonic()
                 try:
-                    answer = session.sandbox.call(message, deadline, heard)
+                    answer = session.live.call(message, deadline, heard)
                     assert answer["op"] == "cell"  # Sandbox.call answers the request's op or raises
                     reply: CellReply | None = answer
-                    outcome = session.sandbox.outcome()
+                    outcome = session.live.outcome()
                 except (AgentTimeout, AgentError):
-                    reply, outcome = None, session.sandbox.outcome()
+                    reply, outcome = None, session.live.outcome()
                     self._replace_sandbox(session)
                 finished = time.monotonic()
             result = self.executor.result_from(session.language, session.rootfs, session.backend.name, reply,
@@ -316,9 +366,85 @@ class SessionManager:
     def _replace_sandbox(self, session: _Session) -> None:
         """The sandbox died under a cell: the session goes on in a fresh one, reset."""
         log.warning("session %s: its sandbox died during a cell; starting a fresh one", session.id)
-        self.executor.pool.dispose(session.sandbox)
+        self.executor.pool.dispose(session.live)
         spec = self.executor.spec_for(session.backend, session.language, session.rootfs, session.limits)
         session.sandbox = self._open(session.backend, session.message, spec)
+
+    # Pausing.
+    def pause(self, session_id: str, owner: str) -> SessionView:
+        """Save the session to disk and stop its sandbox (a paused one stays as it is). A busy
+        session is a 409, as is one whose backend cannot pause (the jail)."""
+        with self._use(session_id, owner, resume=False) as session:
+            if session.paused is None:
+                self._pause(session)
+        return session.view()
+
+    def _pause(self, session: _Session) -> None:
+        sandbox = session.live
+        folder = _paused.folder(self.settings.paused_sessions_dir, session.id)
+        saved = _paused.sandbox_dir(folder)
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700)  # guest memory, the owner's secrets: root only
+            _paused.claim(folder)
+            saved.mkdir()
+            started = time.monotonic()
+            sandbox.pause(saved)
+            _paused.write(folder, session.record())
+        except BaseException:
+            _paused.remove(folder)
+            raise
+        # Whatever the pause left of the sandbox (it destroyed its VM) goes as any used one.
+        self.executor.pool.dispose(sandbox)
+        session.sandbox, session.paused = None, folder
+        log.info("session %s: paused in %.0f ms to %s", session.id, (time.monotonic() - started) * 1000, folder)
+
+    def _wake(self, session: _Session) -> None:
+        """Resume a paused session in a fresh sandbox; its folder goes once the sandbox runs."""
+        assert session.paused is not None
+        started = time.monotonic()
+        try:
+            current = self.executor.rootfs.get(session.language.name)
+            if current.sha256 != session.rootfs.sha256:
+                raise Conflict(f"session {session.id} was paused on a {session.language.name} image that has been "
+                               "rebuilt since: it cannot resume; delete it")
+            spec = self.executor.spec_for(session.backend, session.language, session.rootfs, session.limits)
+            session.sandbox = session.backend.resume(spec, _paused.sandbox_dir(session.paused))
+        except NotFound as exc:
+            # What is missing is the saved state's (an image, a kernel file), not the session: not a 404.
+            raise SandboxError(f"session {session.id} cannot resume: {exc.message}") from exc
+        _paused.remove(session.paused)
+        session.paused = None
+        log.info("session %s: resumed in %.0f ms", session.id, (time.monotonic() - started) * 1000)
+
+    def _load_paused(self) -> None:
+        """Take back the sessions an earlier server paused; expired ones are removed."""
+        root = self.settings.paused_sessions_dir
+        for folder in _paused.scan(root):
+            try:
+                record = _paused.read(folder)
+                language = self.executor.catalog.get(record.language)
+                rootfs = self.executor.rootfs.get(language.name)
+                backend = self.executor.backends.get(record.backend)
+            except (OSError, ValueError, OperatorError) as exc:
+                log.warning("paused session in %s cannot be taken back, left as it is: %s", folder, exc)
+                continue
+            idle_for = max(0.0, time.time() - record.last_used_at)
+            if idle_for > record.idle_timeout:
+                log.info("paused session %s: idle for %d s, removed", record.id, record.idle_timeout)
+                _paused.remove(folder)
+                continue
+            if rootfs.sha256 != record.rootfs_sha256:
+                # Kept as it was paused: a resume then says why it cannot (see _wake).
+                rootfs = dataclasses.replace(rootfs, sha256=record.rootfs_sha256)
+            _paused.claim(folder)
+            session = _Session(id=record.id, owner=record.owner, language=language, rootfs=rootfs, backend=backend,
+                               limits=record.limits, message=self._message(language, record.limits),
+                               idle_timeout=record.idle_timeout, sandbox=None, paused=folder,
+                               created_at=record.created_at, last_used=time.monotonic() - idle_for)
+            with self._lock:
+                self._sessions[session.id] = session
+            log.info("paused session %s (%s on %s) taken back from %s", record.id, language.name, backend.name, folder)
 
     # Files.
     def put_file(self, session_id: str, owner: str, path: str, pieces: Iterable[bytes],
@@ -332,7 +458,7 @@ class SessionManager:
             for piece in file_pieces(pieces):
                 if offset + len(piece) > limit:
                     raise PayloadTooLarge(f"file {path} is larger than the session's file_mb ({session.limits.file_mb} MiB)")
-                reply = session.sandbox.call({"op": "file_put", "path": path, "data": b64encode(piece), "offset": offset},
+                reply = session.live.call({"op": "file_put", "path": path, "data": b64encode(piece), "offset": offset},
                                              time.monotonic() + 60)
                 assert reply["op"] == "file_put"
                 offset += len(piece)
@@ -352,21 +478,21 @@ class SessionManager:
 
     @staticmethod
     def _piece(session: _Session, path: str, offset: int) -> tuple[bytes, int]:
-        reply = session.sandbox.call({"op": "file_get", "path": path, "offset": offset, "length": PIECE_BYTES},
+        reply = session.live.call({"op": "file_get", "path": path, "offset": offset, "length": PIECE_BYTES},
                                      time.monotonic() + 60)
         assert reply["op"] == "file_get"
         return b64decode(reply["data"]), reply["size"]
 
     def list_files(self, session_id: str, owner: str) -> list[FileEntry]:
         with self._use(session_id, owner) as session:
-            reply = session.sandbox.call({"op": "file_list"}, time.monotonic() + 60)
+            reply = session.live.call({"op": "file_list"}, time.monotonic() + 60)
         assert reply["op"] == "file_list"
         return reply["files"]
 
     def delete_file(self, session_id: str, owner: str, path: str) -> None:
         check_path(path)
         with self._use(session_id, owner) as session:
-            session.sandbox.call({"op": "file_delete", "path": path}, time.monotonic() + 60)
+            session.live.call({"op": "file_delete", "path": path}, time.monotonic() + 60)
 
 
 def _ignore(stream: str, data: bytes) -> None:

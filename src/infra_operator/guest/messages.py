@@ -54,7 +54,12 @@ class Artifact(TypedDict):
     mode: int
 
 
-class PingRequest(TypedDict):
+class _PingClock(TypedDict, total=False):
+    clock: float
+    """The host's time: a paused VM resumed sets its clock by it (it stood still while saved)."""
+
+
+class PingRequest(_PingClock):
     op: Literal["ping"]
 
 

@@ -2,7 +2,8 @@
 
 mmdebstrap makes a minimal Debian tree with python3 (the agent's interpreter) and
 the language's packages, downloads going through a shared package cache so the
-next build does not fetch again; the toolchain's version is read inside the tree,
+next build does not fetch again; a toolchain the catalog takes from PyPI or npm is
+installed on top (``_registry``); the toolchain's version is read inside the tree,
 optional warm-up fills compiler caches, and ``mkfs.ext4 -d`` turns the tree into an
 image without mounting it. The image is written under a temporary name and renamed
 when whole.
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BuildFailed, InvalidRequest
-from ..languages import Command, Language
+from ..languages import REGISTRY_ROOT, Command, Language
+from . import _registry
 from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
 from ._rootfs_store import RootfsInfo, RootfsStore
 
@@ -148,6 +150,41 @@ def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, prog
              "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
 
 
+def sources_for(language: Language, sources: list[str], suite: str) -> tuple[list[str], str]:
+    """The apt sources and suite a language's image is built from: the configured ones, or
+    the same mirrors with the suite the catalog names (``bookworm-security`` becomes
+    ``trixie-security``). One keyring signs every Debian suite."""
+    wanted = language.suite
+    if wanted is None or wanted == suite:
+        return sources, suite
+    retargeted = []
+    for line in sources:
+        fields = line.split()
+        # deb [options] URI SUITE COMPONENT...: the suite is the field after the URI.
+        uri = next((index for index, part in enumerate(fields) if "://" in part), None)
+        if uri is not None and uri + 1 < len(fields) and (fields[uri + 1] == suite
+                                                          or fields[uri + 1].startswith(f"{suite}-")):
+            fields[uri + 1] = wanted + fields[uri + 1].removeprefix(suite)
+        retargeted.append(" ".join(fields))
+    return retargeted, wanted
+
+
+def registry_pins(language: Language) -> list[str]:
+    return list(language.registry.pins) if language.registry else []
+
+
+def _install_registry(language: Language, tree: Path, cache: Path, progress: Progress) -> list[str]:
+    """Install the language's PyPI and npm packages and link its commands; what was installed."""
+    if language.registry is None:
+        return []
+    registry = language.registry
+    progress(f"installing from registries: {', '.join(registry.pins)}")
+    installed = [f"pypi:{pin}" for pin in _registry.pip_install(registry.pypi, tree, cache, progress)]
+    installed += [f"npm:{pin}" for pin in _registry.npm_install(registry.npm, tree, cache, progress)]
+    _registry.link_commands(tree, registry.links, REGISTRY_ROOT)
+    return installed
+
+
 def packages_for(language: Language) -> list[str]:
     return sorted({*AGENT_PACKAGES, *language.packages})
 
@@ -155,7 +192,8 @@ def packages_for(language: Language) -> list[str]:
 def is_stale(language: Language, store: RootfsStore) -> bool:
     """Missing, or built for another package list than the catalog's."""
     info = store.find(language.name)
-    return info is None or list(info.packages) != packages_for(language)
+    return (info is None or list(info.packages) != packages_for(language)
+            or list(info.registry) != registry_pins(language))
 
 
 def build_rootfs(
@@ -182,10 +220,12 @@ def build_rootfs(
         try:
             packages = packages_for(language)
             if populate is None:
+                sources, suite = sources_for(language, sources, suite)
                 progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
                 _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
             else:
                 populate(tree, progress)
+            installed = _install_registry(language, tree, cache_dir / "registry", progress)
             if customize is not None:
                 customize(tree, progress)
             version = _read_version(language, tree)
@@ -204,6 +244,10 @@ def build_rootfs(
                 "sha256": checksum,
                 "version": version,
                 "packages": packages,
+                "suite": suite,
+                # The catalog's pins, compared by is_stale; and all that pip and npm put in.
+                "registry": registry_pins(language),
+                "registry_installed": installed,
                 "built_at": time.time(),
                 "build_seconds": round(time.monotonic() - started, 1),
             })

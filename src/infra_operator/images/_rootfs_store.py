@@ -25,11 +25,14 @@ class RootfsInfo:
     packages: tuple[str, ...]
     built_at: float
     build_seconds: float
+    registry: tuple[str, ...] = ()
+    """Packages from PyPI or npm, pinned as the catalog says: ``pypi:NAME==V``, ``npm:NAME@V``."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)
         data["packages"] = list(self.packages)
+        data["registry"] = list(self.registry)
         return data
 
 
@@ -59,6 +62,7 @@ class RootfsStore:
             packages=tuple(data.get("packages", ())),
             built_at=data.get("built_at", 0.0),
             build_seconds=data.get("build_seconds", 0.0),
+            registry=tuple(data.get("registry", ())),
         )
 
     def get(self, language: str) -> RootfsInfo:

@@ -14,6 +14,8 @@ from ._custom import (
     check_packages,
 )
 from ._entry import Entry, Rule
+from ._registry import ROOT as REGISTRY_ROOT
+from ._registry import Registry
 
 __all__ = [
     "CATALOG_FILE",
@@ -28,6 +30,8 @@ __all__ = [
     "PIP_DEBIAN_PACKAGES",
     "Packages",
     "Program",
+    "REGISTRY_ROOT",
+    "Registry",
     "Rule",
     "WithCustom",
     "check_name",

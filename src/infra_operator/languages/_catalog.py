@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import LanguageNotFound
 from ._entry import PLACEHOLDER, Entry
+from ._registry import Registry
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 
@@ -77,6 +78,11 @@ class Language:
     base: str | None = None
     """The language this one extends (a custom image, python-data): it runs like it, and its
     sessions use the base's kernel."""
+    registry: Registry | None = None
+    """Toolchain packages from PyPI or npm, pinned, installed into the image at build time."""
+    suite: str | None = None
+    """The Debian suite its image is built from, when not the configured one (swift is in
+    trixie only)."""
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Language:
@@ -106,6 +112,8 @@ class Language:
             entry=entry,
             template=written if entry else None,
             base=table.get("base"),
+            registry=Registry.from_table(table["registry"]) if "registry" in table else None,
+            suite=table.get("suite"),
         )
 
     def program(self, code: str) -> Program:

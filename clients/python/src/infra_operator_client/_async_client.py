@@ -188,6 +188,12 @@ class AsyncSession(AsyncClosing):
         self.info = await self._client._send(calls.session_info(self.id))
         return self.info
 
+    async def pause(self) -> types.SessionInfo:
+        """Saves the session to disk and stops its VM (qemu, Firecracker; the jail answers 409,
+        ``Conflict``); the next call resumes it where it was, also after a server restart."""
+        self.info = await self._client._send(calls.pause_session(self.id))
+        return self.info
+
     async def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> types.CellResult:
         return await self._client._send(calls.run_cell(self.id, code, stdin, timeout))
 

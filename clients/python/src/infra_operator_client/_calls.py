@@ -140,6 +140,11 @@ def delete_session(session_id: str) -> Call[None]:
     return Call("DELETE", f"{API}/sessions/{quote(session_id, safe='')}", _nothing)
 
 
+def pause_session(session_id: str) -> Call[SessionInfo]:
+    # Saving a VM's memory to disk takes seconds under emulation: a call's wait, not a glance's.
+    return Call("POST", f"{API}/sessions/{quote(session_id, safe='')}/pause", _json, runs_for=60.0)
+
+
 def run_cell(session_id: str, code: str, stdin: str | None, timeout: int | None,
              stream: bool = False) -> Call[CellResult]:
     return Call("POST", f"{API}/sessions/{quote(session_id, safe='')}/execute", _json,

@@ -156,6 +156,12 @@ class Session(Closing):
         self.info = self._client._send(calls.session_info(self.id))
         return self.info
 
+    def pause(self) -> types.SessionInfo:
+        """Saves the session to disk and stops its VM (qemu, Firecracker; the jail answers 409,
+        ``Conflict``); the next call resumes it where it was, also after a server restart."""
+        self.info = self._client._send(calls.pause_session(self.id))
+        return self.info
+
     def execute(self, code: str, *, stdin: str | None = None, timeout: int | None = None) -> types.CellResult:
         return self._client._send(calls.run_cell(self.id, code, stdin, timeout))
 

@@ -98,6 +98,27 @@ class FirecrackerSandbox:
     def outcome(self) -> HostOutcome:
         return HostOutcome()  # the guest's own cgroup sees every kill; the host adds nothing
 
+    def set_clock(self, timeout: float) -> None:
+        if self._channel is None:
+            raise AgentError(f"sandbox {self.id}: no agent to call")
+        fd = self._channel.fileno()
+        _channel.set_clock(fd, fd, timeout, self.id)
+
+    def pause(self, directory: Path) -> None:
+        """Paused through the API, saved as a Full snapshot, then stopped. The channel goes
+        first: the agent returns to accept(), where the resumed guest's host finds it."""
+        if self.state is not State.READY:
+            raise AgentError(f"sandbox {self.id} is {self.state.value}: only a ready sandbox can pause")
+        try:
+            self.close_channel()
+            self._api.pause()
+            self._api.create_snapshot(SNAPSHOT_STATE, SNAPSHOT_MEMORY)
+            self._vm.kill()
+            _take_snapshot_files(self._vm, directory)
+        finally:
+            # Its channel is closed either way: a sandbox whose pause failed is of no further use.
+            self.destroy()
+
     def memory(self) -> MemoryUse | None:
         # The process we hold may be the jailer, or Firecracker in a pid namespace of its
         # own, and no Firecracker runs on our test hosts to check a reading against:
@@ -273,22 +294,20 @@ class FirecrackerBackend:
             sandbox.api.pause()
             sandbox.api.create_snapshot(SNAPSHOT_STATE, SNAPSHOT_MEMORY)
             sandbox.vm.kill()
-            files = SnapshotFiles(directory, directory / SNAPSHOT_STATE, directory / SNAPSHOT_MEMORY)
-            with _os_errors(sandbox.vm):
-                for name, target in ((SNAPSHOT_STATE, files.vmstate), (SNAPSHOT_MEMORY, files.memory)):
-                    assert target is not None
-                    # Under a temporary name first: a half-moved file never has the real one.
-                    partial = target.with_name(f".{target.name}.part")
-                    shutil.move(sandbox.vm.root / name, partial)
-                    if sandbox.vm.jailed and os.geteuid() == 0:
-                        # Written as the jail's uid; later jails get hard links to these files,
-                        # so no jail uid may own (and so rewrite) them.
-                        os.chown(partial, 0, 0)
-                    partial.chmod(0o644)
-                    os.replace(partial, target)
-            return files
+            return _take_snapshot_files(sandbox.vm, directory)
         finally:
             sandbox.destroy()
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> FirecrackerSandbox:
+        """A paused sandbox is a snapshot of its own: loaded as a pooled clone's is."""
+        files = SnapshotFiles(directory, directory / SNAPSHOT_STATE, directory / SNAPSHOT_MEMORY)
+        sandbox = self.start(replace(spec, snapshot=files))
+        try:
+            sandbox.set_clock(self.boot_timeout)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
 
     # -- cleaning up ----------------------------------------------------------------
 
@@ -318,6 +337,24 @@ class FirecrackerBackend:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(f"removed run folder {folder}")
         return removed
+
+
+def _take_snapshot_files(vm: MicroVm, directory: Path) -> SnapshotFiles:
+    """Move the snapshot a stopped VM wrote in its run folder into ``directory``."""
+    files = SnapshotFiles(directory, directory / SNAPSHOT_STATE, directory / SNAPSHOT_MEMORY)
+    with _os_errors(vm):
+        for name, target in ((SNAPSHOT_STATE, files.vmstate), (SNAPSHOT_MEMORY, files.memory)):
+            assert target is not None
+            # Under a temporary name first: a half-moved file never has the real one.
+            partial = target.with_name(f".{target.name}.part")
+            shutil.move(vm.root / name, partial)
+            if vm.jailed and os.geteuid() == 0:
+                # Written as the jail's uid; later jails get hard links to these files,
+                # so no jail uid may own (and so rewrite) them.
+                os.chown(partial, 0, 0)
+            partial.chmod(0o644)
+            os.replace(partial, target)
+    return files
 
 
 def _place(vm: MicroVm, spec: SandboxSpec) -> dict[str, str]:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ... import guest
-from ...errors import AgentError, AgentTimeout, BackendUnavailable, InvalidRequest, SandboxError
+from ...errors import AgentError, AgentTimeout, BackendUnavailable, Conflict, InvalidRequest, SandboxError
 from .. import _channel
 from .._leftovers import stale_run_folders
 from ..base import Capabilities, HostOutcome, Isolation, Listener, MemoryUse, SandboxSpec, SnapshotFiles, State
@@ -70,6 +70,10 @@ READY_MEMORY_MB = 5
 (its interpreter's heap; the files it maps are the image's, in the page cache once for
 all). Its memory limit is what the program may take once it runs, not what it holds."""
 _counter = itertools.count()
+
+
+_NO_PAUSE = ("the jail backend cannot pause a session: its processes run on the host's kernel, with no machine "
+             "to save; pause a session on a microVM backend (qemu, firecracker)")
 
 
 class JailSandbox:
@@ -99,6 +103,9 @@ class JailSandbox:
 
     def outcome(self) -> HostOutcome:
         return HostOutcome(oom_killed=self._cgroup.oom_killed())
+
+    def pause(self, directory: Path) -> None:
+        raise Conflict(_NO_PAUSE)
 
     def memory(self) -> MemoryUse | None:
         return None  # a waiting jail is one small agent: the backend's estimate serves
@@ -268,6 +275,9 @@ class JailBackend:
             self._templates.clear()
             self._retired.clear()
         self.mounts.close()
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> JailSandbox:
+        raise Conflict(_NO_PAUSE)
 
     def sweep(self) -> list[str]:
         removed = _cgroups.sweep()

@@ -42,7 +42,7 @@ from ..base import (
     State,
     Warmup,
 )
-from . import _command, _probe, _process, _stub
+from . import _command, _pause, _probe, _process, _stub
 from ._qmp import Monitor
 
 if TYPE_CHECKING:
@@ -157,6 +157,14 @@ class QemuSandbox:
             message = f"sandbox {self.id}: the agent went away while booting: {self._why_dead()}"
             raise BootFailed(message) from exc
         self.state = State.READY
+
+    def set_clock(self, timeout: float) -> None:
+        assert self._agent is not None
+        fd = self._agent.fileno()
+        _channel.set_clock(fd, fd, timeout, self.id)
+
+    def pause(self, directory: Path) -> None:
+        _pause.pause(self, directory)
 
     def call(self, message: Request, deadline: float, listener: Listener | None = None) -> Reply:
         if self.state is not State.READY or self._agent is None:
@@ -504,6 +512,9 @@ class QemuBackend:
             sandbox.destroy()
             raise
         return sandbox
+
+    def resume(self, spec: SandboxSpec, directory: Path) -> QemuSandbox:
+        return _pause.resume(self, spec, directory)
 
     def close(self) -> None:
         """Nothing is held server-wide: each VM owns its run folder and is destroyed with it."""
