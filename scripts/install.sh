@@ -42,7 +42,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv ca-certificates \
-  bubblewrap mmdebstrap e2fsprogs util-linux seccomp \
+  bubblewrap mmdebstrap e2fsprogs squashfs-tools util-linux seccomp \
   qemu-system-x86 busybox-static cpio zstd xz-utils dpkg-dev redis-server
 command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodejs npm  # for clients/js and its tests
 

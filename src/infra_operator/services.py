@@ -260,8 +260,7 @@ class Services:
         custom, language = found
         self.check_not_building(custom.name)
         self.languages.store.remove(custom.name)  # first: no new run picks it up
-        self.rootfs.record_path(custom.name).unlink(missing_ok=True)
-        self.rootfs.image_path(custom.name).unlink(missing_ok=True)
+        self.rootfs.remove(custom.name)
         for snapshot in self.list_snapshots():
             if snapshot.language == custom.name:
                 images.remove_snapshot(self.settings, snapshot.backend, custom.name)

@@ -23,6 +23,8 @@ from archives import docker_save, file, folder, layer, oci_layout
 from conftest import DATA_DIR, Server, require_images, start_server, stop_server, wait_for_job
 from sessionkit import cell, session
 
+from infra_operator.images import RootfsStore
+
 CACHE = {"INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")}
 
 
@@ -138,7 +140,7 @@ def test_pip_and_npm_packages_are_installed_at_build_time(tmp_path: Path) -> Non
         assert node_name not in listed(client) and python_name in listed(client)
         gone = client.post("/api/v1/execute", json={"language": node_name, "code": "1"})
         assert gone.status_code == 404 and f"language not found: {node_name}" in gone.json()["error"]
-        assert not (data_dir / "images" / f"rootfs-{node_name}.ext4").exists()
+        assert not list((data_dir / "images").glob(f"rootfs-{node_name}.*")), "the image of any format is gone"
     deleted = cli(data_dir, "rootfs", "delete", "--lang", python_name)
     assert deleted.returncode == 0 and f"deleted {python_name}" in deleted.stdout, deleted.stderr
     assert list((data_dir / "languages").glob("*.json")) == []
@@ -147,7 +149,7 @@ def test_pip_and_npm_packages_are_installed_at_build_time(tmp_path: Path) -> Non
 @contextmanager
 def python_tree() -> Iterator[Path]:
     """The python image's files, mounted read-only: the base layer of an image archive."""
-    image = DATA_DIR / "images" / "rootfs-python.ext4"
+    image = RootfsStore(DATA_DIR / "images").get("python").path  # ext4 or squashfs: mount finds which
     mountpoint = Path(f"/tmp/infra-operator-test-{uuid.uuid4().hex[:8]}")
     mountpoint.mkdir()
     mounted = subprocess.run(["mount", "-o", "loop,ro", str(image), str(mountpoint)], capture_output=True, text=True)
@@ -183,7 +185,7 @@ def test_from_docker_imports_an_archive_and_runs_it(tmp_path: Path, kind: str) -
     name = f"imported-{uuid.uuid4().hex[:6]}"
     made = cli(data_dir, "rootfs", "from-docker", "--lang", name, "--base", "python", "--image", str(archive))
     assert made.returncode == 0, made.stderr[-2000:]
-    assert "applying layer 2 of 2" in made.stderr and f"rootfs-{name}.ext4" in made.stdout
+    assert "applying layer 2 of 2" in made.stderr and f"rootfs-{name}.squashfs" in made.stdout
     with serving(tmp_path, data_dir) as client:
         assert listed(client)[name]["base"] == "python"
         assert client.get(f"/api/v1/languages/{name}").json()["custom"]["origin"] == "docker"

@@ -96,7 +96,10 @@ def test_the_initramfs_is_the_same_bytes_for_the_same_inputs_and_carries_them(tm
     (agent / "__pycache__").mkdir(parents=True)
     (agent / "__main__.py").write_text("print('agent')\n")
     (agent / "__pycache__" / "__main__.cpython-311.pyc").write_bytes(b"cache")
-    directory = modules_dir(tmp_path, {"virtio_mmio.ko": module("virtio_mmio")},
+    # squashfs is a module in Debian's cloud kernel: the initramfs must carry it, or a
+    # squashfs rootfs cannot be mounted.
+    directory = modules_dir(tmp_path, {"virtio_mmio.ko": module("virtio_mmio"),
+                                       "fs/squashfs/squashfs.ko.xz": lzma.compress(module("squashfs"))},
                             builtin=("virtio_blk.ko", "ext4.ko", "vsock.ko", "vmw_vsock_virtio_transport.ko",
                                      "virtio_rng.ko"))
     first = build(busybox, directory, agent)
@@ -106,8 +109,9 @@ def test_the_initramfs_is_the_same_bytes_for_the_same_inputs_and_carries_them(tm
     assert stat.S_IMODE((root / "init").stat().st_mode) == 0o755
     assert (root / "bin" / "busybox").read_bytes() == busybox.read_bytes()
     assert (root / "bin" / "sh").readlink() == Path("busybox")
-    assert (root / "modules" / "order").read_text() == "virtio_mmio.ko\n"
+    assert (root / "modules" / "order").read_text() == "virtio_mmio.ko\nsquashfs.ko\n"
     assert (root / "modules" / "virtio_mmio.ko").read_bytes() == module("virtio_mmio")
+    assert (root / "modules" / "squashfs.ko").read_bytes() == module("squashfs")
     assert [path.name for path in (root / "guest").iterdir()] == ["__main__.py"]
     assert {path.name for path in root.iterdir()} == {"bin", "dev", "proc", "sys", "newroot", "modules", "init",
                                                       "guest"}

@@ -53,7 +53,7 @@ def test_upload_creates_the_bucket_and_lists(object_store: ObjectStore, bucket: 
     assert head["Metadata"]["sha256"] == sha256
     assert "-" in head["ETag"], "a multipart upload's ETag carries its part count"
     assert store.list_rootfs() == [{
-        "language": "python", "size": IMAGE_SIZE, "path": f"s3://{bucket}/rootfs/python/rootfs-python.ext4",
+        "language": "python", "size": IMAGE_SIZE, "path": f"s3://{bucket}/rootfs/python/rootfs-python.ext4", "format": "ext4",
         "sha256": sha256, "version": "python 0.test", "built_at": 1.0,
     }]
 

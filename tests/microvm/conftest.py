@@ -179,8 +179,9 @@ def own_vm_server(root: Path, languages: tuple[str, ...]) -> Iterator[Server]:
     data = root / "data"
     (data / "images").mkdir(parents=True)
     for language in languages:
-        for suffix in ("ext4", "json"):
-            os.link(DATA_DIR / "images" / f"rootfs-{language}.{suffix}", data / "images" / f"rootfs-{language}.{suffix}")
+        # The record and its image, ext4 or squashfs, whichever the shared store holds.
+        for path in (DATA_DIR / "images").glob(f"rootfs-{language}.*"):
+            os.link(path, data / "images" / path.name)
     subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
     server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
                                      "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})

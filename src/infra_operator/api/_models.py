@@ -290,6 +290,9 @@ class RootfsEntry(BaseModel):
     language: str
     size: int
     path: str
+    format: Literal["squashfs", "ext4"] = Field(
+        default="ext4", description="the image's file system: squashfs (compressed, what builds make) or ext4 "
+        "(images built by earlier releases)")
     sha256: str | None = None
     version: str | None = None
     built_at: float | None = None
@@ -313,7 +316,9 @@ class PackageLists(_Request):
 
 class RootfsCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
-    size_mb: int | None = Field(default=None, ge=64, le=65536, description="image size; default: what the tree needs")
+    size_mb: int | None = Field(default=None, ge=64, le=65536,
+                                description="build an ext4 image of this size; default: a compressed squashfs "
+                                "image of what the tree needs")
     base: str | None = Field(default=None, min_length=1, max_length=64, description=(
         "makes `language` a custom image: a new name that runs like this catalog language, with `packages` added"))
     packages: PackageLists | None = Field(default=None, description="with `base`: what the custom image adds")

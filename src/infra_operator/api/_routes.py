@@ -212,8 +212,8 @@ def submission_details(submission_id: str, services: ServicesDep, owner: OwnerDe
 def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = None) -> RootfsListResponse:
     if remote:
         return RootfsListResponse(rootfs=[RootfsEntry(**e) for e in services.remote(bucket).list_rootfs()])
-    entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), sha256=i.sha256, version=i.version,
-                           built_at=i.built_at) for i in services.rootfs.list()]
+    entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), format=i.format, sha256=i.sha256,
+                           version=i.version, built_at=i.built_at) for i in services.rootfs.list()]
     builds = [JobView(**job.to_json()) for job in services.jobs.list() if job.kind == "rootfs"]
     return RootfsListResponse(rootfs=entries, builds=builds)
 

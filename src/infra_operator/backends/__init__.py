@@ -12,11 +12,13 @@ from .base import (
     KernelFiles,
     Listener,
     MemoryUse,
+    RootfsFormat,
     Sandbox,
     SandboxSpec,
     SnapshotFiles,
     State,
     Warmup,
+    rootfs_format,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "KernelFiles",
     "Listener",
     "MemoryUse",
+    "RootfsFormat",
     "Sandbox",
     "SandboxSpec",
     "SnapshotFiles",
@@ -36,4 +39,5 @@ __all__ = [
     "Warmup",
     "factories",
     "measure_memory",
+    "rootfs_format",
 ]

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 
 Isolation = Literal["vm", "namespace"]
 Accelerator = Literal["kvm", "tcg"]
+RootfsFormat = Literal["ext4", "squashfs"]
+"""The file systems a rootfs image may hold; every backend runs from each, read-only."""
+
+_SQUASHFS_MAGIC = b"hsqs"  # the first four bytes of a (little-endian) squashfs image
+
+
+def rootfs_format(image: Path) -> RootfsFormat:
+    """What ``image`` holds, read from its first bytes rather than from its name or record:
+    images built before the store recorded a format are ext4, and so is anything not squashfs."""
+    with image.open("rb") as handle:
+        return "squashfs" if handle.read(4) == _SQUASHFS_MAGIC else "ext4"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ are private and vanish with it), it reads one JSON request per line on stdin:
 ``{"requests": N, "concurrency": C}``, runs the steps N times across C workers and
 answers one JSON line: each run's milliseconds, the wall time, the first run's output.
 
-Its configuration is argv[1], JSON: ``image`` (an ext4 rootfs to chroot into, or null
+Its configuration is argv[1], JSON: ``image`` (a rootfs image, ext4 or squashfs, to chroot into, or null
 for the host), ``steps`` (argvs run in order in a fresh work folder), ``files``, ``env``.
 Each worker gets its own work and tmp folder, emptied after each run (untimed), so each
 run starts as cold as a fresh sandbox: no compiler cache survives from the last one.
@@ -31,7 +31,10 @@ _TMP_PATH = re.compile(r"(?<![\w/.])/tmp(?=/|$)")
 
 
 def _mount(image: str, root: str) -> None:
-    subprocess.run(["mount", "-o", "loop,ro,noload", image, root], check=True)
+    with open(image, "rb") as handle:
+        squashfs = handle.read(4) == b"hsqs"  # backends.base.rootfs_format: this file runs without the package
+    options = ["-t", "squashfs", "-o", "loop,ro"] if squashfs else ["-t", "ext4", "-o", "loop,ro,noload"]
+    subprocess.run(["mount", *options, image, root], check=True)
     for place, how in (
         ("tmp", ["-t", "tmpfs", "-o", "mode=1777", "tmpfs"]),
         ("work", ["-t", "tmpfs", "-o", "mode=1777", "tmpfs"]),

@@ -24,7 +24,7 @@ from ._common import (
 app = typer.Typer(help="Build, list, upload and download rootfs images.", no_args_is_help=True)
 
 
-Size = Annotated[int | None, typer.Option(help="image size in MiB; default: what it needs")]
+Size = Annotated[int | None, typer.Option(help="an ext4 image of this many MiB; default: compressed squashfs")]
 Base = Annotated[str | None, typer.Option(
     "--base", help="make --lang a custom image: a new language that runs like this catalog language",
     show_default=False)]
@@ -103,14 +103,14 @@ def list_images(
 ) -> None:
     """List built images."""
     services = make_services(data_dir)
-    table = Table("language", "size", "version", "path")
+    table = Table("language", "size", "format", "version", "path")
     if remote:
         for entry in services.remote(bucket).list_rootfs():
             size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
-            table.add_row(entry["language"], size, version, entry["path"])
+            table.add_row(entry["language"], size, entry["format"], version, entry["path"])
     else:
         for info in services.rootfs.list():
-            table.add_row(info.language, f"{info.size >> 20} MiB", info.version, str(info.path))
+            table.add_row(info.language, f"{info.size >> 20} MiB", info.format, info.version, str(info.path))
     out.print(table)
 
 

@@ -1,6 +1,6 @@
 """The initramfs every microVM boots: busybox, the kernel modules the guest needs to
 reach its disk and its host, the guest agent, and an ``/init`` that mounts the rootfs
-read-only and hands PID 1 to the agent.
+(squashfs or ext4) read-only and hands PID 1 to the agent.
 
 The archive is written here (cpio "newc", gzip) rather than with ``cpio`` so that it
 is the same bytes for the same inputs: its checksum names the kernel a snapshot needs.
@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What the guest needs as modules when the kernel does not build them in: the
-# virtio-mmio transport (found through ACPI), the disk, vsock for Firecracker, and
-# the virtio RNG so the guest's random pool is seeded early.
+# virtio-mmio transport (found through ACPI), the disk and its file systems (squashfs
+# for new images, ext4 for those built before; Debian's cloud kernel builds the zstd
+# decompressor in), vsock for Firecracker, and the virtio RNG so the guest's random
+# pool is seeded early.
 WANTED_MODULES = (
     "virtio_mmio",
     "virtio_blk",
+    "squashfs",
     "ext4",
     "vsock",
     "vmw_vsock_virtio_transport",
@@ -60,8 +63,14 @@ while [ ! -b /dev/vda ]; do
     [ "$tries" -gt 500 ] && fail "no /dev/vda"
     busybox usleep 10000
 done
-busybox mount -t ext4 -o ro /dev/vda /newroot || busybox mount -t ext4 -o ro,noload /dev/vda /newroot \\
-    || fail "cannot mount /dev/vda"
+# The image's first bytes say its file system ("hsqs": squashfs), so a failed guess
+# never fills the console with another file system's complaints.
+if [ "$(busybox dd if=/dev/vda bs=4 count=1 2>/dev/null)" = hsqs ]; then
+    busybox mount -t squashfs -o ro /dev/vda /newroot || fail "cannot mount /dev/vda (squashfs)"
+else
+    busybox mount -t ext4 -o ro /dev/vda /newroot || busybox mount -t ext4 -o ro,noload /dev/vda /newroot \\
+        || fail "cannot mount /dev/vda"
+fi
 busybox mount -t tmpfs -o mode=0777,nosuid,nodev work /newroot/work || fail "cannot mount /work"
 busybox mount -t tmpfs -o mode=1777,nosuid,nodev tmp /newroot/tmp || fail "cannot mount /tmp"
 busybox mount -t tmpfs -o mode=0755,nosuid,nodev agent /newroot{agent} || fail "cannot mount {agent}"

@@ -2,7 +2,8 @@
 
 Layout in the bucket, mirroring the local data directory:
 
-    rootfs/<language>/rootfs-<language>.ext4   the image, its sha256 in the object's metadata
+    rootfs/<language>/rootfs-<language>.<format>   the image (squashfs or ext4, as its record
+                                               says), its sha256 in the object's metadata
     rootfs/<language>/rootfs-<language>.json   its record, uploaded last: a listed image is whole
     snapshots/<backend>/<language>/<file>      every file of the snapshot folder, metadata.json last
 
@@ -45,7 +46,7 @@ from ..config import BUCKET_PATTERN
 from ..errors import InvalidRequest, NotFound, RemoteStoreError, RootfsNotFound, SnapshotNotFound
 from ._files import exclusive, sha256_of, temporary_name, write_json_atomically
 from ._progress import ByteProgress, mib
-from ._rootfs_store import RootfsStore
+from ._rootfs_store import FORMATS, LEGACY_FORMAT, RootfsStore
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,13 @@ class RemoteStore:
         for key, size in sorted(objects.items()):
             _, language, name = (key.split("/") + ["", ""])[:3]
             record_key = _rootfs_key(language, "json")
-            if name != f"rootfs-{language}.ext4" or record_key not in objects:
+            kind = name.removeprefix(f"rootfs-{language}.")
+            if kind not in FORMATS or record_key not in objects:
                 continue
             record = self._read_json(record_key, partial(RootfsNotFound, f"{record_key} vanished"))
-            entries.append({"language": language, "size": size, "path": self.uri(key),
+            if record.get("format", LEGACY_FORMAT) != kind:
+                continue  # an image of the other format, left by an older upload
+            entries.append({"language": language, "size": size, "path": self.uri(key), "format": kind,
                             **{field: record.get(field) for field in ("sha256", "version", "built_at")}})
         return entries
 
@@ -137,7 +141,7 @@ class RemoteStore:
     def upload_rootfs(self, language: str) -> Transfer:
         info = self.rootfs.get(language)
         record = self.rootfs.record_path(language)
-        key = _rootfs_key(language, "ext4")
+        key = _rootfs_key(language, info.format)
 
         def work(progress: ByteProgress) -> str:
             self._ensure_bucket()
@@ -151,18 +155,23 @@ class RemoteStore:
         def missing() -> NotFound:
             return RootfsNotFound(f"rootfs for {language} not found in {self.uri('rootfs/')} at {self.where}")
 
-        image_key, record_key = _rootfs_key(language, "ext4"), _rootfs_key(language, "json")
+        record_key = _rootfs_key(language, "json")
         record = self._read_json(record_key, missing)
-        sha256 = record.get("sha256")
+        sha256, kind = record.get("sha256"), record.get("format", LEGACY_FORMAT)
         if not isinstance(sha256, str):
             raise RemoteStoreError(f"{self.uri(record_key)} has no sha256: cannot verify the image")
+        if kind not in FORMATS:
+            raise RemoteStoreError(f"{self.uri(record_key)} names an image format this release cannot run: {kind}")
+        image_key = _rootfs_key(language, kind)
         size = self._size(image_key, missing)
-        image = self.rootfs.image_path(language)
+        image = self.rootfs.image_path(language, kind)
 
         def work(progress: ByteProgress) -> str:
-            with exclusive(image):
+            # Locked by the record, as a build is: both formats of a language share it.
+            with exclusive(self.rootfs.record_path(language)):
                 self._download(image_key, image, sha256, _Counter(size, progress), missing)
                 write_json_atomically(self.rootfs.record_path(language), record)
+                self.rootfs.remove_other_formats(language, kind)
             return f"downloaded {self.uri(image_key)} ({mib(size)}, sha256 verified) to {image}"
 
         return Transfer(f"downloading rootfs-{language}", size, work)

@@ -4,9 +4,14 @@ mmdebstrap makes a minimal Debian tree with python3 (the agent's interpreter) an
 the language's packages, downloads going through a shared package cache so the
 next build does not fetch again; a toolchain the catalog takes from PyPI or npm is
 installed on top (``_registry``); the toolchain's version is read inside the tree,
-optional warm-up fills compiler caches, and ``mkfs.ext4 -d`` turns the tree into an
-image without mounting it. The image is written under a temporary name and renamed
-when whole.
+optional warm-up fills compiler caches, and ``mksquashfs`` turns the tree into a
+compressed read-only image (``mkfs.ext4 -d`` an ext4 one when a size is asked for).
+The image is written under a temporary name and renamed when whole.
+
+Why squashfs: every backend mounts the image read-only anyway, and zstd-compressed
+squashfs is a fifth to a quarter of the ext4 image (measured: go 829 MB -> 176 MB),
+which keeps all languages and releases within the disk today's ext4 images alone
+fill. Debian 12's erofs-utils (1.5) compresses with lz4 only: 266 MB for go.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from ..backends import RootfsFormat
 from ..errors import BuildFailed, InvalidRequest
 from ..languages import REGISTRY_ROOT, Command, Language
 from . import _registry
@@ -33,6 +39,9 @@ AGENT_PACKAGES = ("python3",)
 SANDBOX_DIRS = ("work", "tmp", "opt/infra-operator/guest", "proc", "sys", "dev")
 _EXCLUDED_PATHS = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 _TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# zstd level 3: go's image is 176 MB in 5 to 12 s on two cores (mkfs.ext4: 10 s); level 15 saves
+# another 15% for seven times the build time, level 9 8% for twice.
+_SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "3")
 
 
 def _stream(argv: list[str], progress: Progress, what: str) -> list[str]:
@@ -150,6 +159,32 @@ def _make_ext4(tree: Path, image: Path, size_mb: int | None, language: str, prog
              "-E", "root_owner=0:0", "-d", str(tree), str(image), f"{size}M"], progress, "mkfs.ext4")
 
 
+def _make_squashfs(tree: Path, image: Path, progress: Progress) -> None:
+    if shutil.which("mksquashfs") is None:
+        raise BuildFailed("mksquashfs is missing: apt-get install squashfs-tools")
+    progress("making a compressed squashfs image")
+    image.unlink(missing_ok=True)
+    # -no-exports: no NFS export table, nothing here serves NFS. Owners, modes and
+    # extended attributes (file capabilities) are kept as in the tree, except the root's:
+    # the build folder is mkdtemp's 0700, which would shut the sandbox user out of /
+    # (mkfs.ext4 makes its root 0755, and root_owner=0:0 is asked for above).
+    _stream(["mksquashfs", str(tree), str(image), "-noappend", "-no-exports", "-quiet", "-no-progress",
+             "-root-mode", "0755", "-root-uid", "0", "-root-gid", "0", *_SQUASHFS_OPTIONS], progress, "mksquashfs")
+
+
+def _make_image(tree: Path, image: Path, kind: RootfsFormat, size_mb: int | None, language: str,
+                progress: Progress) -> None:
+    if kind == "squashfs":
+        _make_squashfs(tree, image, progress)
+    else:
+        _make_ext4(tree, image, size_mb, language, progress)
+
+
+def format_for(size_mb: int | None) -> RootfsFormat:
+    """Squashfs, unless the caller asked for a size: only an ext4 image has one to choose."""
+    return "squashfs" if size_mb is None else "ext4"
+
+
 def sources_for(language: Language, sources: list[str], suite: str) -> tuple[list[str], str]:
     """The apt sources and suite a language's image is built from: the configured ones, or
     the same mirrors with the suite the catalog names (``bookworm-security`` becomes
@@ -210,8 +245,10 @@ def build_rootfs(
     """Build ``language``'s image from Debian packages; ``populate`` fills the tree instead
     (an imported archive), and ``customize`` changes it before the image is made (pip and
     npm installs of a custom image)."""
-    image = store.image_path(language.name)
-    with exclusive(image):
+    kind = format_for(size_mb)
+    image = store.image_path(language.name, kind)
+    # Locked by the record, which every format of the language shares.
+    with exclusive(store.record_path(language.name)):
         started = time.monotonic()
         build_root = cache_dir / "build"
         build_root.mkdir(parents=True, exist_ok=True)
@@ -235,12 +272,16 @@ def build_rootfs(
                 warmed = _in_tree(tree, language.warm, language.env, writable=True)
                 if warmed.returncode != 0:
                     raise BuildFailed(f"{language.name}: warm-up failed: {warmed.stderr.strip()[-300:]}")
-            _make_ext4(tree, temporary, size_mb, language.name, progress)
+            tree_bytes = _tree_bytes(tree)
+            _make_image(tree, temporary, kind, size_mb, language.name, progress)
+            progress(f"image: {temporary.stat().st_size / 2**20:.0f} MiB ({kind}) "
+                     f"from a {tree_bytes / 2**20:.0f} MiB tree")
             progress("computing checksum")
             checksum = sha256_of(temporary)
             os.replace(temporary, image)
             write_json_atomically(store.record_path(language.name), {
                 "language": language.name,
+                "format": kind,
                 "sha256": checksum,
                 "version": version,
                 "packages": packages,
@@ -248,9 +289,11 @@ def build_rootfs(
                 # The catalog's pins, compared by is_stale; and all that pip and npm put in.
                 "registry": registry_pins(language),
                 "registry_installed": installed,
+                "tree_bytes": tree_bytes,
                 "built_at": time.time(),
                 "build_seconds": round(time.monotonic() - started, 1),
             })
+            store.remove_other_formats(language.name, kind)
         finally:
             temporary.unlink(missing_ok=True)
             remove_tree(tree)

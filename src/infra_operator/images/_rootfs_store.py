@@ -1,8 +1,11 @@
 """Where rootfs images live on the local disk, and what is recorded about each.
 
-``images/rootfs-<language>.ext4`` is the image, ``images/rootfs-<language>.json`` its
-record (checksum, toolchain version, size, build time). The record is written
-after the image, so an image without a record is not offered.
+``images/rootfs-<language>.<format>`` is the image, ``images/rootfs-<language>.json`` its
+record (checksum, toolchain version, format, build time). The format is ``squashfs``
+(compressed, read-only: what builds make now) or ``ext4`` (what they made before; a
+record without a format is one of those, and stays usable without a rebuild). The
+record is written after the image, so an image without a record is not offered, and
+the record names the format, so only the image it names is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backends import RootfsFormat
 from ..errors import RootfsNotFound
+
+FORMATS: tuple[RootfsFormat, ...] = ("squashfs", "ext4")
+LEGACY_FORMAT: RootfsFormat = "ext4"
+"""The format of an image whose record names none: every image built before formats."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,9 @@ class RootfsInfo:
     build_seconds: float
     registry: tuple[str, ...] = ()
     """Packages from PyPI or npm, pinned as the catalog says: ``pypi:NAME==V``, ``npm:NAME@V``."""
+    format: RootfsFormat = LEGACY_FORMAT
+    tree_bytes: int | None = None
+    """The unpacked tree's size, when the build recorded it: what compression saved."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -40,18 +51,35 @@ class RootfsStore:
     def __init__(self, images_dir: Path) -> None:
         self.images_dir = images_dir
 
-    def image_path(self, language: str) -> Path:
-        return self.images_dir / f"rootfs-{language}.ext4"
+    def image_path(self, language: str, kind: RootfsFormat = LEGACY_FORMAT) -> Path:
+        return self.images_dir / f"rootfs-{language}.{kind}"
 
     def record_path(self, language: str) -> Path:
         return self.images_dir / f"rootfs-{language}.json"
 
+    def remove_other_formats(self, language: str, kind: RootfsFormat) -> None:
+        """Delete the language's image of any format but ``kind``, once the record names ``kind``:
+        no longer offered, it would only take disk. A jail or VM running on it keeps its open file."""
+        for other in FORMATS:
+            if other != kind:
+                self.image_path(language, other).unlink(missing_ok=True)
+
+    def remove(self, language: str) -> None:
+        """Forget the language's image: the record first (so it is no longer offered), then
+        the image of each format."""
+        self.record_path(language).unlink(missing_ok=True)
+        for kind in FORMATS:
+            self.image_path(language, kind).unlink(missing_ok=True)
+
     def find(self, language: str) -> RootfsInfo | None:
-        image, record = self.image_path(language), self.record_path(language)
         try:
-            data = json.loads(record.read_text())
+            data = json.loads(self.record_path(language).read_text())
+            kind = data.get("format", LEGACY_FORMAT)
+            if kind not in FORMATS:
+                return None  # written by a newer release: not ours to run
+            image = self.image_path(language, kind)
             size = image.stat().st_size
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return None
         return RootfsInfo(
             language=language,
@@ -63,6 +91,8 @@ class RootfsStore:
             built_at=data.get("built_at", 0.0),
             build_seconds=data.get("build_seconds", 0.0),
             registry=tuple(data.get("registry", ())),
+            format=kind,
+            tree_bytes=data.get("tree_bytes"),
         )
 
     def get(self, language: str) -> RootfsInfo:
@@ -75,5 +105,5 @@ class RootfsStore:
         return info
 
     def list(self) -> list[RootfsInfo]:
-        found = (self.find(path.stem.removeprefix("rootfs-")) for path in sorted(self.images_dir.glob("rootfs-*.ext4")))
+        found = (self.find(path.stem.removeprefix("rootfs-")) for path in sorted(self.images_dir.glob("rootfs-*.json")))
         return [info for info in found if info is not None]

@@ -167,8 +167,11 @@ def require_kernel(settings: Settings) -> KernelFiles:
 
 
 def agent_fingerprint() -> str:
-    """A checksum of what the initramfs takes from this checkout: the agent and the init script."""
-    return hashlib.sha256(_initramfs.INIT_SCRIPT.encode() + guest.fingerprint().encode()).hexdigest()
+    """A checksum of what the initramfs takes from this checkout: the agent, the init script
+    and the modules it loads."""
+    # The module list counts too: an initramfs without squashfs cannot boot a squashfs image.
+    modules = ",".join(_initramfs.WANTED_MODULES).encode()
+    return hashlib.sha256(_initramfs.INIT_SCRIPT.encode() + modules + guest.fingerprint().encode()).hexdigest()
 
 
 def kernel_is_stale(settings: Settings) -> bool:

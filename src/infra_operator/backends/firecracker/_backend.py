@@ -360,6 +360,8 @@ def _take_snapshot_files(vm: MicroVm, directory: Path) -> SnapshotFiles:
 def _place(vm: MicroVm, spec: SandboxSpec) -> dict[str, str]:
     """Put the files the VM needs where Firecracker finds them; their names for the API."""
     # The rootfs also when restoring: Firecracker reopens the drive the snapshot recorded.
+    # Hence one name whatever the image holds (squashfs or ext4): the guest's init reads
+    # the file system from the drive's first bytes, and the name stays what snapshots recorded.
     paths = {"rootfs": vm.place(spec.rootfs, "rootfs.ext4")}
     if spec.snapshot is not None:
         assert spec.snapshot.memory is not None  # _check_files

@@ -1,5 +1,5 @@
-"""Rootfs images loop-mounted read-only, one mount per image content, shared by the
-jails of one server process.
+"""Rootfs images (ext4, or compressed squashfs) loop-mounted read-only, one mount per
+image content, shared by the jails of one server process.
 
 Mounts are keyed by the image's checksum, so a rebuilt image gets a fresh mount
 while jails still running on the old one keep it, and by the server's pid, so a
@@ -17,6 +17,14 @@ from pathlib import Path
 
 from ...errors import SandboxError
 from .._leftovers import owner_is_gone
+from ..base import RootfsFormat, rootfs_format
+
+# noload: an ext4 image copied while mounted elsewhere may ask for journal recovery,
+# which a read-only mount cannot do; squashfs is read-only by design and has no such option.
+_MOUNT_OPTIONS: dict[RootfsFormat, str] = {
+    "ext4": "loop,ro,noload,nodev,nosuid",
+    "squashfs": "loop,ro,nodev,nosuid",
+}
 
 
 class ImageMounts:
@@ -30,8 +38,12 @@ class ImageMounts:
             if os.path.ismount(target):
                 return target
             target.mkdir(parents=True, exist_ok=True)
+            try:
+                kind = rootfs_format(image)
+            except OSError as exc:
+                raise SandboxError(f"cannot read {image}: {exc.strerror or exc}") from exc
             result = subprocess.run(
-                ["mount", "-o", "loop,ro,noload,nodev,nosuid", str(image), str(target)],
+                ["mount", "-t", kind, "-o", _MOUNT_OPTIONS[kind], str(image), str(target)],
                 capture_output=True, text=True,
             )
             if result.returncode != 0:
