@@ -191,7 +191,7 @@ class Executor:
             processes=limits.processes,
             disk_mb=limits.file_mb,
             labels={"language": language.name},
-            warmup=self.warmup(language),
+            warmup=self.warmup(language) if self.settings.pool.warm else None,
         ))
 
     @staticmethod
