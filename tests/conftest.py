@@ -270,7 +270,7 @@ SandboxT = TypeVar("SandboxT", bound=Sandbox, covariant=True)
 class Starts(Protocol[SandboxT]):
     """A backend as a test holds it: its own sandbox class, so tests reach that class's extras."""
 
-    def start(self, spec: SandboxSpec) -> SandboxT: ...
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> SandboxT: ...
 
     def close(self) -> None: ...
 
@@ -284,8 +284,8 @@ class Sandboxes(Generic[SandboxT]):
         self.backend = backend
         self.made: list[SandboxT] = []
 
-    def start(self, spec: SandboxSpec) -> SandboxT:
-        sandbox = self.backend.start(spec)
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> SandboxT:
+        sandbox = self.backend.start(spec, ahead)
         self.made.append(sandbox)
         return sandbox
 

@@ -116,6 +116,8 @@ UNREACHABLE_STORE = {"INFRA_OPERATOR_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_
      f"Not a directory: {A_FILE}/data/images"),
     (["benchmark", "--langs", "python", "--in-process", "--requests", "4", "--output", "/nonexistent/b.json"], {}, 2,
      "--output /nonexistent/b.json: no folder /nonexistent"),
+    (["snapshot", "create"], {}, 2, "give exactly one of --lang and --all"),
+    (["snapshot", "create", "--all", "-l", "python"], {}, 2, "give exactly one of --lang and --all"),
     (["rootfs", "list", "--remote"], UNREACHABLE_STORE, 1,
      f"object store unreachable at {UNREACHABLE_STORE['INFRA_OPERATOR_S3_ENDPOINT_URL']}"),
 ])

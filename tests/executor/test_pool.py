@@ -245,6 +245,19 @@ def test_the_pool_refills_after_takes() -> None:
 
 
 @pytest.mark.unit
+def test_the_pool_starts_its_sandboxes_ahead_so_a_backend_may_warm_them() -> None:
+    """Only what the pool starts is started ``ahead``: a request's own start is on its path,
+    where a warm-up would only add time."""
+    backend = FakeBackend()
+    with Pool(PoolSettings(workers=2)) as pool:
+        pool.warm(backend, fake_spec(), 2)
+        wait_for(lambda: ready(pool) == 2, "the pool to fill")
+        assert backend.ahead_starts == backend.start_attempts == 2
+    backend.start(fake_spec())
+    assert (backend.ahead_starts, backend.start_attempts) == (2, 3)
+
+
+@pytest.mark.unit
 def test_a_dead_sandbox_is_destroyed_and_the_next_is_served() -> None:
     backend = FakeBackend()
     spec = fake_spec()

@@ -159,9 +159,10 @@ def test_snapshots_are_kept_and_found_per_release(tmp_path: Path) -> None:
     new = write_fake_snapshot(tmp_path, "qemu", "python@trixie", {"vmstate": b"w"})
     metadata = json.loads((new / "metadata.json").read_text())
     (new / "metadata.json").write_text(json.dumps({**metadata, "language": "python", "image": "python@trixie"}))
-    found = find_snapshot(settings, "qemu", "python@trixie", "1" * 64, "0" * 64)
+    vmm = metadata.get("vmm_version")
+    found = find_snapshot(settings, "qemu", "python@trixie", "1" * 64, "0" * 64, vmm)
     assert found is not None and found.directory == new
-    legacy = find_snapshot(settings, "qemu", "python", "1" * 64, "0" * 64)
+    legacy = find_snapshot(settings, "qemu", "python", "1" * 64, "0" * 64, vmm)
     assert legacy is not None and legacy.directory == old
     assert describe({**metadata, "language": "python", "image": "python@trixie"})["release"] == "trixie"
     assert describe(json.loads((old / "metadata.json").read_text()))["release"] == LEGACY_SUITE

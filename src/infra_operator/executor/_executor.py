@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends import HostOutcome, SandboxSpec
+from ..backends import HostOutcome, SandboxSpec, Warmup
 from ..errors import AgentError, AgentTimeout, InvalidRequest
 from ..guest import b64decode, b64encode
 from ..images import resolve
@@ -186,7 +186,20 @@ class Executor:
             processes=limits.processes,
             disk_mb=limits.file_mb,
             labels={"language": language.name, "release": rootfs.suite},
+            warmup=self.warmup(language) if self.settings.pool.warm else None,
         ))
+
+    @staticmethod
+    def warmup(language: Language) -> Warmup:
+        """The language's sample, compiled and run as a request's program is: what a backend may run
+        in a sandbox it starts ahead, so the first real execution finds the toolchain warm."""
+        program = language.program(language.sample)
+        return Warmup(
+            files=((program.source, b64encode(language.sample.encode("utf-8"))),),
+            compile=program.compile,
+            run=program.run,
+            env=tuple(sorted({**BASE_ENV, **language.env}.items())),
+        )
 
     @staticmethod
     def _files(source: str, request: ExecutionRequest) -> dict[str, str]:

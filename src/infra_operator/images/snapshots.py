@@ -5,10 +5,11 @@ Layout: ``snapshots_dir/<backend>/<image>/`` (``<image>`` a release's image name
 holding the backend's files (the
 device state, the memory file when it is separate) and ``metadata.json``. A snapshot
 is made in a temporary folder beside its final name and renamed into place when
-whole. It is only good for the kernel and rootfs it was made from, so ``find_snapshot``
-compares both checksums and the files' sizes before offering it, and only in the
-store's current ``FORMAT``: one made by an older release is refused, as if absent, and
-the next ``create_snapshot`` replaces it.
+whole. It is only good for the kernel (whose initramfs carries the agent), the rootfs and
+the VMM version it was made with, so ``find_snapshot`` compares all three and the files'
+sizes before offering it, and only in the store's current ``FORMAT``: one made by an older
+release is refused, as if absent, and the next ``create_snapshot`` (``snapshot create
+--if-stale``) replaces it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class SnapshotInfo:
     mem_size: int
     """0 when the memory travels inside the vmstate file (QEMU)."""
     path: Path
+    vmm_version: str | None = None
+    """The VMM that saved it (``Capabilities.vmm_version``); None for one made before it was recorded."""
     image: str = ""
     """The release's image name it was made from (``python@trixie``); ``language`` for bookworm's."""
     release: str = ""
@@ -86,6 +89,7 @@ def _info(directory: Path, metadata: dict[str, Any]) -> SnapshotInfo:
         vmstate_size=int(metadata["vmstate_size"]),
         mem_size=int(metadata["mem_size"]),
         path=directory,
+        vmm_version=str(metadata["vmm_version"]) if metadata.get("vmm_version") is not None else None,
     )
 
 
@@ -136,6 +140,7 @@ def create_snapshot(
             "vmstate_size": files.vmstate.stat().st_size,
             "memory": files.memory.name if files.memory is not None else None,
             "mem_size": files.memory.stat().st_size if files.memory is not None else 0,
+            "vmm_version": backend.capabilities().vmm_version,
         }
         write_json_atomically(scratch / METADATA_NAME, metadata)
         _replace_dir(scratch, final)
@@ -182,8 +187,10 @@ def find_snapshot(
     language: str,
     rootfs_sha256: str,
     kernel_sha256: str,
+    vmm_version: str | None,
 ) -> SnapshotFiles | None:
-    """The language's snapshot for this backend, only if made from this rootfs and kernel."""
+    """The language's snapshot for this backend, only if made from this rootfs and kernel by
+    this VMM version (one that recorded none is stale for a backend that tells its version)."""
     try:
         directory = snapshot_dir(settings, backend_name, language)
     except InvalidRequest:
@@ -195,6 +202,8 @@ def find_snapshot(
     if (info.backend, info.image) != (backend_name, language):
         return None
     if info.rootfs_sha256 != rootfs_sha256 or info.kernel_sha256 != kernel_sha256:
+        return None
+    if info.vmm_version != vmm_version:
         return None
     return files
 
@@ -230,7 +239,9 @@ def remove_snapshot(settings: Settings, backend_name: str, language: str) -> boo
 def guest_images(settings: Settings) -> GuestImages:
     """The microVM backends' view of this store: the current kernel build and the snapshots
     that match it (see ``backends.GuestImages``)."""
-    def snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
-        return find_snapshot(settings, backend, image, rootfs_sha256, kernel_sha256)
+    def snapshot(
+        backend: str, image: str, rootfs_sha256: str, kernel_sha256: str, vmm_version: str | None
+    ) -> SnapshotFiles | None:
+        return find_snapshot(settings, backend, image, rootfs_sha256, kernel_sha256, vmm_version)
 
     return GuestImages(kernel=lambda: load_kernel(settings), snapshot=snapshot)
