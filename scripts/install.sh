@@ -61,9 +61,10 @@ done
 
 step "Guest kernel and initramfs for the microVM backends"
 infra.operator kernel build --if-stale
-# A python snapshot for the first microVM backend that works here (QEMU under TCG at
-# least), so executions on it restore rather than boot.
-infra.operator snapshot create --lang python --if-stale || echo "no microVM snapshot: see infra.operator setup"
+# A snapshot of every image built, for the first microVM backend that works here (QEMU
+# under TCG at least), so executions on it restore rather than boot; each is made again
+# when its image, kernel, agent or QEMU version changed.
+infra.operator snapshot create --all --if-stale || echo "not every microVM snapshot was made: see infra.operator setup"
 
 infra.operator setup
 

@@ -39,10 +39,13 @@ rm -rf "$unit"
 trap - EXIT
 
 # The images the tests need beyond the install's: the catalog's CI subset, one language
-# per family (built once, kept in the data dir; a rebuild only when the catalog changed).
+# per family, on its default release (Debian 13's; built once, kept in the data dir; a
+# rebuild only when the catalog changed), and python's Debian 12 release for the tests that
+# choose a release by version. Other releases' tests skip, saying which image to build.
 for language in $("$PREFIX/venv/bin/python" -c \
     "from infra_operator.languages import Catalog; print(*(l.name for l in Catalog.load() if l.ci))"); do
   "$PREFIX/venv/bin/infra.operator" rootfs create --lang "$language" --if-stale
 done
+"$PREFIX/venv/bin/infra.operator" rootfs create --lang python --version bookworm --if-stale
 
 exec "$PREFIX/venv/bin/python" -m pytest "$@"

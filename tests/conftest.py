@@ -22,8 +22,10 @@ import pytest
 
 from infra_operator.backends import Sandbox, SandboxSpec
 from infra_operator.images.snapshots import FORMAT as SNAPSHOT_FORMAT
+from infra_operator.languages import Catalog
 
 DATA_DIR = Path(os.environ.get("INFRA_OPERATOR_DATA_DIR", "/var/lib/infra-operator"))
+CATALOG = Catalog.load()
 SEED_LANGUAGES = ("python", "nodejs", "go", "rust")
 
 
@@ -158,11 +160,22 @@ def wait_for_job(client: httpx.Client, started: httpx.Response, seconds: float =
     raise AssertionError(f"job {job_id} still running after {seconds}s")
 
 
+def _built(name: str) -> bool:
+    """``python@sid``: that release's image; ``python``: any release's, since a request without a
+    version runs the default release, or the first built one while the default is not."""
+    if "@" in name:
+        return (DATA_DIR / "images" / f"rootfs-{name}.json").exists()
+    return any((DATA_DIR / "images" / f"rootfs-{release.image}.json").exists()
+               for release in CATALOG.releases(CATALOG.get(name)))
+
+
 def require_images(*languages: str) -> None:
-    """Skip, saying why, when the install script has not built these images."""
-    missing = [name for name in languages if not (DATA_DIR / "images" / f"rootfs-{name}.json").exists()]
+    """Skip, saying why, when these images are not built: a plain name by the install script, a
+    release (``python@sid``) by ``infra.operator rootfs create --lang python --version sid``."""
+    missing = [name for name in languages if not _built(name)]
     if missing:
-        pytest.skip(f"rootfs not built for {', '.join(missing)} in {DATA_DIR}: run scripts/install.sh")
+        pytest.skip(f"rootfs not built for {', '.join(missing)} in {DATA_DIR}: run scripts/install.sh, or "
+                    f"`infra.operator rootfs create --lang LANG --version SUITE` for a release")
 
 
 @dataclass
@@ -257,7 +270,7 @@ SandboxT = TypeVar("SandboxT", bound=Sandbox, covariant=True)
 class Starts(Protocol[SandboxT]):
     """A backend as a test holds it: its own sandbox class, so tests reach that class's extras."""
 
-    def start(self, spec: SandboxSpec) -> SandboxT: ...
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> SandboxT: ...
 
     def close(self) -> None: ...
 
@@ -271,8 +284,8 @@ class Sandboxes(Generic[SandboxT]):
         self.backend = backend
         self.made: list[SandboxT] = []
 
-    def start(self, spec: SandboxSpec) -> SandboxT:
-        sandbox = self.backend.start(spec)
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> SandboxT:
+        sandbox = self.backend.start(spec, ahead)
         self.made.append(sandbox)
         return sandbox
 

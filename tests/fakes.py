@@ -61,6 +61,8 @@ class FakeBackend:
         self.started: list[FakeSandbox] = []
         self.failures_to_come = 0
         self.start_attempts = 0
+        self.ahead_starts = 0
+        """Starts made ahead of their use (``Backend.start(ahead=True)``): the pool's."""
         self.gate = threading.Event()
         """Starts wait for this; clear it to hold them."""
         self.gate.set()
@@ -75,10 +77,11 @@ class FakeBackend:
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
         return spec
 
-    def start(self, spec: SandboxSpec) -> FakeSandbox:
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> FakeSandbox:
         self.gate.wait()
         with self._lock:
             self.start_attempts += 1
+            self.ahead_starts += ahead
             if self.failures_to_come > 0:
                 self.failures_to_come -= 1
                 raise SandboxError("fake start failure")

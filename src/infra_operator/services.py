@@ -4,6 +4,7 @@ API and the CLI, so both run executions and builds through the same path."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from .backends import Backend, BackendSet, KernelFiles, SandboxSpec, factories
 from .config import Settings
 from .errors import Conflict, InvalidRequest, LanguageNotFound, OperatorError
 from .executor import ExecutionRequest, ExecutionResult, Executor, Pool, SessionManager
-from .images import RootfsInfo, RootfsStore, SnapshotInfo
+from .images import ReleaseState, RootfsInfo, RootfsStore, SnapshotInfo
 from .jobs import JobBoard, Progress
 from .languages import Catalog, CustomLanguage, CustomStore, Language, Packages, WithCustom, check_name
 from .submissions import CallbackSender, LocalRunners, MemoryLimiter, SqliteStore, Submissions
@@ -96,7 +97,7 @@ class Services:
         for name in names:
             try:
                 size = self.settings.pool.size_for(self.catalog.get(name).name)
-                if size <= 0 or self.rootfs.find(name) is None:
+                if size <= 0 or self.release(name).rootfs is None:  # the default release's image
                     continue
                 self.pool.warm(backend, self.executor.default_spec(backend, name), size)
             except OperatorError as exc:
@@ -171,7 +172,7 @@ class Services:
         """This host as a worker of the cluster: its pool started, its adverts made."""
         warm = self.start_pool()
         usable = [c.name for c in self.backends.capabilities() if c.usable]
-        advert = cluster.Advert(id=worker_id, backends=usable, languages=[i.language for i in self.rootfs.list()],
+        advert = cluster.Advert(id=worker_id, backends=usable, languages=sorted({i.language for i in self.rootfs.list()}),
                                 warm=warm, capacity=self.settings.max_concurrency)
         return cluster.Worker(self.redis, self.router, self.executor, self.local_sessions, self.callbacks, advert,
                               self.settings.submissions.retention_seconds, claim_idle_seconds)
@@ -180,19 +181,35 @@ class Services:
     def jobs(self) -> JobBoard:
         return JobBoard(self.settings.jobs)
 
-    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress) -> RootfsInfo:
+    def release(self, language: str, version: str | None = None) -> ReleaseState:
+        """The release of ``language`` that ``version`` selects (see ``images.resolve``)."""
+        return images.resolve(self.catalog, self.catalog.get(language), self.rootfs, version)
+
+    def transfer_image(self, language: str, version: str | None, stored: Callable[[], Iterable[str]]) -> str:
+        """The image name of the release a transfer means: the one ``version`` selects; without
+        one, the default release when it is built here, else the first release of the plan that
+        the source holds (``stored``: its image names), so a bucket or a snapshot folder filled
+        before releases (Debian 12's, under the plain name) still serves a plain transfer."""
+        state = self.release(language, version)
+        if (version or "").strip() not in ("", "*") or state.rootfs is not None:
+            return state.image
+        there = set(stored())
+        planned = [release.image for release in self.catalog.releases(self.catalog.get(language))]
+        return next((image for image in planned if image in there), state.image)
+
+    def build_rootfs(self, language: str, size_mb: int | None, progress: Progress,
+                     version: str | None = None) -> RootfsInfo:
+        """Build the image of the release ``version`` selects: the default suite's when absent,
+        whichever release is built already."""
         found = self.languages.custom(language)
         if found is not None:  # rebuilt from its definition, its pip and npm packages too
             return self.build_custom(found[0], size_mb, progress)
-        return images.build_rootfs(
-            self.catalog.get(language),
-            self.rootfs,
-            self.settings.cache_dir,
-            self.settings.debian_sources,
-            self.settings.debian_suite,
-            size_mb,
-            progress,
-        )
+        entry = self.catalog.get(language)
+        if version is None or version.strip() in ("", "*"):
+            release = self.catalog.releases(entry)[0]
+        else:
+            release = self.release(language, version).release
+        return images.build_rootfs(entry, release, self.rootfs, self.settings.cache_dir, size_mb, progress)
 
     # ---- custom images: a new language on a catalog language's commands (``languages._custom``)
 
@@ -226,8 +243,8 @@ class Services:
             images.pip_install(tree, custom.packages.pip, line)
             images.npm_install(tree, custom.packages.npm, line)
 
-        info = images.build_rootfs(language, self.rootfs, self.settings.cache_dir, self.settings.debian_sources,
-                                   self.settings.debian_suite, size_mb, progress, customize=installs)
+        info = images.build_rootfs(language, self.catalog.releases(language)[0], self.rootfs, self.settings.cache_dir,
+                                   size_mb, progress, customize=installs)
         self.languages.store.save(custom)
         return info
 
@@ -240,8 +257,8 @@ class Services:
             images.import_archive(archive, tree, line)
             images.add_agent(tree, line)
 
-        info = images.build_rootfs(language, self.rootfs, self.settings.cache_dir, self.settings.debian_sources,
-                                   self.settings.debian_suite, size_mb, progress, populate=populate)
+        info = images.build_rootfs(language, self.catalog.releases(language)[0], self.rootfs, self.settings.cache_dir,
+                                   size_mb, progress, populate=populate)
         self.languages.store.save(custom)
         return info
 
@@ -272,20 +289,24 @@ class Services:
     def build_kernel(self, progress: Progress) -> KernelFiles:
         return images.build_kernel(self.settings, progress)
 
-    def check_can_snapshot(self, backend: Backend, language: str) -> None:
+    def check_can_snapshot(self, backend: Backend, language: str, version: str | None = None) -> RootfsInfo:
+        """The image a snapshot of this release would be made from; raises what would stop it."""
         capabilities = backend.capabilities()
         if not capabilities.snapshots:
             raise InvalidRequest(
                 f"backend {backend.name} cannot make snapshots: snapshots need a microVM backend (qemu or firecracker)")
-        self.rootfs.get(language)
+        rootfs = self.release(language, version).require()
         images.require_kernel(self.settings)
+        return rootfs
 
-    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress) -> SnapshotInfo:
-        self.check_can_snapshot(backend, language)
-        rootfs = self.rootfs.get(language)
-        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, image=language, memory_mb=mem_mb,
-                           vcpus=vcpus, kernel=images.require_kernel(self.settings), labels={"language": language})
-        return images.create_snapshot(self.settings, backend, language, spec, progress)
+    def create_snapshot(self, backend: Backend, language: str, mem_mb: int, vcpus: int, progress: Progress,
+                        version: str | None = None) -> SnapshotInfo:
+        """Snapshots are per release: stored under the release's image name, as the backends look them up."""
+        rootfs = self.check_can_snapshot(backend, language, version)
+        spec = SandboxSpec(rootfs=rootfs.path, rootfs_sha256=rootfs.sha256, image=rootfs.image, memory_mb=mem_mb,
+                           vcpus=vcpus, kernel=images.require_kernel(self.settings),
+                           labels={"language": rootfs.language, "release": rootfs.suite})
+        return images.create_snapshot(self.settings, backend, rootfs.image, spec, progress)
 
     def remote(self, bucket: str | None = None) -> RemoteStore:
         """The object store, in ``bucket`` or the configured one (see ``Settings.s3_configured``)."""

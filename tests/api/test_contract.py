@@ -79,9 +79,13 @@ def test_rootfs_list(client: httpx.Client) -> None:
     entries = {entry["language"]: entry for entry in body["rootfs"]}
     assert "python" in entries
     assert entries["python"]["size"] > 0
-    # squashfs when built by this release; ext4 when built by one before, and still listed.
-    assert entries["python"]["format"] in ("squashfs", "ext4")
-    assert entries["python"]["path"].endswith(f"rootfs-python.{entries['python']['format']}")
+    # One entry per release: Debian 12's at the path every image had before releases; squashfs
+    # when built by this release, ext4 when built by one before, and still listed.
+    found = {entry["suite"]: entry for entry in body["rootfs"] if entry["language"] == "python"}
+    for suite, entry in found.items():
+        assert entry["format"] in ("squashfs", "ext4")
+        name = "python" if suite == "bookworm" else f"python@{suite}"
+        assert entry["path"].endswith(f"rootfs-{name}.{entry['format']}"), entry
 
 
 def test_rootfs_create_unknown_language(client: httpx.Client) -> None:

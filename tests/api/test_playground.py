@@ -80,7 +80,9 @@ def test_the_picker_lists_the_languages_and_the_release_the_server_reports(page:
     assert len(picker.locator("option").all_inner_texts()) == len(languages)
     expect(picker).to_have_value("python")
     python = next(entry for entry in languages if entry["name"] == "python")
-    expect(page.get_by_label("Release").locator("option")).to_have_text([python["version"]])
+    # One option per release the server offers, the default first and marked so.
+    releases = [f"{number} (default)" if index == 0 else number for index, number in enumerate(python["versions"])]
+    expect(page.get_by_label("Release").locator("option")).to_have_text(releases)
     expect(page.locator(".cm-content")).to_have_text('print("Hello, World!")')
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
 

@@ -30,7 +30,8 @@ def leftovers_of(pid: int) -> list[str]:
 
 def pool_of(client: httpx.Client, language: str) -> dict[str, Any]:
     entries: list[dict[str, Any]] = [
-        e for e in client.get("/health").json()["pool"] if e["key"] == f"language={language}"]
+        # Keys are per release (``language=python,release=trixie``): the default release's pool.
+        e for e in client.get("/health").json()["pool"] if e["key"].split(",")[0] == f"language={language}"]
     assert len(entries) == 1, entries
     return entries[0]
 

@@ -41,12 +41,17 @@ def test_nothing_of_the_agent_is_visible(client: httpx.Client) -> None:
     assert body["stdout"] == "[]\n[]\n['0', '1', '2', '3']\n"  # 3: the listing's own descriptor
 
 
-def test_an_uncaught_exception_prints_the_interpreters_traceback(client: httpx.Client) -> None:
-    body = run(client, "def f():\n    raise ValueError('boom')\nf()")
+@pytest.mark.parametrize("suite", ["trixie", "bookworm", "sid"])
+def test_an_uncaught_exception_prints_the_interpreters_traceback(client: httpx.Client, suite: str) -> None:
+    require_images("python" if suite == "bookworm" else f"python@{suite}")
+    body = run(client, "def f():\n    raise ValueError('boom')\nf()", version=suite)
     assert body["exit_code"] == 1
+    # Python 3.13 and later point at the failing call with carets, as `python3 main.py` does.
+    minor = tuple(int(part) for part in str(body["version"]).split()[1].split(".")[:2])
+    carets = "    ~^^\n" if minor >= (3, 13) else ""
     assert body["stderr"] == (
         'Traceback (most recent call last):\n  File "/work/main.py", line 3, in <module>\n'
-        "    f()\n  File \"/work/main.py\", line 2, in f\n    raise ValueError('boom')\n"
+        f"    f()\n{carets}  File \"/work/main.py\", line 2, in f\n    raise ValueError('boom')\n"
         "ValueError: boom\n"
     )
 

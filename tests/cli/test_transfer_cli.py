@@ -17,7 +17,8 @@ from infra_operator.images import RootfsStore
 
 @pytest.fixture
 def env(object_store: ObjectStore) -> dict[str, str]:
-    return {**os.environ, **object_store.env(f"test-{uuid.uuid4().hex[:12]}")}
+    # Wide enough for the listings' every column (language, release, size, version, path).
+    return {**os.environ, **object_store.env(f"test-{uuid.uuid4().hex[:12]}"), "COLUMNS": "200"}
 
 
 def cli(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
@@ -32,10 +33,12 @@ def test_the_real_python_image_goes_up_comes_down_and_runs(env: dict[str, str], 
     require_images("python")
     local = RootfsStore(DATA_DIR / "images").get("python")
 
-    upload = cli(env, "rootfs", "upload", "--lang", "python", "--data-dir", str(DATA_DIR))
+    # Debian 12's release, at its path from before releases; the download names no version, and
+    # gets it as the first release of the plan the bucket holds.
+    upload = cli(env, "rootfs", "upload", "--lang", "python", "--version", "bookworm", "--data-dir", str(DATA_DIR))
     assert "100% of" in upload.stderr, "progress is shown"
     listing = cli(env, "rootfs", "list", "--remote")
-    assert "python" in listing.stdout and local.version in listing.stdout
+    assert "python" in listing.stdout and local.version in listing.stdout and "bookworm" in listing.stdout
     download = cli(env, "rootfs", "download", "--lang", "py", "--data-dir", str(tmp_path))
     assert "sha256 verified" in download.stdout
 
@@ -62,7 +65,7 @@ def test_snapshot_commands(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_errors_are_messages_and_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
     missing = cli(env, "rootfs", "download", "--lang", "go", "--data-dir", str(tmp_path), expect=3)
-    assert "rootfs for go not found" in missing.stderr
+    assert "rootfs for go@trixie not found" in missing.stderr  # nothing anywhere: the default release
     unknown = cli(env, "snapshot", "download", "--lang", "ruby2", "--data-dir", str(tmp_path), expect=3)
     assert "language not found: ruby2" in unknown.stderr
     bad_bucket = cli(env, "rootfs", "list", "--remote", "--bucket", "Not_A_Bucket", expect=2)

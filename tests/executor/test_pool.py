@@ -109,7 +109,8 @@ def test_a_sandbox_is_served_once_and_each_one_works(jail: tuple[Backend, Sandbo
             pool.dispose(sandbox)
         assert len(set(served)) == len(served)
         taken = {entry["key"]: entry["takes"] for entry in pool.stats()}
-        assert taken == {"language=python": 5}
+        # Pools are per release: the spec's labels name it.
+        assert taken == {f"language=python,release={spec.labels['release']}": 5}
     assert our_cgroups() == []
 
 
@@ -241,6 +242,19 @@ def test_the_pool_refills_after_takes() -> None:
         assert first is not None and second is not None and first.id != second.id
         wait_for(lambda: ready(pool) == 2, "the pool to refill")
         assert len(backend.started) == 4
+
+
+@pytest.mark.unit
+def test_the_pool_starts_its_sandboxes_ahead_so_a_backend_may_warm_them() -> None:
+    """Only what the pool starts is started ``ahead``: a request's own start is on its path,
+    where a warm-up would only add time."""
+    backend = FakeBackend()
+    with Pool(PoolSettings(workers=2)) as pool:
+        pool.warm(backend, fake_spec(), 2)
+        wait_for(lambda: ready(pool) == 2, "the pool to fill")
+        assert backend.ahead_starts == backend.start_attempts == 2
+    backend.start(fake_spec())
+    assert (backend.ahead_starts, backend.start_attempts) == (2, 3)
 
 
 @pytest.mark.unit

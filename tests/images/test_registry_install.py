@@ -12,27 +12,17 @@ import pytest
 
 from infra_operator.errors import BuildFailed
 from infra_operator.images import RootfsStore, _registry, is_stale
-from infra_operator.images._rootfs_builder import packages_for, registry_pins, sources_for
+from infra_operator.images._rootfs_builder import packages_for, registry_pins
 from infra_operator.languages import REGISTRY_ROOT, Catalog
-
-BOOKWORM = [
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb [signed-by=/usr/share/keyrings/debian.gpg] http://deb.debian.org/debian-security bookworm-security main",
-]
 
 
 @pytest.mark.unit
-def test_a_language_of_another_suite_gets_the_same_mirrors_with_its_suite() -> None:
+def test_a_language_the_catalog_pins_to_a_suite_has_that_one_release() -> None:
     catalog = Catalog.load()
-    sources, suite = sources_for(catalog.get("swift"), BOOKWORM, "bookworm")
-    assert suite == "trixie"
-    assert sources == [
-        "deb http://deb.debian.org/debian trixie main",
-        "deb http://deb.debian.org/debian trixie-updates main",
-        "deb [signed-by=/usr/share/keyrings/debian.gpg] http://deb.debian.org/debian-security trixie-security main",
-    ]
-    assert sources_for(catalog.get("python"), BOOKWORM, "bookworm") == (BOOKWORM, "bookworm")
+    [swift] = catalog.releases(catalog.get("swift"))
+    # Its suite's own sources (releases.toml), and the path it had when it came from main alone.
+    assert (swift.suite.name, swift.image) == ("trixie", "swift")
+    assert swift.suite.sources[0] == "deb http://deb.debian.org/debian trixie main"
     assert registry_pins(catalog.get("zig")) == ["pypi:ziglang==0.17.1"]
     assert registry_pins(catalog.get("python")) == []
 
@@ -79,18 +69,20 @@ def test_a_link_to_a_file_that_was_not_installed_fails_the_build(tmp_path: Path)
 
 @pytest.mark.unit
 def test_an_image_built_with_other_pins_is_stale(tmp_path: Path) -> None:
-    zig = Catalog.load().get("zig")
+    catalog = Catalog.load()
+    zig = catalog.get("zig")
+    release = next(r for r in catalog.releases(zig) if r.image == "zig")  # Debian 12's, at the plain path
     store = RootfsStore(tmp_path)
     store.image_path("zig").write_bytes(b"image")
 
     def record(pins: list[str]) -> None:
         store.record_path("zig").write_text(json.dumps(
-            {"sha256": "0" * 64, "version": "0.17.1", "packages": packages_for(zig), "registry": pins}))
+            {"sha256": "0" * 64, "version": "0.17.1", "packages": packages_for(release), "registry": pins}))
 
     record(["pypi:ziglang==0.17.1"])
-    assert not is_stale(zig, store)
+    assert not is_stale(zig, release, store)
     assert store.get("zig").registry == ("pypi:ziglang==0.17.1",)
     record(["pypi:ziglang==0.16.0"])
-    assert is_stale(zig, store)
+    assert is_stale(zig, release, store)
     record([])  # built before the catalog took zig from PyPI
-    assert is_stale(zig, store)
+    assert is_stale(zig, release, store)

@@ -53,7 +53,8 @@ def test_upload_creates_the_bucket_and_lists(object_store: ObjectStore, bucket: 
     assert head["Metadata"]["sha256"] == sha256
     assert "-" in head["ETag"], "a multipart upload's ETag carries its part count"
     assert store.list_rootfs() == [{
-        "language": "python", "size": IMAGE_SIZE, "path": f"s3://{bucket}/rootfs/python/rootfs-python.ext4", "format": "ext4",
+        "language": "python", "suite": "bookworm", "image": "python", "size": IMAGE_SIZE,
+        "path": f"s3://{bucket}/rootfs/python/rootfs-python.ext4", "format": "ext4",
         "sha256": sha256, "version": "python 0.test", "built_at": 1.0,
     }]
 
@@ -135,7 +136,7 @@ def test_snapshot_round_trip(object_store: ObjectStore, bucket: str, tmp_path: P
 
     keys = {item["Key"] for item in s3(object_store).list_objects_v2(Bucket=bucket)["Contents"]}
     assert keys == {f"snapshots/qemu/python/{name}" for name in [*files, "metadata.json"]}
-    assert store.list_snapshots() == [{"language": "python", "backend": "qemu", "vmstate_size": 500,
+    assert store.list_snapshots() == [{"language": "python", "image": "python", "backend": "qemu", "vmstate_size": 500,
                                        "mem_size": IMAGE_SIZE, "mem_mb": 256, "vcpus": 1,
                                        "created_at": "2026-11-28T00:00:00+00:00"}]
 

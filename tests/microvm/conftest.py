@@ -24,13 +24,15 @@ import pytest
 from conftest import DATA_DIR, Sandboxes, Server, require_images, start_server, stop_server
 
 from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
-from infra_operator.backends.qemu import QemuBackend, QemuSandbox
+from infra_operator.backends.qemu import QemuBackend, QemuSandbox, _probe
 from infra_operator.config import Settings
 from infra_operator.guest.messages import ExecuteRequest, StepLimits, StepResult
 from infra_operator.images import SnapshotInfo, build_kernel, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
 CACHE = Path(os.environ.get("INFRA_OPERATOR_TEST_CACHE", "/var/tmp/infra-operator-tests"))
+QEMU_VERSION = _probe.qemu_version("qemu-system-x86_64")
+"""What the backend records in each snapshot it makes here, and looks for in each it restores."""
 ROOTFS_DIRS = ("work", "tmp", "opt/infra-operator", "proc", "sys", "dev")
 
 LIMITS: StepLimits = {
@@ -141,7 +143,7 @@ def snapshot(settings: Settings, backend: QemuBackend, spec: SandboxSpec) -> Sna
 @pytest.fixture(scope="session")
 def restore_spec(settings: Settings, spec: SandboxSpec, snapshot: SnapshotInfo) -> SandboxSpec:
     assert spec.kernel is not None
-    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256, QEMU_VERSION)
     assert files is not None
     return dataclasses.replace(spec, snapshot=files)
 

@@ -24,7 +24,7 @@ from infra_operator.executor import Pool
 from infra_operator.images import SnapshotInfo, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
-from .conftest import run_python
+from .conftest import QEMU_VERSION, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +158,7 @@ def test_the_stream_layout_shares_no_guest_ram(
     assert spec.kernel is not None
     settings = stream_backend.settings
     create_snapshot(settings, stream_backend, "python", spec, lambda line: None)
-    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256, QEMU_VERSION)
     assert files is not None and files.memory is None
     clones = start_clones(stream_sandboxes, dataclasses.replace(spec, snapshot=files), CLONES)
     uses = settle(clones)

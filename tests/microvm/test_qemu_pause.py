@@ -20,7 +20,7 @@ from infra_operator.errors import SnapshotNotFound
 from infra_operator.guest.messages import CellRequest, SessionRequest
 from infra_operator.images import create_snapshot, find_snapshot
 
-from .conftest import LIMITS, qemu_alive
+from .conftest import LIMITS, QEMU_VERSION, qemu_alive
 
 
 def _open_session(sandbox: QemuSandbox) -> None:
@@ -78,7 +78,7 @@ def test_a_clone_of_a_memory_file_snapshot_pauses_with_all_its_ram(
     backend = QemuBackend(settings, GuestImages.fixed(kernel), snapshot_memory="file")
     create_snapshot(settings, backend, "python", spec, lambda line: None)
     assert spec.kernel is not None
-    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256)
+    files = find_snapshot(settings, "qemu", "python", spec.rootfs_sha256, spec.kernel.sha256, QEMU_VERSION)
     assert files is not None and files.memory is not None
     clones = Sandboxes(backend)
     try:

@@ -15,6 +15,8 @@ from infra_operator.images import SnapshotInfo, find_snapshot, list_snapshots
 from infra_operator.images._files import sweep_partials
 from infra_operator.images.snapshots import FORMAT
 
+from .conftest import QEMU_VERSION
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,6 +32,7 @@ def test_snapshot_layout_and_metadata(settings: Settings, snapshot: SnapshotInfo
     assert metadata["vmstate_size"] == (snapshot.path / "vmstate").stat().st_size > 0
     # The guest's RAM is a file of its own, out of the stream, which holds device state only.
     assert metadata["memory"] == "memory" and metadata["mem_size"] == 256 * 2**20
+    assert metadata["vmm_version"] == snapshot.vmm_version == QEMU_VERSION
     assert snapshot.vmstate_size < 2**20
     assert (snapshot.path / "memory").stat().st_mode & 0o222 == 0, "the memory file is writable"
     print(f"snapshot of a 256 MiB python guest: vmstate {snapshot.vmstate_size / 2**10:.0f} KiB, "
@@ -44,12 +47,12 @@ def test_find_snapshot_only_for_matching_checksums(
 ) -> None:
     assert spec.kernel is not None
     rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is not None
-    assert find_snapshot(settings, "qemu", "python", "0" * 64, kernel) is None
-    assert find_snapshot(settings, "qemu", "python", rootfs, "0" * 64) is None
-    assert find_snapshot(settings, "firecracker", "python", rootfs, kernel) is None
-    assert find_snapshot(settings, "qemu", "node", rootfs, kernel) is None
-    assert find_snapshot(settings, "qemu", "../python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is not None
+    assert find_snapshot(settings, "qemu", "python", "0" * 64, kernel, QEMU_VERSION) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, "0" * 64, QEMU_VERSION) is None
+    assert find_snapshot(settings, "firecracker", "python", rootfs, kernel, QEMU_VERSION) is None
+    assert find_snapshot(settings, "qemu", "node", rootfs, kernel, QEMU_VERSION) is None
+    assert find_snapshot(settings, "qemu", "../python", rootfs, kernel, QEMU_VERSION) is None
 
 
 def _copy_store(snapshot: SnapshotInfo, data: Path) -> Settings:
@@ -67,38 +70,55 @@ def test_find_snapshot_checks_metadata_and_files(
     assert spec.kernel is not None
     rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
     settings = _copy_store(snapshot, tmp_path / "a")
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is not None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is not None
     metadata_path = settings.snapshots_dir / "qemu" / "python" / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
 
     metadata_path.unlink()
     metadata_path.write_text(json.dumps({**metadata, "rootfs_sha256": "f" * 64}))
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
 
     metadata_path.write_text(json.dumps({**metadata, "vmstate_size": metadata["vmstate_size"] + 1}))
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
 
     metadata_path.write_text("{not json")
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
     assert list_snapshots(settings) == []
 
     # Made by a release before the memory file: refused, so it is remade, never restored.
     metadata_path.write_text(json.dumps({key: value for key, value in metadata.items() if key != "format"}))
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
     metadata_path.write_text(json.dumps({**metadata, "format": FORMAT - 1}))
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
     assert list_snapshots(settings) == []
 
     metadata_path.write_text(json.dumps(metadata))
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is not None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is not None
     (settings.snapshots_dir / "qemu" / "python" / "vmstate").unlink()
-    assert find_snapshot(settings, "qemu", "python", rootfs, kernel) is None
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
+
+
+def test_a_snapshot_saved_by_another_qemu_is_stale(tmp_path: Path, snapshot: SnapshotInfo, spec: SandboxSpec) -> None:
+    """A migration stream need not load under another QEMU (or loads wrong): such a snapshot
+    is not offered, nor one made before the version was recorded."""
+    assert spec.kernel is not None and QEMU_VERSION is not None
+    rootfs, kernel = spec.rootfs_sha256, spec.kernel.sha256
+    settings = _copy_store(snapshot, tmp_path / "a")
+    metadata_path = settings.snapshots_dir / "qemu" / "python" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata_path.unlink()  # a hard link to the fixture's: write a file of our own
+    metadata_path.write_text(json.dumps({**metadata, "vmm_version": "QEMU emulator version 7.1.0"}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
+    metadata_path.write_text(json.dumps({key: value for key, value in metadata.items() if key != "vmm_version"}))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is None
+    metadata_path.write_text(json.dumps(metadata))
+    assert find_snapshot(settings, "qemu", "python", rootfs, kernel, QEMU_VERSION) is not None
 
 
 def test_no_snapshot_in_an_empty_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert list_snapshots(settings) == []
-    assert find_snapshot(settings, "qemu", "python", "0" * 64, "0" * 64) is None
+    assert find_snapshot(settings, "qemu", "python", "0" * 64, "0" * 64, QEMU_VERSION) is None
 
 
 def test_sweep_partials_removes_only_dead_writers(tmp_path: Path) -> None:

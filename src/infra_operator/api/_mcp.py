@@ -90,7 +90,8 @@ class Tool:
 
 TOOLS = [
     Tool("list_languages", "List the languages this server knows, with their file extension, aliases and "
-         "whether each one's image is built (rootfs_built) and which version it runs. Only languages with "
+         "whether each one's image is built (rootfs_built), which version it runs by default and which "
+         "releases it offers (versions: pass one as `version` in the other tools). Only languages with "
          "rootfs_built true can run; use their name as `language` in the other tools.",
          "GET", "/api/v1/languages", _schema(None), read_only=True),
     Tool("execute", "Run a program once, in a fresh sandbox destroyed afterwards, and get its stdout, stderr, "

@@ -219,7 +219,10 @@ class LanguageSummary(BaseModel):
     extension: str
     aliases: list[str] = []
     family: str | None = None
-    version: str | None = None
+    version: str | None = Field(default=None, description="the default release's toolchain, as its version command "
+                                                          "prints it; null until its image is built")
+    versions: list[str] = Field(default_factory=list, description="the release numbers a request may ask for, "
+                                                                  "the default first; built releases only")
     rootfs_built: bool = False
     base: str | None = Field(default=None, description="the language a custom image (or python-data) runs like")
 
@@ -260,6 +263,20 @@ class SnapshotState(BaseModel):
     build: JobView | None = Field(description="the latest snapshot job, if one ran since the server started")
 
 
+class ReleaseView(BaseModel):
+    """One release of a language: one image, built from one Debian suite."""
+
+    version: str | None = Field(description="its number, read from the built image (3.13.5); null until built")
+    version_text: str | None = Field(description="what the toolchain's version command printed")
+    suite: str = Field(description="the Debian suite it is built from: trixie, bookworm or sid")
+    debian: str = Field(description="that suite's number (12, 13), or 'unstable'")
+    label: str = Field(description="how it is shown: 'Debian 13', 'Debian unstable'")
+    unstable: bool = Field(description="from Debian unstable: newer, and less tested")
+    default: bool = Field(description="what a request without a version runs")
+    offered: bool = Field(description="listed in `versions`: built, and not the default's version again")
+    packages: list[str]
+    rootfs: RootfsState
+    snapshot: SnapshotState
 class CustomView(BaseModel):
     origin: Literal["packages", "docker"] = Field(description="built from packages, or imported from an archive")
     packages: dict[str, list[str]] = Field(description="`debian`, `pip` and `npm`: what it adds to its base")
@@ -272,6 +289,8 @@ class LanguageDetails(BaseModel):
     aliases: list[str]
     family: str
     version: str | None
+    versions: list[str] = Field(description="the release numbers a request may ask for, the default first")
+    releases: list[ReleaseView] = Field(description="every release the catalog plans, built or not, default first")
     compiled: bool
     compile_command: list[str] | None
     run_command: list[str]
@@ -296,6 +315,9 @@ class RootfsEntry(BaseModel):
     sha256: str | None = None
     version: str | None = None
     built_at: float | None = None
+    suite: str | None = Field(default=None, description="the Debian suite of the release it holds")
+    image: str | None = Field(default=None, description="the name it is stored under: python@trixie, "
+                                                        "or the language's own for Debian 12's")
 
 
 class RootfsListResponse(BaseModel):
@@ -316,6 +338,9 @@ class PackageLists(_Request):
 
 class RootfsCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, max_length=32,
+                                description="the release to build: a suite (trixie, bookworm, sid), or the number "
+                                            "or prefix of a built one; default: the default suite's")
     size_mb: int | None = Field(default=None, ge=64, le=65536,
                                 description="build an ext4 image of this size; default: a compressed squashfs "
                                 "image of what the tree needs")
@@ -327,11 +352,13 @@ class RootfsCreateRequest(_Request):
 class StartedResponse(BaseModel):
     message: str
     language: str
+    suite: str | None = Field(default=None, description="the release's Debian suite, for rootfs and snapshots")
     job: JobView
 
 
 class SnapshotEntry(BaseModel):
     language: str
+    release: str | None = Field(default=None, description="the Debian suite of the release it was made from")
     vmstate_size: int = Field(description="bytes of the device-state file (for QEMU it carries the RAM pages too)")
     mem_size: int = Field(description="bytes of guest memory the snapshot holds")
     backend: str
@@ -348,6 +375,7 @@ class SnapshotListResponse(BaseModel):
 
 class SnapshotCreateRequest(_Request):
     language: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, max_length=32, description="a release or a prefix of one, or a suite")
     mem_mb: int = Field(default=256, ge=64, le=8192)
     vcpus: int = Field(default=1, ge=1, le=8)
     backend: BackendName | None = None
@@ -357,6 +385,7 @@ class TransferRequest(_Request):
     """Upload a local image to the object store, or download one into the local store."""
 
     language: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, max_length=32, description="a release or a prefix of one, or a suite")
     bucket: str | None = Field(default=None, description="default: the configured one")
 
 

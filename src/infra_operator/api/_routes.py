@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..errors import InvalidRequest, NotFound, OperatorError
 from ..executor import ExecutionRequest
-from ..images import describe, progress_lines
+from ..images import ReleaseState, describe, progress_lines, release_states
 from ..jobs import Job, Progress
-from ..languages import Language, Packages
+from ..languages import Language, Packages, split_image
 from ..submissions import FINISHED, NewSubmission, TestCase, view
 from ._deps import OwnerDep, ServicesDep, require_api_key
 from ._metrics import metrics_of
@@ -35,6 +35,7 @@ from ._models import (
     LoadView,
     PackageLists,
     PoolEntryView,
+    ReleaseView,
     RootfsCreateRequest,
     RootfsEntry,
     RootfsListResponse,
@@ -90,11 +91,20 @@ def _job_view(job: Job | None) -> JobView | None:
     return JobView(**job.to_json()) if job is not None else None
 
 
+def _releases(services: ServicesDep, language: Language) -> list[ReleaseState]:
+    return release_states(services.catalog, language, services.rootfs)
+
+
+def _versions(states: list[ReleaseState]) -> list[str]:
+    return [state.number for state in states if state.offered and state.number is not None]
+
+
 def _summary(services: ServicesDep, language: Language) -> LanguageSummary:
-    rootfs = services.rootfs.find(language.name)
+    states = _releases(services, language)
+    rootfs = states[0].rootfs
     return LanguageSummary(name=language.name, extension=language.extension, aliases=list(language.aliases),
                            family=language.family, version=rootfs.version if rootfs else None,
-                           rootfs_built=rootfs is not None, base=language.base)
+                           versions=_versions(states), rootfs_built=rootfs is not None, base=language.base)
 
 
 @api.get("/languages", response_model=LanguagesResponse)
@@ -103,38 +113,57 @@ def list_languages(services: ServicesDep) -> LanguagesResponse:
     return LanguagesResponse(languages=summaries, count=len(summaries))
 
 
+def _rootfs_state(services: ServicesDep, state: ReleaseState) -> RootfsState:
+    rootfs = state.rootfs
+    return RootfsState(
+        exists=rootfs is not None,
+        path=str(rootfs.path) if rootfs else None,
+        size=rootfs.size if rootfs else None,
+        sha256=rootfs.sha256 if rootfs else None,
+        built_at=rootfs.built_at if rootfs else None,
+        build_seconds=rootfs.build_seconds if rootfs else None,
+        registry=list(rootfs.registry) if rootfs else None,
+        build=_job_view(services.jobs.latest("rootfs", state.image)),
+    )
+
+
+def _snapshot_state(services: ServicesDep, state: ReleaseState) -> SnapshotState:
+    snapshots = [s for s in services.list_snapshots() if s.image == state.image]
+    return SnapshotState(exists=bool(snapshots), backends=[s.backend for s in snapshots],
+                         build=_job_view(services.jobs.latest("snapshot", state.image)))
+
+
 @api.get("/languages/{name}", response_model=LanguageDetails)
 def language_details(name: str, services: ServicesDep) -> LanguageDetails:
+    """The language and each of its releases; the top-level version, packages, rootfs and
+    snapshot describe the default release."""
     language = services.catalog.get(name)
-    rootfs = services.rootfs.find(language.name)
-    snapshots = [s for s in services.list_snapshots() if s.language == language.name]
+    states = _releases(services, language)
+    releases = [
+        ReleaseView(version=state.number, version_text=state.rootfs.version if state.rootfs else None,
+                    suite=state.suite, debian=state.release.suite.debian, label=state.release.suite.label,
+                    unstable=state.release.suite.newer_only, default=state.default, offered=state.offered,
+                    packages=list(state.release.packages), rootfs=_rootfs_state(services, state),
+                    snapshot=_snapshot_state(services, state))
+        for state in states
+    ]
+    default = releases[0]
     return LanguageDetails(
         name=language.name,
         extension=language.extension,
         aliases=list(language.aliases),
         family=language.family,
-        version=rootfs.version if rootfs else None,
+        version=default.version_text,
+        versions=_versions(states),
+        releases=releases,
         compiled=language.compiled,
         compile_command=list(language.compile) if language.compile else None,
         run_command=list(language.run),
         source_file=language.source,
-        packages=list(language.packages),
+        packages=default.packages,
         registry=list(language.registry.pins) if language.registry else [],
-        rootfs=RootfsState(
-            exists=rootfs is not None,
-            path=str(rootfs.path) if rootfs else None,
-            size=rootfs.size if rootfs else None,
-            sha256=rootfs.sha256 if rootfs else None,
-            built_at=rootfs.built_at if rootfs else None,
-            build_seconds=rootfs.build_seconds if rootfs else None,
-            registry=list(rootfs.registry) if rootfs else None,
-            build=_job_view(services.jobs.latest("rootfs", language.name)),
-        ),
-        snapshot=SnapshotState(
-            exists=bool(snapshots),
-            backends=[s.backend for s in snapshots],
-            build=_job_view(services.jobs.latest("snapshot", language.name)),
-        ),
+        rootfs=default.rootfs,
+        snapshot=default.snapshot,
         sample=language.sample,
         expected_output=language.expected,
         base=language.base,
@@ -213,7 +242,8 @@ def list_rootfs(services: ServicesDep, remote: Remote = False, bucket: Bucket = 
     if remote:
         return RootfsListResponse(rootfs=[RootfsEntry(**e) for e in services.remote(bucket).list_rootfs()])
     entries = [RootfsEntry(language=i.language, size=i.size, path=str(i.path), format=i.format, sha256=i.sha256,
-                           version=i.version, built_at=i.built_at) for i in services.rootfs.list()]
+                           version=i.version, built_at=i.built_at, suite=i.suite, image=i.image)
+               for i in services.rootfs.list()]
     builds = [JobView(**job.to_json()) for job in services.jobs.list() if job.kind == "rootfs"]
     return RootfsListResponse(rootfs=entries, builds=builds)
 
@@ -223,17 +253,22 @@ def create_rootfs(body: RootfsCreateRequest, services: ServicesDep) -> JSONRespo
     if body.base is None:
         if body.packages is not None:
             raise InvalidRequest("packages need a base: a custom image is a new language built on a catalog one")
-        name = services.catalog.get(body.language).name
+        language = services.catalog.get(body.language)
+        release = services.catalog.releases(language)[0] if body.version in (None, "", "*") else \
+            services.release(language.name, body.version).release
+        name, suite = language.name, release.suite.name
+        # One job per release: building trixie's while bookworm's builds is no duplicate.
         job, new = services.jobs.start(
-            "rootfs", name, lambda progress: services.build_rootfs(name, body.size_mb, progress))
+            "rootfs", release.image, lambda progress: services.build_rootfs(name, body.size_mb, progress, suite))
     else:
         lists = body.packages or PackageLists()
         custom = services.new_custom(body.language, body.base, Packages.checked(lists.debian, lists.pip, lists.npm))
-        name = custom.name
+        name, suite = custom.name, services.catalog.plan.default
         job, new = services.jobs.start(
             "rootfs", name, lambda progress: services.build_custom(custom, body.size_mb, progress))
     message = "rootfs creation started" if new else "rootfs creation already in progress"
-    return JSONResponse(status_code=202, content={"message": message, "language": name, "job": job.to_json()})
+    return JSONResponse(status_code=202, content={"message": message, "language": name, "suite": suite,
+                                                  "job": job.to_json()})
 
 
 @api.get("/snapshots", response_model=SnapshotListResponse)
@@ -250,12 +285,14 @@ def list_snapshots(services: ServicesDep, remote: Remote = False, bucket: Bucket
 def create_snapshot(body: SnapshotCreateRequest, services: ServicesDep) -> JSONResponse:
     language = services.catalog.get(body.language)
     backend = services.backends.for_snapshots(body.backend)
-    services.check_can_snapshot(backend, language.name)
+    rootfs = services.check_can_snapshot(backend, language.name, body.version)
     job, new = services.jobs.start(
-        "snapshot", language.name,
-        lambda progress: services.create_snapshot(backend, language.name, body.mem_mb, body.vcpus, progress))
+        "snapshot", rootfs.image,
+        lambda progress: services.create_snapshot(backend, language.name, body.mem_mb, body.vcpus, progress,
+                                                  rootfs.suite))
     message = "snapshot creation started" if new else "snapshot creation already in progress"
-    return JSONResponse(status_code=202, content={"message": message, "language": language.name, "job": job.to_json()})
+    return JSONResponse(status_code=202, content={"message": message, "language": language.name,
+                                                  "suite": rootfs.suite, "job": job.to_json()})
 
 
 def _start_transfer(services: ServicesDep, kind: str, language: str, transfer: Transfer) -> JSONResponse:
@@ -265,36 +302,42 @@ def _start_transfer(services: ServicesDep, kind: str, language: str, transfer: T
 
     job, new = services.jobs.start(kind, language, work)
     message = f"{kind.replace('-', ' ')} {'started' if new else 'already in progress'}"
-    content = {"message": message, "language": language, "job": job.to_json()}
+    content = {"message": message, "language": split_image(language)[0], "suite": split_image(language)[1],
+               "job": job.to_json()}
     return JSONResponse(status_code=202, content=content)
+
+
+def _image(services: ServicesDep, body: TransferRequest) -> str:
+    """The image name of the release a transfer names (objects are stored by image name)."""
+    return services.release(body.language, body.version).image
 
 
 @api.post("/rootfs/upload", status_code=202, response_model=StartedResponse)
 def upload_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language).name
-    return _start_transfer(services, "rootfs-upload", language,
-                           services.remote(body.bucket).upload_rootfs(language))
+    image = _image(services, body)
+    return _start_transfer(services, "rootfs-upload", image, services.remote(body.bucket).upload_rootfs(image))
 
 
 @api.post("/rootfs/download", status_code=202, response_model=StartedResponse)
 def download_rootfs(body: TransferRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language).name
-    return _start_transfer(services, "rootfs-download", language,
-                           services.remote(body.bucket).download_rootfs(language))
+    remote = services.remote(body.bucket)
+    image = services.transfer_image(body.language, body.version, lambda: (e["image"] for e in remote.list_rootfs()))
+    return _start_transfer(services, "rootfs-download", image, remote.download_rootfs(image))
 
 
 @api.post("/snapshots/upload", status_code=202, response_model=StartedResponse)
 def upload_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language).name
-    return _start_transfer(services, "snapshot-upload", language,
-                           services.remote(body.bucket).upload_snapshot(language, body.backend))
+    image = services.transfer_image(body.language, body.version, lambda: (s.image for s in services.list_snapshots()))
+    return _start_transfer(services, "snapshot-upload", image,
+                           services.remote(body.bucket).upload_snapshot(image, body.backend))
 
 
 @api.post("/snapshots/download", status_code=202, response_model=StartedResponse)
 def download_snapshot(body: SnapshotTransferRequest, services: ServicesDep) -> JSONResponse:
-    language = services.catalog.get(body.language).name
-    return _start_transfer(services, "snapshot-download", language,
-                           services.remote(body.bucket).download_snapshot(language, body.backend))
+    remote = services.remote(body.bucket)
+    image = services.transfer_image(body.language, body.version,
+                                  lambda: (e["image"] for e in remote.list_snapshots()))
+    return _start_transfer(services, "snapshot-download", image, remote.download_snapshot(image, body.backend))
 
 
 @api.get("/jobs")

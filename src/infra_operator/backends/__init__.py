@@ -17,6 +17,7 @@ from .base import (
     SandboxSpec,
     SnapshotFiles,
     State,
+    Warmup,
     rootfs_format,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "SandboxSpec",
     "SnapshotFiles",
     "State",
+    "Warmup",
     "factories",
     "measure_memory",
     "rootfs_format",

@@ -46,6 +46,9 @@ class Capabilities:
     evidence: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     """What to install or change for the backend to work here, when it does not."""
+    vmm_version: str | None = None
+    """The VMM's version as it reports it (``qemu-system-x86_64 --version``): a snapshot is
+    restored only by the version that saved it. None where the backend has none or does not tell."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ class SnapshotFiles:
     memory: Path | None
 
 
-def _no_snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
+def _no_snapshot(
+    backend: str, image: str, rootfs_sha256: str, kernel_sha256: str, vmm_version: str | None
+) -> SnapshotFiles | None:
     return None
 
 
@@ -80,13 +85,28 @@ class GuestImages:
     ``images``); asked at each start, so a rebuilt kernel takes effect at once."""
 
     kernel: Callable[[], KernelFiles | None]
-    snapshot: Callable[[str, str, str, str], SnapshotFiles | None] = _no_snapshot
-    """``(backend, image, rootfs_sha256, kernel_sha256)`` to the snapshot, or None."""
+    snapshot: Callable[[str, str, str, str, str | None], SnapshotFiles | None] = _no_snapshot
+    """``(backend, image, rootfs_sha256, kernel_sha256, vmm_version)`` to the snapshot, or None."""
 
     @classmethod
     def fixed(cls, kernel: KernelFiles | None) -> GuestImages:
         """One kernel and no snapshots: for a backend driven by hand."""
         return cls(kernel=lambda: kernel)
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A throwaway program a backend may run in a sandbox it starts ahead of its use, to make
+    that use faster: under QEMU's TCG the interpreter's code is translated once, here, instead
+    of in the user's execution. What it leaves behind is wiped before the sandbox is handed
+    out. The backend sets its limits, from the spec's. Tuples, not dicts: it is part of the
+    spec, which keys the pool."""
+
+    files: tuple[tuple[str, str], ...]
+    """Working-folder file name and its content, base64, as an ``execute`` request carries them."""
+    compile: tuple[str, ...] | None
+    run: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,8 @@ class SandboxSpec:
     snapshot: SnapshotFiles | None = None
     labels: dict[str, str] = field(default_factory=dict)
     """Free-form tags (the language, for one) shown in logs and process lists."""
+    warmup: Warmup | None = None
+    """What a backend may run in a sandbox started ahead (``Backend.start(ahead=True)``)."""
 
 
 class State(enum.Enum):
@@ -197,8 +219,12 @@ class Backend(Protocol):
         something it needs is not built."""
         ...
 
-    def start(self, spec: SandboxSpec) -> Sandbox:
-        """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``."""
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> Sandbox:
+        """Boot (or restore from ``spec.snapshot``) a sandbox whose agent answers ``ping``.
+
+        ``ahead``: it will wait in the pool before its one use, so time spent now is off the
+        request's path; a backend may run ``spec.warmup`` in it to make that use faster, and
+        must then leave nothing of it the program could see (files, processes, random state)."""
         ...
 
     def ready_memory_mb(self, spec: SandboxSpec) -> int:

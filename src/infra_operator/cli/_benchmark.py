@@ -74,7 +74,7 @@ def benchmark(
     if all_languages == (langs is not None):
         raise InvalidRequest("give exactly one of --langs and --all")
     if all_languages:
-        names = [language.name for language in services.catalog if services.rootfs.find(language.name)]
+        names = [language.name for language in services.catalog if services.release(language.name).rootfs]
     else:
         names = [services.catalog.get(name).name for name in (langs or "").split(",") if name.strip()]
     if not names:
@@ -83,7 +83,8 @@ def benchmark(
         )
     if code is not None and len(names) != 1:
         raise InvalidRequest("--code needs exactly one language")
-    languages = [(services.catalog.get(name), services.rootfs.get(name)) for name in names]
+    # Each language's default release: what a request without a version runs.
+    languages = [(services.catalog.get(name), services.release(name).require()) for name in names]
     config = BenchmarkConfig(
         languages=names,
         requests=requests,

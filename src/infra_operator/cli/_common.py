@@ -42,6 +42,9 @@ RedisUrl = Annotated[str | None, typer.Option(
     "--redis", help="the cluster's Redis (redis://HOST:PORT/DB or unix:///PATH); without it, one process does all",
     envvar="INFRA_OPERATOR_REDIS_URL", show_default=False)]
 Lang = Annotated[str, typer.Option("--lang", "-l", help="language name or alias")]
+Version = Annotated[str | None, typer.Option(
+    "--version", help="a release: its number or a prefix of one (3.13, 3), or its suite (trixie, bookworm, sid); "
+                      "default: the language's default release")]
 Bucket = Annotated[str | None, typer.Option(help="object store bucket; default: INFRA_OPERATOR_S3_BUCKET",
                                             show_default=False)]
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from .. import verify as verifying
+from ..images import release_states
 from ._common import DataDir, console, make_services, out, progress_display
 
 if TYPE_CHECKING:
@@ -18,20 +19,36 @@ if TYPE_CHECKING:
 
 
 def _listing(services: Services) -> None:
-    table = Table("language", "aliases", "family", "version", "image")
+    table = Table("language", "aliases", "family", "version", "releases", "image")
     for language in services.catalog:
-        rootfs = services.rootfs.find(language.name)
+        states = release_states(services.catalog, language, services.rootfs)
+        rootfs = states[0].rootfs
+        releases = ", ".join(f"{state.number} ({state.suite})" for state in states if state.offered)
         table.add_row(language.name, ", ".join(language.aliases), language.family,
-                      rootfs.version if rootfs else "", f"{rootfs.size >> 20} MiB" if rootfs else "not built")
+                      rootfs.version if rootfs else "", releases,
+                      f"{rootfs.size >> 20} MiB" if rootfs else f"not built ({states[0].suite})")
     out.print(table)
     out.print(f"{len(services.catalog)} languages")
 
 
-def _verdict_table(verdicts: list[verifying.Verdict]) -> Table:
-    table = Table("language", "version", "image", "build", "exec", "forms", "result", title="sample programs and forms")
+def _release(verdict: verifying.Verdict) -> str:
+    mark = " (default)" if verdict.default else "" if verdict.offered or not verdict.release else " (not offered)"
+    return f"{verdict.release or '-'}{mark}"
+
+
+def _suite(services: Services, name: str) -> str:
+    suite = services.catalog.plan.suites.get(name)
+    return f"{name} ({suite.label})" if suite is not None else name
+
+
+def _verdict_table(services: Services, verdicts: list[verifying.Verdict]) -> Table:
+    table = Table("language", "release", "suite", "version", "image", "build", "exec", "forms", "result",
+                  title="sample programs and forms")
     for verdict in verdicts:
         table.add_row(
             verdict.language,
+            _release(verdict),
+            _suite(services, verdict.suite),
             verdict.version,
             f"{verdict.image_bytes >> 20} MiB" if verdict.image_bytes is not None else "",
             f"{verdict.build_seconds:.0f}s{' (now)' if verdict.built_now else ''}"
@@ -49,6 +66,9 @@ def languages(
     lang: Annotated[list[str] | None, typer.Option(
         "--lang", "-l", help="only these languages (repeatable)")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="only the languages the catalog marks for CI")] = False,
+    all_releases: Annotated[bool, typer.Option(
+        "--all-releases", help="with --verify: every release the catalog plans, built when missing; without it, "
+                               "the default release and the others already built")] = False,
     backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
     build: Annotated[bool, typer.Option("--build/--no-build", help="build missing images")] = True,
     timeout: Annotated[int, typer.Option(help="seconds per sample or form")] = verifying.DEFAULT_TIMEOUT_SECONDS,
@@ -66,10 +86,10 @@ def languages(
         chosen = [language for language in chosen if language.ci]
     with progress_display(f"verifying {len(chosen)} languages") as progress:
         verdicts = verifying.verify(services, chosen, build=build, backend=backend, timeout=timeout,
-                                    progress=progress)
-    out.print(_verdict_table(verdicts))
-    failed = [verdict.language for verdict in verdicts if not verdict.passed]
-    out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} languages passed"
+                                    all_releases=all_releases, progress=progress)
+    out.print(_verdict_table(services, verdicts))
+    failed = [f"{verdict.language} ({verdict.suite})" for verdict in verdicts if not verdict.passed]
+    out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} releases passed"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from ._common import (
     Bucket,
     DataDir,
     Lang,
+    Version,
     make_services,
     out,
     progress_display,
@@ -49,9 +50,11 @@ def create(
     npm: Annotated[list[str] | None, typer.Option(
         "--npm", help="with --base: an npm package to install at build time (left-pad, left-pad@1.3.0); repeat for more",
         show_default=False)] = None,
+    version: Version = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Build a language's rootfs from Debian packages; with --base, a custom image."""
+    """Build the rootfs of a language's release from Debian packages (default: Debian 13's); with --base,
+    a custom image."""
     services = make_services(data_dir)
     if base is not None:
         custom = services.new_custom(lang, base, Packages.checked(debian or [], pip or [], npm or []))
@@ -62,12 +65,14 @@ def create(
         raise InvalidRequest("--debian, --pip and --npm need --base: a custom image is a new language built on "
                              "a catalog one")
     language = services.catalog.get(lang)
-    name = language.name
-    if if_stale and not is_stale(language, services.rootfs):
+    release = services.catalog.releases(language)[0] if version in (None, "*") else \
+        services.release(language.name, version).release
+    name = release.image
+    if if_stale and not is_stale(language, release, services.rootfs):
         out.print(f"rootfs-{name} is up to date")
         return
     with progress_display(f"building rootfs-{name}") as progress:
-        _built(services.build_rootfs(name, size, progress))
+        _built(services.build_rootfs(language.name, size, progress, release.suite.name))
 
 
 @app.command("from-docker")
@@ -103,26 +108,29 @@ def list_images(
 ) -> None:
     """List built images."""
     services = make_services(data_dir)
-    table = Table("language", "size", "format", "version", "path")
+    table = Table("language", "release", "size", "format", "version", "path")
     if remote:
         for entry in services.remote(bucket).list_rootfs():
             size, version = f"{entry['size'] >> 20} MiB", entry["version"] or ""
-            table.add_row(entry["language"], size, entry["format"], version, entry["path"])
+            table.add_row(entry["language"], entry.get("suite") or "", size, entry["format"], version, entry["path"])
     else:
         for info in services.rootfs.list():
-            table.add_row(info.language, f"{info.size >> 20} MiB", info.format, info.version, str(info.path))
+            table.add_row(info.language, info.suite, f"{info.size >> 20} MiB", info.format, info.version,
+                          str(info.path))
     out.print(table)
 
 
 @app.command("upload")
-def upload(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
-    """Upload a built image and its record to the object store."""
+def upload(lang: Lang, bucket: Bucket = None, version: Version = None, data_dir: DataDir = None) -> None:
+    """Upload a release's built image and its record to the object store."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).upload_rootfs(services.catalog.get(lang).name))
+    run_transfer(services.remote(bucket).upload_rootfs(services.release(lang, version).image))
 
 
 @app.command("download")
-def download(lang: Lang, bucket: Bucket = None, data_dir: DataDir = None) -> None:
-    """Download an image from the object store into the local store, checking its sha256."""
+def download(lang: Lang, bucket: Bucket = None, version: Version = None, data_dir: DataDir = None) -> None:
+    """Download a release's image from the object store into the local store, checking its sha256."""
     services = make_services(data_dir)
-    run_transfer(services.remote(bucket).download_rootfs(services.catalog.get(lang).name))
+    remote = services.remote(bucket)
+    image = services.transfer_image(lang, version, lambda: (entry["image"] for entry in remote.list_rootfs()))
+    run_transfer(remote.download_rootfs(image))

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import InvalidRequest
 from ..executor import ExecutionRequest
-from ._common import DataDir, console, make_services
+from ._common import DataDir, Version, console, make_services
 
 
 def _read(path: Path, option: str) -> str:
@@ -32,6 +32,7 @@ def run(
     timeout: Annotated[int | None, typer.Option(help="seconds")] = None,
     stdin: Annotated[Path | None, typer.Option(help="a file to give the program on stdin")] = None,
     backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
+    version: Version = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -43,7 +44,7 @@ def run(
     services = make_services(data_dir)
     try:
         result = services.executor.execute(ExecutionRequest(
-            language=lang, code=source, timeout=timeout, backend=backend, stdin=given))
+            language=lang, code=source, timeout=timeout, backend=backend, stdin=given, version=version))
     finally:
         services.close()
     if as_json:

@@ -22,7 +22,7 @@ import typer
 from ..backends import Listener
 from ..errors import OperatorError
 from ..executor import CellResult, NewSession
-from ._common import DataDir, Lang, console, make_services
+from ._common import DataDir, Lang, Version, console, make_services
 
 
 def _complete(language: str, lines: list[str]) -> bool:
@@ -98,13 +98,14 @@ def shell(
     lang: Lang,
     backend: Annotated[str | None, typer.Option(help="auto, jail, qemu or firecracker")] = None,
     timeout: Annotated[int | None, typer.Option(help="seconds per cell")] = None,
+    version: Version = None,
     data_dir: DataDir = None,
 ) -> None:
     """An interactive prompt over a session: each input runs as a cell, its output streaming."""
     services = make_services(data_dir)
     session_id: str | None = None
     try:
-        view = services.sessions.create(NewSession(language=lang, backend=backend), owner="")
+        view = services.sessions.create(NewSession(language=lang, backend=backend, version=version), owner="")
         session_id = view.id
         console.print(f"{view.language} {view.version} on {view.backend}, session {view.id}; "
                       ":pause to pause it, Ctrl-D to end", style="dim", highlight=False, markup=False)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends import HostOutcome, SandboxSpec
-from ..errors import AgentError, AgentTimeout, InvalidRequest, NotFound
+from ..backends import HostOutcome, SandboxSpec, Warmup
+from ..errors import AgentError, AgentTimeout, InvalidRequest
 from ..guest import b64decode, b64encode
+from ..images import resolve
 from . import _limits
 from ._admission import Admission
 from ._pool import Pool
@@ -140,17 +140,10 @@ class Compiled:
     failure: ExecutionResult | None = None
 
 
-_VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
-
-
-def check_version(language: Language, rootfs: RootfsInfo, version: str | None) -> None:
-    """Refuse a release this language's image does not have (it has one: the one it was built with)."""
-    if version in (None, "*"):
-        return
-    found = _VERSION_NUMBER.search(rootfs.version or "")
-    number = found.group(0) if found else ""
-    if not (number == version or number.startswith(f"{version}.")):
-        raise NotFound(f"version not found: {language.name} {version} (available: {number or rootfs.version})")
+def rootfs_for(executor: Executor, language: Language, version: str | None) -> RootfsInfo:
+    """The image of the release ``version`` selects (``images.resolve``): ``NotFound`` for a
+    version no release has, ``RootfsNotFound`` for a release whose image is not built."""
+    return resolve(executor.catalog, language, executor.rootfs, version).require()
 
 
 def _text(data: str) -> str:
@@ -175,23 +168,38 @@ class Executor:
         # Not started, a pool never holds anything: one-shot commands start and destroy inline.
         self.pool = pool or Pool(settings.pool)
 
-    def default_spec(self, backend: Backend, language_name: str) -> SandboxSpec:
+    def default_spec(self, backend: Backend, language_name: str, version: str | None = None) -> SandboxSpec:
         """The spec of a request that names no limits: what the pool pre-warms."""
         language = self.catalog.get(language_name)
-        return self.spec_for(backend, language, self.rootfs.get(language.name), _limits.resolve(self.settings.limits))
+        return self.spec_for(backend, language, rootfs_for(self, language, version),
+                             _limits.resolve(self.settings.limits))
 
     def spec_for(self, backend: Backend, language: Language, rootfs: RootfsInfo,
                  limits: _limits.ResolvedLimits) -> SandboxSpec:
         return backend.prepare(SandboxSpec(
             rootfs=rootfs.path,
             rootfs_sha256=rootfs.sha256,
-            image=language.name,
+            # The release's image name: snapshots and pooled sandboxes are per release.
+            image=rootfs.image or language.name,
             memory_mb=limits.memory_mb,
             vcpus=self.settings.vm_vcpus,
             processes=limits.processes,
             disk_mb=limits.file_mb,
-            labels={"language": language.name},
+            labels={"language": language.name, "release": rootfs.suite},
+            warmup=self.warmup(language) if self.settings.pool.warm else None,
         ))
+
+    @staticmethod
+    def warmup(language: Language) -> Warmup:
+        """The language's sample, compiled and run as a request's program is: what a backend may run
+        in a sandbox it starts ahead, so the first real execution finds the toolchain warm."""
+        program = language.program(language.sample)
+        return Warmup(
+            files=((program.source, b64encode(language.sample.encode("utf-8"))),),
+            compile=program.compile,
+            run=program.run,
+            env=tuple(sorted({**BASE_ENV, **language.env}.items())),
+        )
 
     @staticmethod
     def _files(source: str, request: ExecutionRequest) -> dict[str, str]:
@@ -230,7 +238,7 @@ class Executor:
         language.program(request.source)  # code, or files that hold the program
         if here:
             self.backends.choose(request.backend)
-            self.rootfs.get(language.name)
+            rootfs_for(self, language, request.version)
 
     def _resolve_limits(self, request: ExecutionRequest) -> _limits.ResolvedLimits:
         return _limits.resolve(
@@ -259,8 +267,7 @@ class Executor:
         language = self.catalog.get(request.language)
         limits = self._resolve_limits(request)
         backend = self.backends.choose(request.backend)
-        rootfs = self.rootfs.get(language.name)
-        check_version(language, rootfs, request.version)
+        rootfs = rootfs_for(self, language, request.version)
         spec = self.spec_for(backend, language, rootfs, limits)
         message = self._message(language, request, limits)
         if collect:

@@ -19,6 +19,9 @@ Rules:
   ``MEASURE_SECONDS``; a starting one, or one that cannot be measured, at its key's
   estimate: the median of its measured ones, or before any, what the backend expects
   (``Backend.ready_memory_mb``: a microVM its RAM, a jail about a megabyte).
+- Starts are made ``ahead`` (``Backend.start(spec, ahead=True)``): off any request's path,
+  so a backend may spend time making the sandbox's one use faster (qemu under TCG runs the
+  spec's warm-up in it, then puts it back as it was). The pool does not know what that is.
 - Destroying happens in the background (``dispose``), off the request's path.
 - ``close`` stops refilling, waits for starts under way and destroys everything. Close
   only once taken sandboxes are done with: a backend may tie a sandbox's life to the
@@ -368,7 +371,8 @@ class Pool:
 
     def _start_one(self, entry: _Entry) -> None:
         try:
-            sandbox = entry.backend.start(entry.spec)
+            # Ahead of its use: the backend may spend time now (a throwaway warm-up) to make it faster.
+            sandbox = entry.backend.start(entry.spec, ahead=True)
         except Exception as exc:  # a start that fails is retried later, never fatal to the pool
             with self._lock:
                 entry.starting -= 1

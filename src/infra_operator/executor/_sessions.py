@@ -48,8 +48,9 @@ from ..errors import (
     TooManySessions,
 )
 from ..guest import b64decode, b64encode
+from ..images import release_states
 from . import _limits, _paused
-from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, check_version
+from ._executor import BASE_ENV, HOST_GRACE_SECONDS, ExecutionResult, rootfs_for
 
 if TYPE_CHECKING:
     from ..backends import Backend, Sandbox, SandboxSpec
@@ -233,8 +234,7 @@ class SessionManager:
     # Sessions.
     def create(self, request: NewSession, owner: str) -> SessionView:
         language = self.executor.catalog.get(request.language)
-        rootfs = self.executor.rootfs.get(language.name)
-        check_version(language, rootfs, request.version)
+        rootfs = rootfs_for(self.executor, language, request.version)
         allowed = self.settings.limits
         limits = _limits.resolve(
             allowed, cpu_seconds=request.cpu_seconds or allowed.cpu_seconds.maximum, memory_mb=request.memory_mb,
@@ -404,7 +404,7 @@ class SessionManager:
         assert session.paused is not None
         started = time.monotonic()
         try:
-            current = self.executor.rootfs.get(session.language.name)
+            current = self.executor.rootfs.get(session.rootfs.image or session.language.name)  # its own release
             if current.sha256 != session.rootfs.sha256:
                 raise Conflict(f"session {session.id} was paused on a {session.language.name} image that has been "
                                "rebuilt since: it cannot resume; delete it")
@@ -424,7 +424,11 @@ class SessionManager:
             try:
                 record = _paused.read(folder)
                 language = self.executor.catalog.get(record.language)
-                rootfs = self.executor.rootfs.get(language.name)
+                # The release it was paused on: the image with its checksum, else the default one.
+                built = [state.rootfs for state in release_states(self.executor.catalog, language, self.executor.rootfs)
+                         if state.rootfs is not None]
+                rootfs = next((info for info in built if info.sha256 == record.rootfs_sha256), None) \
+                    or rootfs_for(self.executor, language, None)
                 backend = self.executor.backends.get(record.backend)
             except (OSError, ValueError, OperatorError) as exc:
                 log.warning("paused session in %s cannot be taken back, left as it is: %s", folder, exc)

@@ -164,6 +164,13 @@ class Cgroup:
                 time.sleep(0.01)
 
 
+def restart_step_names() -> None:
+    """Name the next step's cgroup as the first one's: after a warm-up (see ``_rewind``) the
+    program must not see in /proc/self/cgroup that a step ran before it."""
+    global _counter
+    _counter = itertools.count()
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)

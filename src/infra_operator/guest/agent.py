@@ -33,10 +33,12 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
         PingReply,
         SessionReply,
         SessionRequest,
+        WarmReply,
+        WarmRequest,
     )
 
     Reply = (PingReply | ExecuteReply | SessionReply | CellReply | FilePutReply | FileGetReply | FileListReply
-             | FileDeleteReply | ErrorReply)
+             | FileDeleteReply | WarmReply | ErrorReply)
     Handler = Callable[[dict[str, Any], Watch], Reply]
 
 WORK_DIR = "/work"
@@ -108,6 +110,30 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | No
     return {"ok": True, "op": "execute", "compile": compiled, "run": ran}
 
 
+def warm(message: WarmRequest, work_dir: str) -> WarmReply:
+    """Run a throwaway execution, then put the VM back as it was (see ``_rewind``): under
+    TCG the interpreter's code is then translated already when the real execution comes.
+    The warm-up failing is an answer (the VM is still put back); the VM not being put back
+    is an error, and the host then destroys it rather than hand it out."""
+    if os.getpid() != 1 or os.getuid() != 0 or _session is not None:
+        raise _paths.Refused("state", "a warm-up runs only in a VM that has served nothing, whose init is this agent")
+    from . import _rewind  # only a pooled VM's agent needs it
+
+    started = time.monotonic()
+    mark = _rewind.Mark((work_dir, "/tmp", "/dev/shm"))
+    exit_code: int | None = None
+    error: str | None = None
+    try:
+        reply = execute(message["execute"], work_dir)
+        step = reply["run"] or reply["compile"]
+        exit_code = step["exit_code"] if step is not None else None
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    mark.rewind()
+    return {"ok": True, "op": "warm", "exit_code": exit_code, "error": error,
+            "wall_ms": round((time.monotonic() - started) * 1000, 3)}
+
+
 _session: Session | None = None
 """Set by the ``session`` request: this sandbox then serves one session for its life."""
 
@@ -162,6 +188,8 @@ def handle(message: dict[str, Any], work_dir: str = WORK_DIR, watch: Watch | Non
             return execute(message, work_dir, watch)  # type: ignore[arg-type]  # its shape is checked as it is read
         if op == "session":
             return open_session(message, work_dir)  # type: ignore[arg-type]  # its shape is checked as it is read
+        if op == "warm":
+            return warm(message, work_dir)  # type: ignore[arg-type]  # its shape is checked as it is read
         return _in_session(str(op), message, watch or Watch(-1, -1))
     except _paths.Refused as exc:
         return {"ok": False, "error": str(exc), "refused": exc.reason}

@@ -19,6 +19,9 @@ Requests (host to guest) and their replies:
                  and run afresh over the session's files)
     file_put, file_get, file_list, file_delete -> File*Reply: the working folder's files,
                  every path resolved by the agent beneath it (see ``guest/_paths.py``)
+    warm      -> WarmReply: a throwaway execute, then the sandbox put back as it was before it
+                 (scratch folders emptied, every process but the agent killed, the pid counter
+                 rewound): a VM under TCG so translates the interpreter before its real use
     interrupt -> no reply: stop the execute or cell in progress (the host's client went away);
                  one that arrives after the reply is ignored
 While an ``execute`` or ``cell`` with ``stream`` runs, the agent sends ``Chunk`` frames
@@ -154,8 +157,14 @@ class InterruptRequest(TypedDict):
     op: Literal["interrupt"]
 
 
+class WarmRequest(TypedDict):
+    op: Literal["warm"]
+    execute: ExecuteRequest
+    """The throwaway execution; its output is dropped, only its outcome answered."""
+
+
 Request = (PingRequest | ExecuteRequest | SessionRequest | CellRequest | FilePutRequest | FileGetRequest
-           | FileListRequest | FileDeleteRequest | InterruptRequest)
+           | FileListRequest | FileDeleteRequest | InterruptRequest | WarmRequest)
 
 
 class StepResult(TypedDict):
@@ -258,6 +267,16 @@ class FileDeleteReply(TypedDict):
     op: Literal["file_delete"]
 
 
+class WarmReply(TypedDict):
+    ok: Literal[True]
+    op: Literal["warm"]
+    exit_code: int | None
+    """The warm-up's last step's exit code; None when it could not run at all (``error`` says why)."""
+    error: str | None
+    wall_ms: float
+    """The warm-up and the clean-up after it, together."""
+
+
 class Chunk(TypedDict):
     """Output of a streaming call, sent before its reply."""
 
@@ -279,5 +298,5 @@ class ErrorReply(TypedDict):
 
 
 Reply = (PingReply | ExecuteReply | SessionReply | CellReply | FilePutReply | FileGetReply | FileListReply
-         | FileDeleteReply)
+         | FileDeleteReply | WarmReply)
 """What a successful call answers; the host turns an ``ErrorReply`` into an error."""

@@ -9,8 +9,9 @@ from ._docker import BadArchive, add_agent, import_archive
 from ._extras import npm_install, pip_install
 from ._files import sweep
 from ._progress import ByteProgress, progress_lines
+from ._releases import ReleaseState, release_states, resolve
 from ._rootfs_builder import Progress, build_rootfs, is_stale
-from ._rootfs_store import RootfsInfo, RootfsStore
+from ._rootfs_store import RootfsInfo, RootfsStore, version_number
 from .kernel import build_kernel, kernel_is_stale, load_kernel, require_kernel
 from .snapshots import (
     SnapshotInfo,
@@ -39,6 +40,7 @@ __all__ = [
     "BadArchive",
     "ByteProgress",
     "Progress",
+    "ReleaseState",
     "RemoteStore",
     "RootfsInfo",
     "RootfsStore",
@@ -59,7 +61,10 @@ __all__ = [
     "npm_install",
     "pip_install",
     "progress_lines",
+    "release_states",
     "remove_snapshot",
     "require_kernel",
+    "resolve",
     "sweep",
+    "version_number",
 ]

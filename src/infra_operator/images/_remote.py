@@ -44,6 +44,7 @@ from botocore.exceptions import (
 
 from ..config import BUCKET_PATTERN
 from ..errors import InvalidRequest, NotFound, RemoteStoreError, RootfsNotFound, SnapshotNotFound
+from ..languages import split_image
 from ._files import exclusive, sha256_of, temporary_name, write_json_atomically
 from ._progress import ByteProgress, mib
 from ._rootfs_store import FORMATS, LEGACY_FORMAT, RootfsStore
@@ -116,7 +117,10 @@ class RemoteStore:
             record = self._read_json(record_key, partial(RootfsNotFound, f"{record_key} vanished"))
             if record.get("format", LEGACY_FORMAT) != kind:
                 continue  # an image of the other format, left by an older upload
-            entries.append({"language": language, "size": size, "path": self.uri(key), "format": kind,
+            image = language  # objects are stored per release, as on the disk
+            language, suite = split_image(image)
+            entries.append({"language": language, "suite": suite, "image": image, "size": size,
+                            "path": self.uri(key), "format": kind,
                             **{field: record.get(field) for field in ("sha256", "version", "built_at")}})
         return entries
 
@@ -133,7 +137,8 @@ class RemoteStore:
             except (KeyError, TypeError, ValueError):
                 log.warning("skipping %s: its metadata lacks vmstate_size or mem_size", self.uri(key))
                 continue
-            entries.append({"language": parts[2], "backend": parts[1], **extra, **sizes})
+            entries.append({"language": split_image(parts[2])[0], "image": parts[2], "backend": parts[1], **extra,
+                            **sizes})
         return entries
 
     # Rootfs images

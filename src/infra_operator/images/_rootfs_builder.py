@@ -1,7 +1,7 @@
-"""Building a language's rootfs image from Debian packages.
+"""Building a language's rootfs image from Debian packages: one release, one suite.
 
-mmdebstrap makes a minimal Debian tree with python3 (the agent's interpreter) and
-the language's packages, downloads going through a shared package cache so the
+mmdebstrap makes a minimal Debian tree of the release's suite with python3 (the agent's
+interpreter) and the release's packages, downloads going through a shared package cache so the
 next build does not fetch again; a toolchain the catalog takes from PyPI or npm is
 installed on top (``_registry``); the toolchain's version is read inside the tree,
 optional warm-up fills compiler caches, and ``mksquashfs`` turns the tree into a
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..backends import RootfsFormat
 from ..errors import BuildFailed, InvalidRequest
-from ..languages import REGISTRY_ROOT, Command, Language
+from ..languages import REGISTRY_ROOT, Command, Language, Release
 from . import _registry
 from ._files import exclusive, remove_tree, sha256_of, temporary_name, write_json_atomically
 from ._rootfs_store import RootfsInfo, RootfsStore
@@ -108,6 +108,9 @@ def _mmdebstrap(sources: list[str], suite: str, packages: list[str], tree: Path,
         "--format=directory",
         f"--include={','.join(packages)}",
         "--skip=essential/unlink",
+        # Unstable's Release file is valid for a week only and a mirror may lag behind (or the
+        # host's clock run ahead): the signature still proves the index, expiry is not checked.
+        "--aptopt=Acquire::Check-Valid-Until \"false\"",
         # The tree is thrown away if the build fails, so dpkg need not fsync every file.
         "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={path}" for path in _EXCLUDED_PATHS),
@@ -185,25 +188,6 @@ def format_for(size_mb: int | None) -> RootfsFormat:
     return "squashfs" if size_mb is None else "ext4"
 
 
-def sources_for(language: Language, sources: list[str], suite: str) -> tuple[list[str], str]:
-    """The apt sources and suite a language's image is built from: the configured ones, or
-    the same mirrors with the suite the catalog names (``bookworm-security`` becomes
-    ``trixie-security``). One keyring signs every Debian suite."""
-    wanted = language.suite
-    if wanted is None or wanted == suite:
-        return sources, suite
-    retargeted = []
-    for line in sources:
-        fields = line.split()
-        # deb [options] URI SUITE COMPONENT...: the suite is the field after the URI.
-        uri = next((index for index, part in enumerate(fields) if "://" in part), None)
-        if uri is not None and uri + 1 < len(fields) and (fields[uri + 1] == suite
-                                                          or fields[uri + 1].startswith(f"{suite}-")):
-            fields[uri + 1] = wanted + fields[uri + 1].removeprefix(suite)
-        retargeted.append(" ".join(fields))
-    return retargeted, wanted
-
-
 def registry_pins(language: Language) -> list[str]:
     return list(language.registry.pins) if language.registry else []
 
@@ -220,46 +204,45 @@ def _install_registry(language: Language, tree: Path, cache: Path, progress: Pro
     return installed
 
 
-def packages_for(language: Language) -> list[str]:
-    return sorted({*AGENT_PACKAGES, *language.packages})
+def packages_for(release: Release) -> list[str]:
+    return sorted({*AGENT_PACKAGES, *release.packages})
 
 
-def is_stale(language: Language, store: RootfsStore) -> bool:
+def is_stale(language: Language, release: Release, store: RootfsStore) -> bool:
     """Missing, or built for another package list than the catalog's."""
-    info = store.find(language.name)
-    return (info is None or list(info.packages) != packages_for(language)
+    info = store.find(release.image)
+    return (info is None or list(info.packages) != packages_for(release)
             or list(info.registry) != registry_pins(language))
 
 
 def build_rootfs(
     language: Language,
+    release: Release,
     store: RootfsStore,
     cache_dir: Path,
-    sources: list[str],
-    suite: str,
     size_mb: int | None = None,
     progress: Progress = lambda line: None,
     populate: Callable[[Path, Progress], None] | None = None,
     customize: Callable[[Path, Progress], None] | None = None,
 ) -> RootfsInfo:
-    """Build ``language``'s image from Debian packages; ``populate`` fills the tree instead
-    (an imported archive), and ``customize`` changes it before the image is made (pip and
-    npm installs of a custom image)."""
+    """Build the image of ``language``'s ``release``, from Debian packages of its suite;
+    ``populate`` fills the tree instead (an imported archive), and ``customize`` changes it
+    before the image is made (pip and npm installs of a custom image)."""
     kind = format_for(size_mb)
-    image = store.image_path(language.name, kind)
-    # Locked by the record, which every format of the language shares.
-    with exclusive(store.record_path(language.name)):
+    image = store.image_path(release.image, kind)
+    suite = release.suite.name
+    # Locked by the record, which every format of the release shares.
+    with exclusive(store.record_path(release.image)):
         started = time.monotonic()
         build_root = cache_dir / "build"
         build_root.mkdir(parents=True, exist_ok=True)
-        tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{language.name}-", dir=build_root))
+        tree = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_rootfs-{release.image}-", dir=build_root))
         temporary = temporary_name(image)
         try:
-            packages = packages_for(language)
+            packages = packages_for(release)
             if populate is None:
-                sources, suite = sources_for(language, sources, suite)
                 progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
-                _bootstrap(sources, suite, packages, tree, cache_dir / "apt-archives", progress)
+                _bootstrap(list(release.suite.sources), suite, packages, tree, cache_dir / "apt-archives", progress)
             else:
                 populate(tree, progress)
             installed = _install_registry(language, tree, cache_dir / "registry", progress)
@@ -279,7 +262,7 @@ def build_rootfs(
             progress("computing checksum")
             checksum = sha256_of(temporary)
             os.replace(temporary, image)
-            write_json_atomically(store.record_path(language.name), {
+            write_json_atomically(store.record_path(release.image), {
                 "language": language.name,
                 "format": kind,
                 "sha256": checksum,
@@ -293,9 +276,9 @@ def build_rootfs(
                 "built_at": time.time(),
                 "build_seconds": round(time.monotonic() - started, 1),
             })
-            store.remove_other_formats(language.name, kind)
+            store.remove_other_formats(release.image, kind)
         finally:
             temporary.unlink(missing_ok=True)
             remove_tree(tree)
     progress(f"built {image}")
-    return store.get(language.name)
+    return store.get(release.image)

@@ -1,12 +1,15 @@
-"""The local snapshot store: one saved microVM per backend and language.
+"""The local snapshot store: one saved microVM per backend and release of a language.
 
-Layout: ``snapshots_dir/<backend>/<language>/`` holding the backend's files (the
+Layout: ``snapshots_dir/<backend>/<image>/`` (``<image>`` a release's image name:
+``python@trixie``, or ``python`` for bookworm's, where snapshots were before releases)
+holding the backend's files (the
 device state, the memory file when it is separate) and ``metadata.json``. A snapshot
 is made in a temporary folder beside its final name and renamed into place when
-whole. It is only good for the kernel and rootfs it was made from, so ``find_snapshot``
-compares both checksums and the files' sizes before offering it, and only in the
-store's current ``FORMAT``: one made by an older release is refused, as if absent, and
-the next ``create_snapshot`` replaces it.
+whole. It is only good for the kernel (whose initramfs carries the agent), the rootfs and
+the VMM version it was made with, so ``find_snapshot`` compares all three and the files'
+sizes before offering it, and only in the store's current ``FORMAT``: one made by an older
+release is refused, as if absent, and the next ``create_snapshot`` (``snapshot create
+--if-stale``) replaces it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, GuestImages, SandboxSpec, SnapshotFiles
 from ..errors import InvalidRequest
+from ..languages import split_image
 from ._files import read_json, sweep_partials, write_json_atomically
 from .kernel import load_kernel
 
@@ -34,7 +38,7 @@ FORMAT = 2
 """The snapshot layout version, in each snapshot's metadata. 1 (no ``format`` recorded):
 QEMU's guest RAM inside the migration stream. 2: QEMU's guest RAM in a memory file of its
 own that clones map private (see ``backends.qemu``), and a kernel stub to restore with."""
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*(@[a-z][a-z0-9-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class SnapshotInfo:
     mem_size: int
     """0 when the memory travels inside the vmstate file (QEMU)."""
     path: Path
+    vmm_version: str | None = None
+    """The VMM that saved it (``Capabilities.vmm_version``); None for one made before it was recorded."""
+    image: str = ""
+    """The release's image name it was made from (``python@trixie``); ``language`` for bookworm's."""
+    release: str = ""
+    """The suite of that release."""
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -64,8 +74,12 @@ def snapshot_dir(settings: Settings, backend_name: str, language: str) -> Path:
 
 
 def _info(directory: Path, metadata: dict[str, Any]) -> SnapshotInfo:
+    # Snapshots made before releases name no image: theirs is the language's own name.
+    image = str(metadata.get("image") or metadata["language"])
     return SnapshotInfo(
         language=str(metadata["language"]),
+        image=image,
+        release=split_image(image)[1],
         backend=str(metadata["backend"]),
         kernel_sha256=str(metadata["kernel_sha256"]),
         rootfs_sha256=str(metadata["rootfs_sha256"]),
@@ -75,6 +89,7 @@ def _info(directory: Path, metadata: dict[str, Any]) -> SnapshotInfo:
         vmstate_size=int(metadata["vmstate_size"]),
         mem_size=int(metadata["mem_size"]),
         path=directory,
+        vmm_version=str(metadata["vmm_version"]) if metadata.get("vmm_version") is not None else None,
     )
 
 
@@ -97,7 +112,9 @@ def create_snapshot(
     spec: SandboxSpec,
     progress: Callable[[str], None],
 ) -> SnapshotInfo:
-    """Boot ``spec`` on ``backend`` to a ready agent, save it, and store it as the language's snapshot."""
+    """Boot ``spec`` on ``backend`` to a ready agent, save it, and store it as the snapshot of
+    ``language``, a release's image name (``python@trixie``; ``python`` for bookworm's)."""
+    image = language
     if spec.kernel is None:
         raise InvalidRequest("a snapshot needs spec.kernel: its checksum is part of the snapshot's identity")
     final = snapshot_dir(settings, backend.name, language)
@@ -111,7 +128,8 @@ def create_snapshot(
         files = backend.create_snapshot(spec, scratch)
         metadata: dict[str, Any] = {
             "format": FORMAT,
-            "language": language,
+            "language": split_image(image)[0],
+            "image": image,
             "backend": backend.name,
             "kernel_sha256": spec.kernel.sha256,
             "rootfs_sha256": spec.rootfs_sha256,
@@ -122,6 +140,7 @@ def create_snapshot(
             "vmstate_size": files.vmstate.stat().st_size,
             "memory": files.memory.name if files.memory is not None else None,
             "mem_size": files.memory.stat().st_size if files.memory is not None else 0,
+            "vmm_version": backend.capabilities().vmm_version,
         }
         write_json_atomically(scratch / METADATA_NAME, metadata)
         _replace_dir(scratch, final)
@@ -168,8 +187,10 @@ def find_snapshot(
     language: str,
     rootfs_sha256: str,
     kernel_sha256: str,
+    vmm_version: str | None,
 ) -> SnapshotFiles | None:
-    """The language's snapshot for this backend, only if made from this rootfs and kernel."""
+    """The language's snapshot for this backend, only if made from this rootfs and kernel by
+    this VMM version (one that recorded none is stale for a backend that tells its version)."""
     try:
         directory = snapshot_dir(settings, backend_name, language)
     except InvalidRequest:
@@ -178,9 +199,11 @@ def find_snapshot(
     if loaded is None:
         return None
     info, files = loaded
-    if (info.backend, info.language) != (backend_name, language):
+    if (info.backend, info.image) != (backend_name, language):
         return None
     if info.rootfs_sha256 != rootfs_sha256 or info.kernel_sha256 != kernel_sha256:
+        return None
+    if info.vmm_version != vmm_version:
         return None
     return files
 
@@ -191,8 +214,10 @@ def describe(entry: Mapping[str, Any]) -> dict[str, Any]:
     Firecracker in a file of its own), and ``disk_size`` what its files take."""
     file_bytes = int(entry["vmstate_size"]) + int(entry["mem_size"])
     mem_mb = entry.get("mem_mb")
+    image = str(entry.get("image") or entry["language"])
     return {
-        "language": entry["language"],
+        "language": split_image(image)[0],
+        "release": split_image(image)[1],
         "backend": entry["backend"],
         "vmstate_size": int(entry["vmstate_size"]),
         "mem_size": int(mem_mb) * 1024 * 1024 if mem_mb else int(entry["mem_size"]),
@@ -214,7 +239,9 @@ def remove_snapshot(settings: Settings, backend_name: str, language: str) -> boo
 def guest_images(settings: Settings) -> GuestImages:
     """The microVM backends' view of this store: the current kernel build and the snapshots
     that match it (see ``backends.GuestImages``)."""
-    def snapshot(backend: str, image: str, rootfs_sha256: str, kernel_sha256: str) -> SnapshotFiles | None:
-        return find_snapshot(settings, backend, image, rootfs_sha256, kernel_sha256)
+    def snapshot(
+        backend: str, image: str, rootfs_sha256: str, kernel_sha256: str, vmm_version: str | None
+    ) -> SnapshotFiles | None:
+        return find_snapshot(settings, backend, image, rootfs_sha256, kernel_sha256, vmm_version)
 
     return GuestImages(kernel=lambda: load_kernel(settings), snapshot=snapshot)

@@ -16,9 +16,14 @@ from ._custom import (
 from ._entry import Entry, Rule
 from ._registry import ROOT as REGISTRY_ROOT
 from ._registry import Registry
+from ._releases import LEGACY_SUITE, RELEASES_FILE, Release, ReleasePlan, Suite, split_image
 
 __all__ = [
     "CATALOG_FILE",
+    "LEGACY_SUITE",
+    "PIP_DEBIAN_PACKAGES",
+    "REGISTRY_ROOT",
+    "RELEASES_FILE",
     "Catalog",
     "Command",
     "CustomLanguage",
@@ -27,13 +32,15 @@ __all__ = [
     "Form",
     "Language",
     "Origin",
-    "PIP_DEBIAN_PACKAGES",
     "Packages",
     "Program",
-    "REGISTRY_ROOT",
     "Registry",
+    "Release",
+    "ReleasePlan",
     "Rule",
+    "Suite",
     "WithCustom",
     "check_name",
     "check_packages",
+    "split_image",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import LanguageNotFound
 from ._entry import PLACEHOLDER, Entry
 from ._registry import Registry
+from ._releases import RELEASES_FILE, Release, ReleasePlan
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 
@@ -129,8 +130,12 @@ class Language:
 
 
 class Catalog:
-    def __init__(self, languages: list[Language]) -> None:
+    def __init__(self, languages: list[Language], plan: ReleasePlan | None = None) -> None:
         self._languages = {language.name: language for language in languages}
+        self.plan = plan or ReleasePlan.load()
+        unknown = set(self.plan.overridden()) - set(self._languages)
+        if unknown:
+            raise ValueError(f"releases.toml names languages the catalog has not: {sorted(unknown)}")
         self._names: dict[str, str] = {}
         for language in languages:
             for name in (language.name, *language.aliases):
@@ -138,10 +143,19 @@ class Catalog:
                     raise ValueError(f"name {name!r} is claimed by two languages")
 
     @classmethod
-    def load(cls, path: Path = CATALOG_FILE) -> Catalog:
+    def load(cls, path: Path = CATALOG_FILE, releases: Path = RELEASES_FILE) -> Catalog:
         with path.open("rb") as handle:
             tables = tomllib.load(handle)
-        return cls([Language.from_table(name, table) for name, table in tables.items()])
+        return cls([Language.from_table(name, table) for name, table in tables.items()], ReleasePlan.load(releases))
+
+    def releases(self, language: Language) -> list[Release]:
+        """The language's releases as the catalog plans them, default first (built or not). A
+        language the catalog pins to a suite (swift) and a custom image have one release, stored
+        under the language's own name."""
+        if language.suite is not None or language.base is not None:
+            suite = self.plan.suites[language.suite or self.plan.default]
+            return [Release(language=language.name, suite=suite, packages=language.packages, plain=True)]
+        return self.plan.releases(language.name, language.packages)
 
     def __iter__(self) -> Iterator[Language]:
         return iter(self._languages.values())

@@ -164,7 +164,7 @@ class WithCustom(Catalog):
     """
 
     def __init__(self, catalog: Catalog, store: CustomStore) -> None:
-        super().__init__(list(catalog))
+        super().__init__(list(catalog), catalog.plan)
         self.catalog = catalog
         self.store = store
 

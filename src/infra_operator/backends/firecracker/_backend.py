@@ -239,9 +239,11 @@ class FirecrackerBackend:
         return Launcher(firecracker=binary, jailer=jailer)
 
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
-        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
+        # Firecracker's version is not recorded yet: its snapshots match as before (None to None).
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb, None)
 
-    def start(self, spec: SandboxSpec) -> FirecrackerSandbox:
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> FirecrackerSandbox:
+        # ``ahead`` changes nothing: under KVM the guest's code runs natively, nothing to warm.
         launcher = self._launcher()
         _check_files(spec)
         vm = MicroVm(self.settings.run_dir, uuid.uuid4().hex[:12], launcher)

@@ -236,7 +236,8 @@ class JailBackend:
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
         return spec  # a jail needs nothing beyond the rootfs
 
-    def start(self, spec: SandboxSpec) -> JailSandbox:
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> JailSandbox:
+        # ``ahead`` changes nothing: programs run natively, with no translation cache to warm.
         capabilities = self.capabilities()
         if not capabilities.usable:
             raise BackendUnavailable("the jail backend cannot run on this host: " + "; ".join(capabilities.missing))

@@ -29,9 +29,11 @@ from ...errors import (
     AgentTimeout,
     BackendUnavailable,
     BootFailed,
+    Conflict,
     SandboxError,
     SnapshotNotFound,
 )
+from ...guest import b64encode
 from .. import _channel, _memory, _microvm
 from ..base import (
     Accelerator,
@@ -44,13 +46,14 @@ from ..base import (
     SandboxSpec,
     SnapshotFiles,
     State,
+    Warmup,
 )
 from . import _command, _jail, _pause, _probe, _process, _stub
 from ._qmp import Monitor
 
 if TYPE_CHECKING:
     from ...config import Settings
-    from ...guest.messages import Reply, Request
+    from ...guest.messages import Reply, Request, WarmRequest
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,9 @@ KERNEL_STUB_NAME = "kernel-stub"
 _SAVE_BANDWIDTH = 64 << 30
 _STREAM_FD = "snapshot"
 """QEMU's name for the snapshot stream's descriptor the server passes it."""
+WARMUP_SECONDS = 60
+"""The longest a warm-up may run (a compiler under TCG is slow); past it, it is cut short."""
+_WARMUP_OUTPUT_BYTES = 1 << 16  # its output is dropped: kept small
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -96,6 +102,8 @@ class QemuSandbox:
         """QEMU's own pid (as the host numbers it)."""
         self._folder_fd: int | None = os.open(folder, os.O_PATH | os.O_DIRECTORY)
         self._agent: socket.socket | None = None
+        self.warmup_ms: float | None = None
+        """How long its warm-up took, agent's clean-up included; None: it had none."""
 
     # Unix socket paths are limited to 108 bytes; through our descriptor of the run
     # folder they stay short however deep the data directory is.
@@ -301,11 +309,13 @@ class QemuBackend:
             snapshots=True,
             evidence=tuple(evidence),
             missing=tuple(missing),
+            vmm_version=_probe.qemu_version(self.binary),
         )
 
     # -- starting -----------------------------------------------------------------
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
-        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb)
+        version = _probe.qemu_version(self.binary)
+        return _microvm.prepare(spec, self.name, self.images, self.settings.vm_memory_mb, version)
 
     def _machine(
         self,
@@ -366,10 +376,56 @@ class QemuBackend:
         log.debug("sandbox %s: QEMU %s started jailed in %s", sandbox_id, vmm.pid, folder)
         return QemuSandbox(sandbox_id, folder, vmm, machine)
 
-    def start(self, spec: SandboxSpec) -> QemuSandbox:
-        if spec.snapshot is not None:
-            return self._restore(spec, spec.snapshot)
-        return self._boot(spec, self._machine(spec))
+    def start(self, spec: SandboxSpec, ahead: bool = False) -> QemuSandbox:
+        sandbox = self._restore(spec, spec.snapshot) if spec.snapshot is not None else self._boot(spec, self._machine(spec))
+        # Under TCG every new VM translates the interpreter's code afresh, which costs the first
+        # execution most of its time: one started ahead (in the pool) pays it now, off the request's
+        # path. Under KVM the guest's code runs natively: nothing to warm.
+        if ahead and spec.warmup is not None and sandbox.machine.accelerator == "tcg":
+            self._warm(sandbox, spec, spec.warmup)
+        return sandbox
+
+    def _warm(self, sandbox: QemuSandbox, spec: SandboxSpec, warmup: Warmup) -> None:
+        """Run ``warmup`` in the sandbox; the agent then puts the VM back as it was (see
+        ``guest/_rewind.py``). A VM it could not put back is destroyed, never handed out."""
+        message: WarmRequest = {"op": "warm", "execute": {
+            "op": "execute",
+            "files": dict(warmup.files),
+            "compile": list(warmup.compile) if warmup.compile else None,
+            "run": list(warmup.run),
+            "env": dict(warmup.env),
+            "stdin": "",
+            "limits": {
+                "wall_seconds": WARMUP_SECONDS,
+                "cpu_seconds": WARMUP_SECONDS,
+                "memory_bytes": spec.memory_mb << 20,
+                "processes": spec.processes,
+                "output_bytes": _WARMUP_OUTPUT_BYTES,
+                "file_bytes": spec.disk_mb << 20,
+            },
+            # Its own: the real execution brings fresh ones again.
+            "entropy": b64encode(os.urandom(64)),
+            "clock": time.time(),
+        }}
+        started = time.monotonic()
+        try:
+            reply = sandbox.call(message, started + WARMUP_SECONDS + 30)
+        except Conflict as exc:
+            # Refused before anything ran (an agent from an initramfs older than this server says
+            # so too): the VM is as restored, still good to hand out, only not warm.
+            log.warning("sandbox %s: the agent refused the warm-up (%s); is the kernel stale? "
+                        "`infra.operator kernel build --if-stale`", sandbox.id, exc.message)
+            return
+        except BaseException:
+            sandbox.destroy()
+            raise
+        assert reply["op"] == "warm"  # call() checked it
+        sandbox.warmup_ms = (time.monotonic() - started) * 1000
+        if reply["exit_code"] != 0:
+            # Still put back, so still fine to use, only not (fully) warm.
+            log.warning("sandbox %s: its warm-up ended with exit code %s%s", sandbox.id, reply["exit_code"],
+                        f" ({reply['error']})" if reply["error"] else "")
+        log.debug("sandbox %s: warmed in %.0f ms", sandbox.id, sandbox.warmup_ms)
 
     def _boot(self, spec: SandboxSpec, machine: _command.Machine) -> QemuSandbox:
         sandbox = self._spawn(machine, spec, incoming=False)

@@ -98,3 +98,30 @@ def host_tsc_khz() -> int | None:
 
 def find_qemu(name: str) -> str | None:
     return shutil.which(name)
+
+
+_versions: dict[tuple[str, int, int, int], str | None] = {}
+
+
+def qemu_version(name: str) -> str | None:
+    """The first line of ``qemu-system-x86_64 --version`` (QEMU's version and Debian's package
+    revision), or None when it cannot be run. A snapshot restores only under the QEMU that
+    saved it: a migration stream from another version may not load, or load wrong. Asked
+    per request, so it is cached by the binary's identity: an upgrade is seen at once."""
+    binary = find_qemu(name)
+    if binary is None:
+        return None
+    try:
+        real = os.path.realpath(binary)
+        info = os.stat(real)
+    except OSError:
+        return None
+    key = (real, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in _versions:
+        try:
+            done = subprocess.run([real, "--version"], capture_output=True, text=True, timeout=10, check=False)
+            lines = done.stdout.strip().splitlines()
+            _versions[key] = lines[0].strip() if done.returncode == 0 and lines else None
+        except (OSError, subprocess.SubprocessError):
+            _versions[key] = None
+    return _versions[key]
