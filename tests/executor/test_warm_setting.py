@@ -1,4 +1,6 @@
-"""``pool.warm`` decides whether a spec carries a warm-up a backend may run in what it starts ahead."""
+"""``pool.warm`` decides whether a spec carries a warm-up a backend may run in what it starts ahead.
+
+Not the unit tier: the jail backend it prepares the spec with wants root."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from infra_operator.images import RootfsInfo
 from infra_operator.services import Services
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("warm", [True, False])
 def test_the_warm_setting_gives_or_withholds_the_samples_warm_up(tmp_path: Path, warm: bool) -> None:
     settings = Settings(data_dir=tmp_path, pool=PoolSettings(warm=warm))
