@@ -80,10 +80,10 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, host:
 
 
 def failing_builds(data_dir: Path) -> dict[str, str]:
-    """A server's settings for a data folder of its own whose rootfs builds fail at once (no
-    such Debian suite), sharing the package cache."""
+    """A server's settings for a data folder of its own whose rootfs builds fail at once (a
+    Debian mirror where nothing listens), sharing the package cache."""
     return {"INFRA_OPERATOR_DATA_DIR": str(data_dir), "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache"),
-            "INFRA_OPERATOR_DEBIAN_SUITE": "no-such-suite"}
+            "INFRA_OPERATOR_DEBIAN_MIRROR": "http://127.0.0.1:9"}
 
 
 def stop_process(process: subprocess.Popen[bytes], seconds: float = 40) -> None:

@@ -209,7 +209,8 @@ class Services:
             release = self.catalog.releases(entry)[0]
         else:
             release = self.release(language, version).release
-        return images.build_rootfs(entry, release, self.rootfs, self.settings.cache_dir, size_mb, progress)
+        return images.build_rootfs(entry, release, self.rootfs, self.settings.cache_dir, size_mb, progress,
+                                   mirror=self.settings.debian_mirror)
 
     # ---- custom images: a new language on a catalog language's commands (``languages._custom``)
 
@@ -244,7 +245,7 @@ class Services:
             images.npm_install(tree, custom.packages.npm, line)
 
         info = images.build_rootfs(language, self.catalog.releases(language)[0], self.rootfs, self.settings.cache_dir,
-                                   size_mb, progress, customize=installs)
+                                   size_mb, progress, customize=installs, mirror=self.settings.debian_mirror)
         self.languages.store.save(custom)
         return info
 

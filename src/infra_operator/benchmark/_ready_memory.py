@@ -1,10 +1,10 @@
 """What each ready sandbox in the pool costs the host, measured from outside the server.
 
-After the latency and throughput runs nothing executes, so the sandbox processes the
-server has (those working in a folder of its run directory: a QEMU runs in its VM's)
-are the pool's ready ones. Each is read from ``/proc/PID/smaps_rollup``: PSS, where
-pages shared between clones of one snapshot count once in all, and RSS, which counts
-them in each. A host holds as many ready VMs as its memory divided by the median PSS.
+After the latency and throughput runs nothing executes, so the VMs the server has
+(each QEMU named by the pid file in its run folder) are the pool's ready ones. Each is
+read from ``/proc/PID/smaps_rollup``: PSS, where pages shared between clones of one
+snapshot count once in all, and RSS, which counts them in each. A host holds as many
+ready VMs as its memory divided by the median PSS.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import MemoryUse, measure_memory
+from ..backends.qemu import qemu_pid
 
 GOAL_PSS_MIB = 32.0
 """Issue 16: a ready python VM at most this, against about 170 MiB before clones shared pages."""
@@ -66,32 +67,27 @@ def _parents() -> dict[int, int]:
 
 
 def sandbox_pids(server: int, run_dir: Path) -> list[int]:
-    """The server's descendants that work in a folder of ``run_dir``."""
+    """The server's descendants that are a VM's QEMU, found by the pid file in the VM's run
+    folder (a jailed QEMU works in a mount namespace of its own, so its working folder
+    does not tell)."""
     parents = _parents()
     found: set[int] = set()
     frontier = {server}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
-    inside: list[int] = []
-    for pid in sorted(found):
-        try:
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except OSError:
-            continue
-        if cwd.parent == run_dir.resolve():
-            inside.append(pid)
-    return inside
+    folders = sorted(run_dir.iterdir()) if run_dir.is_dir() else []
+    return [pid for folder in folders if (pid := qemu_pid(folder)) is not None and pid in found]
 
 
 def measure_ready(server: int, run_dir: Path, show: Callable[[str], None]) -> ReadyMemory | None:
-    """The ready sandboxes' memory, or None when the server holds no sandbox process
-    (a backend whose sandboxes do not run in the run directory, or an empty pool)."""
+    """The ready VMs' memory, or None when the server holds none (another backend, or an
+    empty pool)."""
     time.sleep(SETTLE_SECONDS)
     uses: list[MemoryUse] = [use for pid in sandbox_pids(server, run_dir)
                              if (use := measure_memory(pid)) is not None]
     if not uses:
-        show(f"no sandbox process in {run_dir}: PSS per ready sandbox not measured")
+        show(f"no VM in {run_dir}: PSS per ready sandbox not measured")
         return None
     pss = round(statistics.median(use.pss_mb for use in uses), 2)  # capacity from the figure shown
     return ReadyMemory(

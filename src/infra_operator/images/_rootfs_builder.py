@@ -224,8 +224,10 @@ def build_rootfs(
     progress: Progress = lambda line: None,
     populate: Callable[[Path, Progress], None] | None = None,
     customize: Callable[[Path, Progress], None] | None = None,
+    mirror: str | None = None,
 ) -> RootfsInfo:
-    """Build the image of ``language``'s ``release``, from Debian packages of its suite;
+    """Build the image of ``language``'s ``release``, from Debian packages of its suite (from
+    ``mirror`` instead of deb.debian.org, when given);
     ``populate`` fills the tree instead (an imported archive), and ``customize`` changes it
     before the image is made (pip and npm installs of a custom image)."""
     kind = format_for(size_mb)
@@ -242,7 +244,7 @@ def build_rootfs(
             packages = packages_for(release)
             if populate is None:
                 progress(f"bootstrapping Debian {suite} with {', '.join(packages)}")
-                _bootstrap(list(release.suite.sources), suite, packages, tree, cache_dir / "apt-archives", progress)
+                _bootstrap(release.suite.sources_from(mirror), suite, packages, tree, cache_dir / "apt-archives", progress)
             else:
                 populate(tree, progress)
             installed = _install_registry(language, tree, cache_dir / "registry", progress)

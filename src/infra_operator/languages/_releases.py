@@ -18,6 +18,8 @@ RELEASES_FILE = Path(__file__).with_name("releases.toml")
 LEGACY_SUITE = "bookworm"
 """The suite every image came from before releases: its images keep their old path."""
 IMAGE_SEPARATOR = "@"
+DEBIAN_ARCHIVE = "http://deb.debian.org"
+"""Where ``releases.toml``'s sources point; ``Settings.debian_mirror`` stands in for it."""
 _SUITE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -33,6 +35,13 @@ class Suite:
     @property
     def label(self) -> str:
         return f"Debian {self.debian}"
+
+    def sources_from(self, mirror: str | None) -> list[str]:
+        """The apt sources, fetched from ``mirror`` (``http://host[/prefix]``, standing for
+        ``http://deb.debian.org``: its ``/debian`` and ``/debian-security``) when one is given."""
+        if mirror is None:
+            return list(self.sources)
+        return [line.replace(DEBIAN_ARCHIVE, mirror.rstrip("/")) for line in self.sources]
 
 
 @dataclass(frozen=True)

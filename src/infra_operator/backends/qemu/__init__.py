@@ -14,5 +14,6 @@ Every method blocks: call them from worker threads, never on an event loop's thr
 from __future__ import annotations
 
 from ._backend import QemuBackend, QemuSandbox, SnapshotMemory
+from ._process import qemu_pid
 
-__all__ = ["QemuBackend", "QemuSandbox", "SnapshotMemory"]
+__all__ = ["QemuBackend", "QemuSandbox", "SnapshotMemory", "qemu_pid"]
