@@ -97,7 +97,8 @@ def execute(api: httpx.Client, language: str, code: str, backend: str) -> dict[s
 def test_a_new_build_is_a_compressed_squashfs_and_the_store_says_so(python_image: dict[str, Any]) -> None:
     image = Path(python_image["path"])
     assert python_image["format"] == "squashfs"
-    assert image.name == "rootfs-python.squashfs"
+    # The default release's (Debian 13): stored under python@trixie, a release of its own.
+    assert python_image["image"] == "python@trixie" and image.name == "rootfs-python@trixie.squashfs"
     assert image.read_bytes()[:4] == b"hsqs"
     assert python_image["size"] == image.stat().st_size
     record = image.with_suffix(".json")
