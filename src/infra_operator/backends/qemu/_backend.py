@@ -64,10 +64,6 @@ MEMORY_NAME = "memory"
 MACHINE_NAME = "qemu-machine.json"
 KERNEL_STUB_NAME = "kernel-stub"
 """What a clone is started with instead of the full kernel (see ``_stub``)."""
-# Far above any disk: QEMU's default of 128 MiB/s would make saving a snapshot crawl.
-_SAVE_BANDWIDTH = 64 << 30
-_STREAM_FD = "snapshot"
-"""QEMU's name for the snapshot stream's descriptor the server passes it."""
 WARMUP_SECONDS = 60
 """The longest a warm-up may run (a compiler under TCG is slow); past it, it is cut short."""
 _WARMUP_OUTPUT_BYTES = 1 << 16  # its output is dropped: kept small
@@ -461,19 +457,10 @@ class QemuBackend:
         try:
             monitor = sandbox.monitor()
             try:
-                monitor.command("migrate-set-parameters", **{"max-bandwidth": _SAVE_BANDWIDTH})
                 if memory is not None:
                     _ignore_shared(monitor)
                 monitor.command("stop")
-                # The server opens the file and QEMU writes to the descriptor: the jail
-                # holds no path to the snapshot folder.
-                stream = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                try:
-                    monitor.pass_fd(_STREAM_FD, stream)
-                finally:
-                    os.close(stream)
-                monitor.command("migrate", uri=f"fd:{_STREAM_FD}")
-                monitor.wait_migration(timeout=300)
+                monitor.save_to(partial, 0o644, timeout=300)
             finally:
                 monitor.close()
             partial.replace(vmstate)
@@ -532,16 +519,9 @@ class QemuBackend:
                 if in_file:
                     _ignore_shared(monitor)
                 try:
-                    stream = os.open(snapshot.vmstate, os.O_RDONLY | os.O_CLOEXEC)
+                    monitor.restore_from(snapshot.vmstate, self.restore_timeout)
                 except OSError as exc:
                     raise SnapshotNotFound(f"qemu: cannot open snapshot {snapshot.vmstate}: {exc.strerror}") from exc
-                try:
-                    monitor.pass_fd(_STREAM_FD, stream)
-                finally:
-                    os.close(stream)
-                monitor.command("migrate-incoming", uri=f"fd:{_STREAM_FD}")
-                monitor.wait_migration(timeout=self.restore_timeout)
-                monitor.command("cont")
             finally:
                 monitor.close()
             sandbox.wait_ready(self.restore_timeout)

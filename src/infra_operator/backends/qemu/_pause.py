@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +28,7 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "vmstate"
 MACHINE_NAME = "machine.json"
-SAVE_BANDWIDTH = 64 << 30
-"""Bytes per second: QEMU's default cap (128 MiB/s) would make a 256 MiB save take 2 s."""
 SAVE_TIMEOUT = 300.0
-STREAM_FD = "session"
-"""QEMU's name for the descriptor of the saved stream the server passes it."""
 _PATHS = ("bzimage", "initramfs", "rootfs", "memory_file")
 
 
@@ -46,22 +41,13 @@ def pause(sandbox: QemuSandbox, directory: Path) -> None:
     monitor = sandbox.monitor()
     stopped = False
     try:
-        monitor.command("migrate-set-parameters", **{"max-bandwidth": SAVE_BANDWIDTH})
         if sandbox.machine.memory_file is not None:
             # A clone restored from a file-backed snapshot may have this capability on from its
             # restore; its RAM is private, but say so: all of it must go into the stream.
             monitor.command("migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": False}])
         monitor.command("stop")
         stopped = True
-        # The server opens the file and QEMU writes to the descriptor: its jail holds no
-        # path to the session folder, and its seccomp filter lets it spawn no ``cat``.
-        stream = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            monitor.pass_fd(STREAM_FD, stream)
-        finally:
-            os.close(stream)
-        monitor.command("migrate", uri=f"fd:{STREAM_FD}")
-        monitor.wait_migration(timeout=SAVE_TIMEOUT)
+        monitor.save_to(partial, 0o600, timeout=SAVE_TIMEOUT)
         partial.replace(vmstate)
         record = {key: str(value) if isinstance(value, Path) else value
                   for key, value in dataclasses.asdict(sandbox.machine).items()}
@@ -113,14 +99,7 @@ def resume(backend: QemuBackend, spec: SandboxSpec, directory: Path) -> QemuSand
         sandbox.connect_agent()
         monitor = sandbox.monitor()
         try:
-            stream = os.open(vmstate, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                monitor.pass_fd(STREAM_FD, stream)
-            finally:
-                os.close(stream)
-            monitor.command("migrate-incoming", uri=f"fd:{STREAM_FD}")
-            monitor.wait_migration(timeout=backend.restore_timeout)
-            monitor.command("cont")
+            monitor.restore_from(vmstate, backend.restore_timeout)
         finally:
             monitor.close()
         sandbox.wait_ready(backend.restore_timeout)
