@@ -141,6 +141,24 @@ def _assert_all_valid(records: list[dict[str, Any]]) -> None:
         assert record["response_errors"] == [], f"the double answered outside the spec: {record}"
 
 
+def _saved_then_loaded(rig: Rig, why: str) -> dict[str, Any]:
+    """Check the calls of a boot, a Full snapshot of the paused VM, and its load into a fresh
+    Firecracker; the load's body."""
+    records = rig.records()
+    _assert_all_valid(records)
+    _assert_paths_relative(records)
+    instances = list(dict.fromkeys(r["instance"] for r in records))
+    assert len(instances) == 2, why
+    first = [r for r in records if r["instance"] == instances[0]]
+    second = [r for r in records if r["instance"] == instances[1]]
+    assert _steps(first) == [*BOOT_SEQUENCE, "PATCH /vm", "PUT /snapshot/create"]
+    assert first[-2]["body"] == {"state": "Paused"}
+    assert first[-1]["body"]["snapshot_type"] == "Full"
+    assert _steps(second) == ["PUT /snapshot/load"]
+    body: dict[str, Any] = second[-1]["body"]
+    return body
+
+
 def _steps(records: list[dict[str, Any]]) -> list[str]:
     return [f"{r['method']} {r['path']}" for r in records if r["method"] != "GET"]
 
@@ -207,18 +225,7 @@ def test_full_cycle_boot_snapshot_load_execute_shutdown(rig: Rig) -> None:
     assert not folder.exists()
     assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
 
-    records = rig.records()
-    _assert_all_valid(records)
-    _assert_paths_relative(records)
-    instances = list(dict.fromkeys(r["instance"] for r in records))
-    assert len(instances) == 2, "snapshot and restore must each get a fresh Firecracker process"
-    first = [r for r in records if r["instance"] == instances[0]]
-    second = [r for r in records if r["instance"] == instances[1]]
-    assert _steps(first) == [*BOOT_SEQUENCE, "PATCH /vm", "PUT /snapshot/create"]
-    assert first[-2]["body"] == {"state": "Paused"}
-    assert first[-1]["body"]["snapshot_type"] == "Full"
-    assert _steps(second) == ["PUT /snapshot/load"]
-    load = second[-1]["body"]
+    load = _saved_then_loaded(rig, "snapshot and restore must each get a fresh Firecracker process")
     assert load["mem_backend"]["backend_type"] == "File"
     assert load["resume_vm"] is True
     assert "mem_file_path" not in load  # deprecated in the spec; mem_backend replaces it
@@ -555,18 +562,7 @@ def test_a_paused_sandbox_is_a_full_snapshot_loaded_again_on_resume(rig: Rig) ->
         resumed.destroy()
     assert saved.is_dir(), "resume leaves the saved folder to its owner"
 
-    records = rig.records()
-    _assert_all_valid(records)
-    _assert_paths_relative(records)
-    instances = list(dict.fromkeys(r["instance"] for r in records))
-    assert len(instances) == 2, "the resumed sandbox must be a fresh Firecracker process"
-    first = [r for r in records if r["instance"] == instances[0]]
-    second = [r for r in records if r["instance"] == instances[1]]
-    assert _steps(first) == [*BOOT_SEQUENCE, "PATCH /vm", "PUT /snapshot/create"]
-    assert first[-2]["body"] == {"state": "Paused"}
-    assert first[-1]["body"]["snapshot_type"] == "Full"
-    assert _steps(second) == ["PUT /snapshot/load"]
-    assert second[-1]["body"]["resume_vm"] is True
+    assert _saved_then_loaded(rig, "the resumed sandbox must be a fresh Firecracker process")["resume_vm"] is True
 
 
 def test_a_sandbox_busy_in_a_call_cannot_pause(rig: Rig) -> None:
