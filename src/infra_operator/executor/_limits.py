@@ -41,6 +41,14 @@ def pick(name: str, value: int | None, allowed: LimitRange) -> int:
     return value
 
 
+def _cpu_default(wall: int, allowed: LimitRange) -> int:
+    """A second over the wall-clock budget. One thread cannot use more CPU than wall time,
+    but an rlimit counts whole seconds and a spinning program reaches both at the same
+    instant: without the margin, ``while True: pass`` with ``timeout: 1`` raced SIGXCPU
+    against the wall timer and sometimes answered ``timed_out: false``."""
+    return min(wall + 1, allowed.maximum)
+
+
 def resolve(
     limits: Limits,
     timeout: int | None = None,
@@ -53,8 +61,7 @@ def resolve(
     wall = pick("timeout", timeout, limits.timeout_seconds)
     return ResolvedLimits(
         timeout_seconds=wall,
-        # CPU time defaults to the wall-clock budget: a program cannot use more of one than of the other.
-        cpu_seconds=pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": wall})),
+        cpu_seconds=pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": _cpu_default(wall, limits.cpu_seconds)})),
         memory_mb=pick("memory_mb", memory_mb, limits.memory_mb),
         processes=pick("processes", processes, limits.processes),
         output_kb=pick("output_kb", output_kb, limits.output_kb),
