@@ -59,9 +59,10 @@ def resolve(
     file_mb: int | None = None,
 ) -> ResolvedLimits:
     wall = pick("timeout", timeout, limits.timeout_seconds)
+    cpu_allowed = limits.cpu_seconds.model_copy(update={"default": _cpu_default(wall, limits.cpu_seconds)})
     return ResolvedLimits(
         timeout_seconds=wall,
-        cpu_seconds=pick("cpu_seconds", cpu_seconds, limits.cpu_seconds.model_copy(update={"default": _cpu_default(wall, limits.cpu_seconds)})),
+        cpu_seconds=pick("cpu_seconds", cpu_seconds, cpu_allowed),
         memory_mb=pick("memory_mb", memory_mb, limits.memory_mb),
         processes=pick("processes", processes, limits.processes),
         output_kb=pick("output_kb", output_kb, limits.output_kb),
