@@ -107,6 +107,9 @@ class Warmup:
     compile: tuple[str, ...] | None
     run: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    prestart: str | None = None
+    """The program's file name, when the backend may then start ``run`` again, ahead, to wait
+    for the next execution's program at that name (an interpreted language: no ``compile``)."""
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,7 @@ class Executor:
             compile=program.compile,
             run=program.run,
             env=tuple(sorted({**BASE_ENV, **language.env}.items())),
+            prestart=program.source if program.compile is None else None,
         )
 
     @staticmethod

@@ -122,16 +122,20 @@ class Cgroup:
             _write(control, "+memory +pids")
             path = os.path.join(_CGROUP_ROOT, f"step-{os.getpid()}-{next(_counter)}")
             os.mkdir(path)
-            _write(os.path.join(path, "memory.max"), str(limits.memory_bytes))
             if os.path.exists(os.path.join(path, "memory.swap.max")):
                 _write(os.path.join(path, "memory.swap.max"), "0")
-            _write(os.path.join(path, "pids.max"), str(limits.processes))
             if os.path.exists(os.path.join(path, "memory.oom.group")):
                 # A program over its memory limit dies whole, not one child at a time.
                 _write(os.path.join(path, "memory.oom.group"), "1")
+            cgroup = cls(path)
+            cgroup.limit(limits)
         except OSError:
             return None
-        return cls(path)
+        return cgroup
+
+    def limit(self, limits: Limits) -> None:
+        _write(os.path.join(self.path, "memory.max"), str(limits.memory_bytes))
+        _write(os.path.join(self.path, "pids.max"), str(limits.processes))
 
     def enter(self) -> None:
         _write(os.path.join(self.path, "cgroup.procs"), "0")

@@ -137,24 +137,67 @@ def run_step(
     deadline: float,
     watch: Watch | None = None,
 ) -> StepResult:
+    return start_step(argv, cwd, env, bool(stdin), limits).finish(stdin, limits, deadline, watch)
+
+
+def start_step(argv: list[str], cwd: str, env: dict[str, str], with_stdin: bool, limits: Limits) -> Step:
+    """Start a program confined by ``limits``; ``Step.finish`` collects what it does."""
     cgroup = _confine.Cgroup.create(limits)
     started = time.monotonic()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     syscall_filter = _syscall_filter()
-    process = _fork.spawn(argv, cwd, env, bool(stdin), lambda: _preexec(limits, cgroup, syscall_filter))
-    exit_watch = _ExitWatch(process.pid)
-    timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline, watch)
-    process.returncode = exit_watch.wait()
-    oom = cgroup.oom_killed() if cgroup is not None else False
-    _confine.kill_leftovers(cgroup)
-    if cgroup is not None:
-        cgroup.remove()
-    code = process.returncode
-    signal_number = -code if code < 0 else None
-    exit_code = 128 + signal_number if signal_number is not None else code
-    assert exit_watch.usage is not None  # wait() reaped it
-    peak_kb = exit_watch.usage.ru_maxrss  # Linux counts it in KiB
-    return _result(exit_code, signal_number, timed_out, oom, flooded, stdout, stderr, started, usage_before, peak_kb)
+    process = _fork.spawn(argv, cwd, env, with_stdin, lambda: _preexec(limits, cgroup, syscall_filter))
+    return Step(process, cgroup, started, usage_before)
+
+
+class Step:
+    """A started program, until ``finish`` has collected it and cleaned up after it."""
+
+    def __init__(self, process: _fork.Forked, cgroup: _confine.Cgroup | None, started: float,
+                 usage_before: resource.struct_rusage) -> None:
+        self.process = process
+        self.cgroup = cgroup
+        self.started = started
+        """Where its ``wall_ms`` counts from."""
+        self.usage_before = usage_before
+        self.exit_watch = _ExitWatch(process.pid)
+
+    def retarget(self, limits: Limits) -> None:
+        """Apply ``limits`` to a program started under others (a prestarted one, see ``_prestart``),
+        as ``_preexec`` would have applied them; as the VM's root, which may raise them too."""
+        pid = self.process.pid
+        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        if self.cgroup is not None:
+            self.cgroup.limit(limits)
+
+    def finish(self, stdin: bytes, limits: Limits, deadline: float, watch: Watch | None = None) -> StepResult:
+        process, exit_watch, cgroup = self.process, self.exit_watch, self.cgroup
+        timed_out, flooded, stdout, stderr = _collect(process, exit_watch, stdin, limits, deadline, watch)
+        process.returncode = exit_watch.wait()
+        oom = cgroup.oom_killed() if cgroup is not None else False
+        _confine.kill_leftovers(cgroup)
+        if cgroup is not None:
+            cgroup.remove()
+        code = process.returncode
+        signal_number = -code if code < 0 else None
+        exit_code = 128 + signal_number if signal_number is not None else code
+        assert exit_watch.usage is not None  # wait() reaped it
+        peak_kb = exit_watch.usage.ru_maxrss  # Linux counts it in KiB
+        return _result(exit_code, signal_number, timed_out, oom, flooded, stdout, stderr, self.started,
+                       self.usage_before, peak_kb)
+
+    def abandon(self) -> None:
+        """Kill the program unheard, and clean up after it."""
+        _signal_group(self.process.pid)
+        self.exit_watch.wait()
+        _confine.kill_leftovers(self.cgroup)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 class _ExitWatch:

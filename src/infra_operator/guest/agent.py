@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from typing import Any
 
     from ._cells import Session
+    from ._prestart import Prestarted
     from .messages import (
         Artifact,
         CellReply,
@@ -91,11 +92,17 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | No
     limits = Limits.from_message(message["limits"])
     deadline = started + limits.wall_seconds
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), limits.file_bytes)
-    _write_files(work_dir, message.get("files", {}), limits.file_bytes)
+    prestarted = _claim_prestarted(message)
+    files = message.get("files", {})
+    _write_files(work_dir, files if prestarted is None else {name: content for name, content in files.items()
+                                                            if name != prestarted.source}, limits.file_bytes)
     for artifact in message.get("artifacts", []):
         _write_file(work_dir, artifact["name"], artifact["content"], int(artifact["mode"]))
     if watch is not None:
         watch.stream = bool(message.get("stream"))
+    if prestarted is not None:
+        ran = prestarted.hand_over(b64decode(files[prestarted.source]), limits, deadline, watch)
+        return {"ok": True, "op": "execute", "compile": None, "run": ran}
     env = {str(k): str(v) for k, v in message.get("env", {}).items()}
     compiled = None
     compile_argv = message.get("compile")
@@ -110,14 +117,35 @@ def execute(message: ExecuteRequest, work_dir: str = WORK_DIR, watch: Watch | No
     return {"ok": True, "op": "execute", "compile": compiled, "run": ran}
 
 
+def _claim_prestarted(message: ExecuteRequest) -> Prestarted | None:
+    """The program started ahead, if it is what ``message`` asks to run; else it is discarded."""
+    global _prestarted
+    prestarted = _prestarted
+    if prestarted is not None and prestarted.serves(message):
+        _prestarted = None
+        return prestarted
+    _discard_prestarted()
+    return None
+
+
+def _discard_prestarted() -> None:
+    global _prestarted
+    if _prestarted is not None:
+        _prestarted.discard()
+        _prestarted = None
+
+
 def warm(message: WarmRequest, work_dir: str) -> WarmReply:
     """Run a throwaway execution, then put the VM back as it was (see ``_rewind``): under
     TCG the interpreter's code is then translated already when the real execution comes.
+    With ``prestart``, the run step's interpreter is then started again to wait for the
+    next execution's program (see ``_prestart``).
     The warm-up failing is an answer (the VM is still put back); the VM not being put back
     is an error, and the host then destroys it rather than hand it out."""
-    if os.getpid() != 1 or os.getuid() != 0 or _session is not None:
+    global _prestarted
+    if os.getpid() != 1 or os.getuid() != 0 or _session is not None or _prestarted is not None:
         raise _paths.Refused("state", "a warm-up runs only in a VM that has served nothing, whose init is this agent")
-    from . import _rewind  # only a pooled VM's agent needs it
+    from . import _prestart, _rewind  # only a pooled VM's agent needs them
 
     started = time.monotonic()
     mark = _rewind.Mark((work_dir, "/tmp", "/dev/shm"))
@@ -130,18 +158,25 @@ def warm(message: WarmRequest, work_dir: str) -> WarmReply:
     except (KeyError, TypeError, ValueError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     mark.rewind()
+    source = message.get("prestart")
+    if source and exit_code == 0:
+        _prestarted = _prestart.Prestarted.start(message["execute"], source, work_dir, mark,
+                                                 started + float(message["execute"]["limits"]["wall_seconds"]))
     return {"ok": True, "op": "warm", "exit_code": exit_code, "error": error,
-            "wall_ms": round((time.monotonic() - started) * 1000, 3)}
+            "prestarted": _prestarted is not None, "wall_ms": round((time.monotonic() - started) * 1000, 3)}
 
 
 _session: Session | None = None
 """Set by the ``session`` request: this sandbox then serves one session for its life."""
+_prestarted: Prestarted | None = None
+"""Set by a ``warm`` request with ``prestart``: the next execution's interpreter, waiting."""
 
 
 def open_session(message: SessionRequest, work_dir: str) -> SessionReply:
     global _session
     if _session is not None:
         raise _paths.Refused("state", "this sandbox already serves a session")
+    _discard_prestarted()  # a session starts its own interpreter, its own way
     _confine.reseed(b64decode(message.get("entropy", "")), message.get("clock"))
     limits = message["limits"]
     _confine.bound_scratch((work_dir, "/tmp", "/dev/shm"), int(limits["file_bytes"]))

@@ -161,6 +161,9 @@ class WarmRequest(TypedDict):
     op: Literal["warm"]
     execute: ExecuteRequest
     """The throwaway execution; its output is dropped, only its outcome answered."""
+    prestart: NotRequired[str]
+    """The program's file name: after the clean-up, start the run step again on it, to wait for
+    the next execution's program (a run step that has no compile step; see ``guest/_prestart``)."""
 
 
 Request = (PingRequest | ExecuteRequest | SessionRequest | CellRequest | FilePutRequest | FileGetRequest
@@ -273,6 +276,8 @@ class WarmReply(TypedDict):
     exit_code: int | None
     """The warm-up's last step's exit code; None when it could not run at all (``error`` says why)."""
     error: str | None
+    prestarted: bool
+    """Whether the next execution's interpreter was started and waits for its program."""
     wall_ms: float
     """The warm-up and the clean-up after it, together."""
 

@@ -100,6 +100,8 @@ class QemuSandbox:
         self._agent: socket.socket | None = None
         self.warmup_ms: float | None = None
         """How long its warm-up took, agent's clean-up included; None: it had none."""
+        self.prestarted = False
+        """Whether its next program's interpreter was started with the warm-up, and waits."""
 
     # Unix socket paths are limited to 108 bytes; through our descriptor of the run
     # folder they stay short however deep the data directory is.
@@ -403,6 +405,8 @@ class QemuBackend:
             "entropy": b64encode(os.urandom(64)),
             "clock": time.time(),
         }}
+        if warmup.prestart is not None:
+            message["prestart"] = warmup.prestart
         started = time.monotonic()
         try:
             reply = sandbox.call(message, started + WARMUP_SECONDS + 30)
@@ -421,7 +425,9 @@ class QemuBackend:
             # Still put back, so still fine to use, only not (fully) warm.
             log.warning("sandbox %s: its warm-up ended with exit code %s%s", sandbox.id, reply["exit_code"],
                         f" ({reply['error']})" if reply["error"] else "")
-        log.debug("sandbox %s: warmed in %.0f ms", sandbox.id, sandbox.warmup_ms)
+        sandbox.prestarted = reply["prestarted"]
+        log.debug("sandbox %s: warmed in %.0f ms%s", sandbox.id, sandbox.warmup_ms,
+                  ", its next program's interpreter started" if sandbox.prestarted else "")
 
     def _boot(self, spec: SandboxSpec, machine: _command.Machine) -> QemuSandbox:
         sandbox = self._spawn(machine, spec, incoming=False)
