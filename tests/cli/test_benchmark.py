@@ -209,3 +209,38 @@ def test_the_bare_baseline_names_the_program_as_the_sandbox_does() -> None:
     finally:
         bare.close()
     assert output == "function\n"
+
+
+class RecordsWaits(BreaksOneLanguage):
+    """The real in-process target, recording when the benchmark waits for a full pool."""
+
+    def __init__(self, real: InProcess) -> None:
+        super().__init__(real, broken="")
+        self.events: list[str] = []
+
+    def execute(self, language: str, code: str) -> Sample:
+        self.events.append("execute")
+        return super().execute(language, code)
+
+    def wait_warm(self, languages: list[str]) -> None:
+        self.events.append("wait")
+        super().wait_warm(languages)
+
+
+@pytest.mark.parametrize("paced", [False, True])
+def test_a_paced_run_takes_each_latency_sample_from_a_full_pool(paced: bool) -> None:
+    require_images("python")
+    services = Services(Settings())
+    python = services.catalog.get("python")
+    target = RecordsWaits(InProcess(services, "jail"))
+    config = BenchmarkConfig(languages=["python"], requests=4, rounds=1, warmup=1, throughput_requests=1,
+                             concurrency=1, paced=paced)
+    try:
+        (result,), _ = run_benchmark(target, [(python, services.release("python").require())], config)
+    finally:
+        target.close()
+    # A wait, the warm-up's execution, a wait, then the latency samples: each after a wait when paced.
+    latency = "".join("w" if event == "wait" else "e" for event in target.events)
+    assert latency.startswith("wew" + ("we" * 4 if paced else "e" * 4)), latency
+    if paced:
+        assert result.from_pool == 4, "a sample waited for a full pool and was not served from it"

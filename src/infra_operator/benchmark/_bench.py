@@ -56,6 +56,11 @@ class BenchmarkConfig:
     rounds: int = 4
     code: str | None = None
     """Run this instead of each language's sample (for one language)."""
+    paced: bool = False
+    """Each latency sample waits for the pool to be full again: every one is served ready from
+    it, as requests are that come no faster than the pool refills. Without it the samples
+    come back to back, and where a refill is slower than a request (a VM under TCG) later
+    ones wait for it: the latency of a burst."""
 
 
 @dataclass
@@ -91,6 +96,8 @@ class LanguageResult:
     load: Stats
     exec: Stats
     end_to_end: Stats
+    from_pool: int
+    """How many of the latency samples a sandbox the pool held ready served."""
     throughput: float
     bare: Stats
     bare_throughput: float
@@ -233,7 +240,10 @@ def bench_language(
         per_round = max(1, config.requests // config.rounds)
         for round_number in range(config.rounds):
             progress(f"{language.name}: latency, round {round_number + 1} of {config.rounds}")
-            samples += [target.execute(language.name, code) for _ in range(per_round)]
+            for _ in range(per_round):
+                if config.paced:
+                    target.wait_warm([language.name])
+                samples.append(target.execute(language.name, code))
             bare_ms += bare.run(per_round, 1)[0]
 
         progress(f"{language.name}: throughput at concurrency {config.concurrency}")
@@ -255,6 +265,7 @@ def bench_language(
         load=Stats.of([s.load_ms for s in samples]),
         exec=Stats.of([s.exec_ms for s in samples]),
         end_to_end=Stats.of([s.end_to_end_ms for s in samples]),
+        from_pool=sum(s.from_pool for s in samples),
         throughput=config.throughput_requests / wall,
         bare=Stats.of(bare_ms),
         bare_throughput=config.throughput_requests / bare_wall,

@@ -36,6 +36,8 @@ class Sample:
     exec_ms: float
     stdout: str
     exit_code: int
+    from_pool: bool
+    """Served by a sandbox the pool held ready (``sandbox_start`` "pool")."""
 
 
 class Target(Protocol):
@@ -67,6 +69,7 @@ class InProcess:
             result.exec_ms,
             result.stdout,
             result.exit_code,
+            result.sandbox_start == "pool",
         )
 
     def wait_warm(self, languages: list[str]) -> None:
@@ -144,6 +147,7 @@ class OverHttp:
             float(body["exec_time_ms"]),
             body["stdout"],
             int(body["exit_code"]),
+            body.get("sandbox_start") == "pool",
         )
 
     def wait_warm(self, languages: list[str]) -> None:
@@ -173,7 +177,8 @@ def _warm(stats: list[dict[str, object]], languages: list[str]) -> bool:
     """Whether every language's pool holds its pre-warmed number (a pool that is off counts as
     warm). What demand added on top may never fit the memory budget again: not waited for."""
     for language in languages:
-        entries = [e for e in stats if e.get("key") == f"language={language}"]
+        # A key names the language among its labels ("language=python,release=trixie").
+        entries = [e for e in stats if f"language={language}" in str(e.get("key", "")).split(",")]
         if any(int(e["ready"]) < min(int(e["base"]), int(e["target"])) for e in entries):  # type: ignore[call-overload]
             return False
     return True

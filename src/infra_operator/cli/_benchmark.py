@@ -47,6 +47,10 @@ def benchmark(
     code: Annotated[
         str | None, typer.Option(help="run this instead of the sample (one language only)")
     ] = None,
+    paced: Annotated[
+        bool, typer.Option("--paced", help="each latency sample waits for a full pool, so each is served "
+                                           "from it (default: back to back, as a burst)")
+    ] = False,
     http: Annotated[
         bool,
         typer.Option(
@@ -91,6 +95,7 @@ def benchmark(
         concurrency=concurrency,
         throughput_requests=throughput_requests or requests,
         code=code,
+        paced=paced,
     )
     chosen = services.backends.choose(backend).name
     with progress_display("benchmark") as show:
@@ -126,7 +131,8 @@ def benchmark(
     mode = "HTTP" if http else "in-process"
     # Every column whole when the output is a file or a pipe, which rich takes as 80 wide.
     (out if out.is_terminal else Console(width=170)).print(
-        _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}")
+        _table(results, f"{chosen} backend, {mode}, concurrency {concurrency}"
+                        f"{', each latency sample from a full pool' if paced else ''}")
     )
     chart = output.with_suffix(".png")
     if ready_memory is not None:
@@ -198,6 +204,7 @@ def _table(results: list[LanguageResult], title: str) -> Table:
         "load p50/p95",
         "exec p50/p95",
         "e2e p50/p95",
+        "from pool",
         "req/s",
         "bare",
         "bare p50/p95",
@@ -212,6 +219,7 @@ def _table(results: list[LanguageResult], title: str) -> Table:
             f"{_ms(r.load.p50)}/{_ms(r.load.p95)}",
             f"{_ms(r.exec.p50)}/{_ms(r.exec.p95)}",
             f"{_ms(r.end_to_end.p50)}/{_ms(r.end_to_end.p95)}",
+            f"{r.from_pool}/{len(r.end_to_end.samples)}",
             f"{r.throughput:.1f}",
             r.baseline,
             f"{_ms(r.bare.p50)}/{_ms(r.bare.p95)}",
