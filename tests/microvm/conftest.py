@@ -26,7 +26,7 @@ from conftest import DATA_DIR, Sandboxes, Server, require_images, start_server, 
 from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox, _probe
 from infra_operator.config import Settings
-from infra_operator.guest.messages import ExecuteRequest, StepLimits, StepResult
+from infra_operator.guest.messages import CellRequest, ExecuteRequest, SessionRequest, StepLimits, StepResult
 from infra_operator.images import SnapshotInfo, build_kernel, create_snapshot, find_snapshot
 from infra_operator.images._files import sha256_of
 
@@ -81,6 +81,24 @@ def run_python(
     result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
     result["stderr_text"] = base64.b64decode(result["stderr"]).decode()
     return result
+
+
+def open_session(sandbox: QemuSandbox) -> None:
+    """Make ``sandbox`` a python session's, as the executor does."""
+    message: SessionRequest = {
+        "op": "session", "kernel": "python", "source": "main.py", "compile": None,
+        "run": ["/usr/bin/python3", "main.py"], "env": {}, "limits": LIMITS,
+        "entropy": base64.b64encode(os.urandom(64)).decode(), "clock": time.time()}
+    sandbox.call(message, time.monotonic() + 60)
+
+
+def run_cell(sandbox: QemuSandbox, code: str) -> str:
+    """The stdout of a cell that must succeed."""
+    message: CellRequest = {"op": "cell", "code": code, "stdin": "", "wall_seconds": 60, "stream": False}
+    reply = sandbox.call(message, time.monotonic() + 90)
+    assert reply["op"] == "cell" and reply["run"] is not None, reply
+    assert reply["run"]["exit_code"] == 0, base64.b64decode(reply["run"]["stderr"]).decode()
+    return base64.b64decode(reply["run"]["stdout"]).decode()
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ The guest kernel here is built from this checkout, so the agent is the one under
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -17,34 +15,17 @@ from infra_operator.backends.base import GuestImages, KernelFiles, SandboxSpec
 from infra_operator.backends.qemu import QemuBackend, QemuSandbox
 from infra_operator.config import Settings
 from infra_operator.errors import SnapshotNotFound
-from infra_operator.guest.messages import CellRequest, SessionRequest
 from infra_operator.images import create_snapshot, find_snapshot
 
-from .conftest import LIMITS, QEMU_VERSION, qemu_alive
-
-
-def _open_session(sandbox: QemuSandbox) -> None:
-    message: SessionRequest = {
-        "op": "session", "kernel": "python", "source": "main.py", "compile": None,
-        "run": ["/usr/bin/python3", "main.py"], "env": {}, "limits": LIMITS,
-        "entropy": base64.b64encode(os.urandom(64)).decode(), "clock": time.time()}
-    sandbox.call(message, time.monotonic() + 60)
-
-
-def _cell(sandbox: QemuSandbox, code: str) -> str:
-    message: CellRequest = {"op": "cell", "code": code, "stdin": "", "wall_seconds": 60, "stream": False}
-    reply = sandbox.call(message, time.monotonic() + 90)
-    assert reply["op"] == "cell" and reply["run"] is not None, reply
-    assert reply["run"]["exit_code"] == 0, base64.b64decode(reply["run"]["stderr"]).decode()
-    return base64.b64decode(reply["run"]["stdout"]).decode()
+from .conftest import QEMU_VERSION, open_session, qemu_alive, run_cell
 
 
 def test_a_paused_session_resumes_with_its_names_files_and_a_current_clock(
     sandboxes: Sandboxes[QemuSandbox], backend: QemuBackend, spec: SandboxSpec, tmp_path: Path
 ) -> None:
     sandbox = sandboxes.start(spec)
-    _open_session(sandbox)
-    _cell(sandbox, "x = 41\nopen('note.txt', 'w').write('kept')")
+    open_session(sandbox)
+    run_cell(sandbox, "x = 41\nopen('note.txt', 'w').write('kept')")
     saved = tmp_path / "paused"
     saved.mkdir()
     sandbox.pause(saved)
@@ -53,7 +34,7 @@ def test_a_paused_session_resumes_with_its_names_files_and_a_current_clock(
     time.sleep(3)  # the guest's clock stands still meanwhile; resume must set it
     resumed = backend.resume(spec, saved)
     sandboxes.made.append(resumed)
-    out = _cell(resumed, "import time\nprint(x + 1, open('note.txt').read(), time.time())")
+    out = run_cell(resumed, "import time\nprint(x + 1, open('note.txt').read(), time.time())")
     answer, note, guest_time = out.split()
     assert (answer, note) == ("42", "kept")
     assert abs(float(guest_time) - time.time()) < 2.0, f"guest clock off by {time.time() - float(guest_time):.1f} s"
@@ -61,7 +42,7 @@ def test_a_paused_session_resumes_with_its_names_files_and_a_current_clock(
     resumed.destroy()
     again = backend.resume(spec, saved)
     sandboxes.made.append(again)
-    assert _cell(again, "print(x)") == "41\n"
+    assert run_cell(again, "print(x)") == "41\n"
 
 
 def test_resume_of_a_folder_with_nothing_paused(backend: QemuBackend, spec: SandboxSpec, tmp_path: Path) -> None:
@@ -84,15 +65,15 @@ def test_a_clone_of_a_memory_file_snapshot_pauses_with_all_its_ram(
     try:
         clone = clones.start(dataclasses.replace(spec, snapshot=files))
         assert clone.machine.memory_file is not None
-        _open_session(clone)
-        _cell(clone, "x = 41")
+        open_session(clone)
+        run_cell(clone, "x = 41")
         saved = tmp_path / "paused"
         saved.mkdir()
         clone.pause(saved)
         assert (saved / "vmstate").stat().st_size > 16 << 20, "the guest's RAM is not in the saved stream"
         resumed = backend.resume(dataclasses.replace(spec, snapshot=None), saved)
         clones.made.append(resumed)
-        assert _cell(resumed, "print(x + 1)") == "42\n"
+        assert run_cell(resumed, "print(x + 1)") == "42\n"
     finally:
         clones.destroy_all()
     assert list(settings.run_dir.glob("qemu-*")) == []

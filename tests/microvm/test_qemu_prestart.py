@@ -21,7 +21,7 @@ from infra_operator.backends.base import SandboxSpec, Warmup
 from infra_operator.backends.qemu import QemuSandbox
 from infra_operator.guest.messages import ExecuteRequest, StepLimits
 
-from .conftest import execute_message, run_step
+from .conftest import execute_message, open_session, run_cell, run_step
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +167,17 @@ def test_an_execution_that_asks_for_something_else_runs_in_a_vm_put_back(
     baseline, seen = probe(fresh, **fields), probe(ahead, **fields)
     assert without_age(seen) == without_age(baseline)
     assert seen["age"] < WAIT_SECONDS, "the prestarted interpreter ran a program it was not started for"
+
+
+def test_a_session_opened_in_a_prestarted_clone_starts_from_a_clean_vm(
+    sandboxes: Sandboxes[QemuSandbox], restore_spec: SandboxSpec
+) -> None:
+    ahead = sandboxes.start(prestarting(restore_spec), ahead=True)
+    assert ahead.prestarted
+    open_session(ahead)
+    # The waiting interpreter is gone, and the FIFO with it: only the session's kernel and the agent.
+    seen = json.loads(run_cell(ahead, "import json, os\nprint(json.dumps({'work': sorted(os.listdir('/work')), "
+                                      "'processes': sorted(p for p in os.listdir('/proc') if p.isdigit() "
+                                      "and open(f'/proc/{p}/cmdline', 'rb').read())}))"))
+    assert "main.py" not in seen["work"], seen
+    assert len(seen["processes"]) == 2, seen

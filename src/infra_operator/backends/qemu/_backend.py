@@ -425,7 +425,7 @@ class QemuBackend:
             # Still put back, so still fine to use, only not (fully) warm.
             log.warning("sandbox %s: its warm-up ended with exit code %s%s", sandbox.id, reply["exit_code"],
                         f" ({reply['error']})" if reply["error"] else "")
-        sandbox.prestarted = reply["prestarted"]
+        sandbox.prestarted = bool(reply.get("prestarted"))  # an agent older than this server has no such field
         log.debug("sandbox %s: warmed in %.0f ms%s", sandbox.id, sandbox.warmup_ms,
                   ", its next program's interpreter started" if sandbox.prestarted else "")
 
