@@ -38,6 +38,9 @@ class FakeSandbox:
     def outcome(self) -> HostOutcome:
         return HostOutcome()
 
+    def alive(self) -> bool:
+        return self.state is State.READY and not self.dead
+
     def memory(self) -> MemoryUse | None:
         if self.pss_mb is None or self.state is State.DESTROYED:
             return None

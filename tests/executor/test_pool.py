@@ -125,6 +125,8 @@ def test_a_sandbox_that_died_while_waiting_is_not_served_and_is_replaced(
         assert victims
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
+        # Dead, not dying: a kill takes effect a moment after it is sent.
+        wait_for(lambda: not set(victims) & set(our_sandbox_processes()), "the killed sandbox to be gone")
         # The dead one is tried and thrown away; the taker gets its replacement, or starts its own.
         sandbox = pool.take(backend, spec)
         if sandbox is None:

@@ -34,6 +34,14 @@ def _next_frame(read_fd: int, write_fd: int, deadline: float, listener: Listener
     return receive(read_fd, deadline)
 
 
+def quiet(read_fd: int) -> bool:
+    """Nothing on an idle channel: it is open (no hang-up, no error) and the agent sent nothing
+    unasked, which would be read as the next call's answer."""
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    return not poller.poll(0)
+
+
 def call(read_fd: int, write_fd: int, message: Request, deadline: float, sandbox: str,
          listener: Listener | None = None) -> Reply:
     """One request and its reply; the reply must be a success that answers this request's op.

@@ -191,6 +191,12 @@ class Sandbox(Protocol):
         """What the host saw of the last call (an OOM kill in a host cgroup, for example)."""
         ...
 
+    def alive(self) -> bool:
+        """Whether it can still take a request, known without asking its agent: it is ready, and
+        its agent's channel is open with nothing on it (a sandbox that died has closed it). No
+        round trip: under TCG one costs a waiting VM about 10 ms, on the request's path."""
+        ...
+
     def memory(self) -> MemoryUse | None:
         """What the sandbox holds in host memory now, measured; None when it cannot be
         measured (no process of its own to read, or it is gone)."""

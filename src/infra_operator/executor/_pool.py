@@ -8,8 +8,9 @@ Rules:
 - The key is the backend's name and every field of the ``SandboxSpec`` (rootfs and its
   checksum, memory, processes, kernel, snapshot, labels), so a request with other
   limits never gets a sandbox made for different ones: it misses and starts its own.
-- ``take`` pings the sandbox first; one that died while waiting is destroyed and the
-  next one is tried, and the pool starts a replacement. With none ready but one already
+- ``take`` checks the sandbox is alive first (``Sandbox.alive``, without a round trip to
+  its agent); one that died while waiting is destroyed and the next one is tried, and the
+  pool starts a replacement. With none ready but one already
   starting for that key, ``take`` waits for it rather than start another from scratch.
 - Sizes adapt: a miss raises the key's target (up to ``max_size``), a quiet period
   lowers it again, and a key not asked for in ``idle_seconds`` is emptied. Ready and
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PING_SECONDS = 2.0
-"""How long a taken sandbox may take to answer its liveness ping."""
 START_WAIT_SECONDS = 10.0
 """The longest a request waits for a start under way before it starts its own."""
 MEASURE_SECONDS = 5.0
@@ -223,7 +222,7 @@ class Pool:
                 entry.measured.pop(sandbox.id, None)
                 entry.takes += 1
                 self._lock.notify_all()  # its place can be refilled now
-            if self._alive(sandbox):
+            if sandbox.alive():
                 return sandbox
             log.warning("pool: sandbox %s of %s died while waiting; replacing it", sandbox.id, entry.label)
             self.dispose(sandbox)
@@ -280,14 +279,6 @@ class Pool:
                 target=base, last_resize=self._clock(),
             )
         return entry
-
-    @staticmethod
-    def _alive(sandbox: Sandbox) -> bool:
-        try:
-            sandbox.call({"op": "ping"}, time.monotonic() + PING_SECONDS)
-        except OperatorError:
-            return False
-        return True
 
     def _destroy(self, sandbox: Sandbox) -> None:
         try:

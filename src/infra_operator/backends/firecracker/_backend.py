@@ -98,6 +98,9 @@ class FirecrackerSandbox:
     def outcome(self) -> HostOutcome:
         return HostOutcome()  # the guest's own cgroup sees every kill; the host adds nothing
 
+    def alive(self) -> bool:
+        return self.state is State.READY and self._channel is not None and _channel.quiet(self._channel.fileno())
+
     def set_clock(self, timeout: float) -> None:
         if self._channel is None:
             raise AgentError(f"sandbox {self.id}: no agent to call")

@@ -104,6 +104,10 @@ class JailSandbox:
     def outcome(self) -> HostOutcome:
         return HostOutcome(oom_killed=self._cgroup.oom_killed())
 
+    def alive(self) -> bool:
+        # Its cgroup too: the channel's other end may outlive the sandbox a moment in its template.
+        return self.state is State.READY and _channel.quiet(self._read_fd) and bool(self._cgroup.pids())
+
     def pause(self, directory: Path) -> None:
         raise Conflict(_NO_PAUSE)
 

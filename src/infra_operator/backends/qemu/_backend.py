@@ -204,6 +204,11 @@ class QemuSandbox:
     def outcome(self) -> HostOutcome:
         return HostOutcome()  # inside a VM the agent sees everything; the host adds nothing
 
+    def alive(self) -> bool:
+        # A guest whose agent dies panics, and panic=-1 with -no-reboot ends QEMU, closing the socket.
+        return (self.state is State.READY and self._agent is not None and self.process.poll() is None
+                and _channel.quiet(self._agent.fileno()))
+
     def memory(self) -> MemoryUse | None:
         if self.state is State.DESTROYED or self.process.poll() is not None:
             return None  # its pid may already name another process
