@@ -191,11 +191,10 @@ def sandboxes(backend: QemuBackend, settings: Settings) -> Iterator[Sandboxes[Qe
     assert leftovers == [], f"run folders left behind: {leftovers}"
 
 
-@contextmanager
-def own_vm_server(root: Path, languages: tuple[str, ...]) -> Iterator[Server]:
-    """A server over a data dir of its own under ``root`` (the ``languages``' images and the
-    kernel hard-linked from the shared one), so snapshots and rebuilds there touch nothing else;
-    skipped, saying why, where QEMU cannot run."""
+def own_vm_data(root: Path, languages: tuple[str, ...]) -> dict[str, str]:
+    """A data dir of its own under ``root`` (the ``languages``' images and the kernel hard-linked
+    from the shared one), so snapshots and rebuilds there touch nothing else: the environment
+    that points a command at it. Skipped, saying why, where QEMU cannot run."""
     require_images(*languages)
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
@@ -208,8 +207,13 @@ def own_vm_server(root: Path, languages: tuple[str, ...]) -> Iterator[Server]:
         for path in (DATA_DIR / "images").glob(f"rootfs-{language}.*"):
             os.link(path, data / "images" / path.name)
     subprocess.run(["cp", "-al", str(DATA_DIR / "kernels"), str(data / "kernels")], check=True)
-    server = start_server(root, env={"INFRA_OPERATOR_DATA_DIR": str(data),
-                                     "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")})
+    return {"INFRA_OPERATOR_DATA_DIR": str(data), "INFRA_OPERATOR_PACKAGE_CACHE_DIR": str(DATA_DIR / "cache")}
+
+
+@contextmanager
+def own_vm_server(root: Path, languages: tuple[str, ...]) -> Iterator[Server]:
+    """A server over a data dir of its own (``own_vm_data``)."""
+    server = start_server(root, env=own_vm_data(root, languages))
     try:
         health = httpx.get(f"{server.url}/health").json()
         qemu = next(b for b in health["backends"] if b["name"] == "qemu")

@@ -213,25 +213,37 @@ class RoutedSessions:
                     raise SandboxError(f"worker {worker} did not answer within {wait:.0f}s")
             answer = json.loads(popped[1])
             if answer.get("view") is not None:
-                self._record(worker, owner, answer["view"])
+                record(self.client, worker, owner, answer["view"])
             elif "view" in answer:
                 self._forget(session_id, owner)
         if "error" in answer:
             raise WorkerRefused(answer["error"], int(answer["status"]), answer["headers"])
         return answer["value"]
 
-    def _record(self, worker: str, owner: str, view: dict[str, Any]) -> None:
-        record = {"worker": worker, "owner": owner, "view": view}
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(_keys.session(view["id"]), json.dumps(record), ex=int(view["idle_timeout"]) + RECORD_GRACE_SECONDS)
-            pipe.sadd(_keys.owner_sessions(owner), view["id"])
-            pipe.execute()
-
     def _forget(self, session_id: str, owner: str) -> None:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(_keys.session(session_id))
             pipe.srem(_keys.owner_sessions(owner), session_id)
             pipe.execute()
+
+
+def record(client: redis.Redis, worker: str, owner: str, view: dict[str, Any]) -> None:
+    """Route the session ``view`` names to ``worker``, until its idle time (and a grace) is up."""
+    entry = {"worker": worker, "owner": owner, "view": view}
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(_keys.session(view["id"]), json.dumps(entry), ex=int(view["idle_timeout"]) + RECORD_GRACE_SECONDS)
+        pipe.sadd(_keys.owner_sessions(owner), view["id"])
+        pipe.execute()
+
+
+def adopt(client: redis.Redis, sessions: SessionManager, worker_id: str) -> int:
+    """Route to this worker every session it holds at its start: the paused ones a worker
+    before it on this host left on disk, whose routes name that worker's id, gone with it.
+    Answers how many."""
+    held = sessions.held()
+    for owner, view in held:
+        record(client, worker_id, owner, dataclasses.asdict(view))
+    return len(held)
 
 
 def serve(client: redis.Redis, sessions: SessionManager, worker_id: str, call: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from ..executor import ExecutionRequest
 from ..submissions import run, view
 from . import _keys
 from ._router import ensure_group, live_workers
-from ._sessions import serve
+from ._sessions import adopt, serve
 from ._store import RedisStore
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class Worker:
         """Serve until ``stop``; then finish what runs, and leave."""
         self.sessions.start()
         self._heartbeat_once()
+        if adopted := adopt(self.client, self.sessions, self.advert.id):
+            log.info("worker %s: took back %d paused sessions", self.advert.id, adopted)
         self._threads = [threading.Thread(target=self._runner, name=f"runner-{n}", daemon=True)
                          for n in range(self.advert.capacity)]
         self._threads.append(threading.Thread(target=self._session_calls, name="session-calls", daemon=True))

@@ -283,6 +283,13 @@ class SessionManager:
             raise
         return sandbox
 
+    def held(self) -> list[tuple[str, SessionView]]:
+        """Every session here, with its owner: what a cluster's worker announces as its own
+        when it starts (the paused ones an earlier worker left, see ``cluster.adopt``)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return [(session.owner, session.view()) for session in sessions]
+
     def list_views(self, owner: str) -> list[SessionView]:
         with self._lock:
             mine = [s for s in self._sessions.values() if s.owner == owner]
