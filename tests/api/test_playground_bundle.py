@@ -5,6 +5,7 @@ without a rebuild, or a hand-edited bundle, fails here."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,3 +43,11 @@ def test_the_committed_bundle_is_what_its_sources_build(tmp_path: Path) -> None:
     assert sorted(rebuilt) == sorted(committed), "run scripts/build_playground.sh and commit the bundle"
     changed = [name for name in rebuilt if rebuilt[name] != committed[name]]
     assert changed == [], "run scripts/build_playground.sh and commit the bundle"
+
+
+@pytest.mark.unit
+def test_the_page_a_browser_loads_is_within_its_size_goal() -> None:
+    page = [BUNDLE.parent / "index.html", *sorted(BUNDLE.iterdir())]
+    gzipped = sum(len(gzip.compress(path.read_bytes(), compresslevel=9)) for path in page)
+    print(f"playground: {len(page)} files, {gzipped / 1024:.1f} KiB gzipped (goal {GZIP_GOAL // 1024} KiB)")
+    assert gzipped <= GZIP_GOAL
