@@ -713,15 +713,33 @@ print(hash("infra-operator"), ctypes.string_at(libc.getauxval(25), 16).hex(),  #
 """
 
 
+def shared_secrets(seen: list[list[str]]) -> list[str]:
+    """Which of ``START_UP_SECRETS``' values two or more of the programs that printed ``seen`` share."""
+    assert all(len(values) == 5 for values in seen), seen
+    names = ("hash secret", "AT_RANDOM", "stack canary", "pointer guard", "libc address")
+    return [name for index, name in enumerate(names) if len({values[index] for values in seen}) < len(seen)]
+
+
 def test_each_execution_gets_fresh_start_up_secrets(backend: str, client: httpx.Client) -> None:
     """Three Python executions (each in a fork of its sandbox's agent) see three different
     hash secrets, AT_RANDOM bytes, canaries, pointer guards and layouts."""
     seen = [stdout_of(client, backend, START_UP_SECRETS).split() for _ in range(3)]
-    assert all(len(values) == 5 for values in seen), seen
-    names = ("hash secret", "AT_RANDOM", "stack canary", "pointer guard", "libc address")
-    shared = [name for index, name in enumerate(names) if len({values[index] for values in seen}) < 3]
+    shared = shared_secrets(seen)
     outcome = f"shared across executions: {shared}" if shared else ""
     ADVERSARIAL[backend]["fresh_start_up_secrets"] = outcome
+    assert not outcome
+
+
+def test_each_session_gets_fresh_start_up_secrets(backend: str, client: httpx.Client) -> None:
+    """Three python sessions' kernels see three different hash secrets, AT_RANDOM bytes, canaries,
+    pointer guards and layouts: in a microVM too, whose agent every clone restores from one snapshot."""
+    seen = []
+    for _ in range(3):
+        with session(client, backend=backend) as sid:
+            seen.append(cell(client, sid, START_UP_SECRETS, timeout=60)["stdout"].split())
+    shared = shared_secrets(seen)
+    outcome = f"shared across sessions: {shared}" if shared else ""
+    ADVERSARIAL[backend]["fresh_session_start_up_secrets"] = outcome
     assert not outcome
 
 

@@ -112,9 +112,10 @@ class _Kernel:
         self.cgroup = cgroup = _confine.Cgroup.create(limits)
         if kind == "python":
             kernel_env = {**env, "MPLBACKEND": "Agg"}
+            fork_is_fresh = _fork.forks_are_fresh()
 
             def child_main() -> None:
-                _pykernel.main(3, 4, kernel_env)
+                _pykernel.start(kernel_env, fork_is_fresh)
         else:
             argv = _EXEC_KERNELS[kind]
 

@@ -41,7 +41,7 @@ def python_script(argv: list[str], env: dict[str, str]) -> tuple[str, list[str],
     root and may have been started before a snapshot that every clone restores: a fork of
     it would give each execution the same hash secret, AT_RANDOM bytes (stack canary,
     pointer guard) and layout, where an exec draws them from the reseeded kernel."""
-    if not argv or os.getuid() == 0 or any(key.startswith("PYTHON") for key in env):
+    if not argv or not forks_are_fresh() or any(key.startswith("PYTHON") for key in env):
         return None
     executable = _which(argv[0], env.get("PATH", ""))
     if executable is None or os.path.realpath(executable) != os.path.realpath(sys.executable):
@@ -55,6 +55,13 @@ def python_script(argv: list[str], env: dict[str, str]) -> tuple[str, list[str],
     if not rest or not rest[0].endswith(".py"):
         return None
     return rest[0], rest[1:], "-u" in flags
+
+
+def forks_are_fresh() -> bool:
+    """Whether a fork of this agent has start-up secrets no other sandbox has: in a jail, whose
+    agent was exec'd for its sandbox alone. Not inside a VM, where the agent is root and may have
+    been started before a snapshot that every clone restores."""
+    return os.getuid() != 0
 
 
 def _which(name: str, path: str) -> str | None:

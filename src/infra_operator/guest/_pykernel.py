@@ -29,6 +29,21 @@ if TYPE_CHECKING:  # typing costs the agent's start-up milliseconds at run time
     from .messages import RichResult
 
 
+_FRESH = ("import os, sys; sys.path.insert(0, sys.argv[1]); from guest import _pykernel; "
+          "_pykernel.main(3, 4, dict(os.environ))")
+
+
+def start(env: dict[str, str], fork_is_fresh: bool) -> NoReturn:
+    """Become the kernel, on requests at fd 3 and replies at fd 4: as this fork of the agent
+    when its start-up secrets are its own (``_fork.forks_are_fresh``, asked before the fork:
+    the fork has dropped to the sandbox's uid), else in a new interpreter exec'd for it, which
+    draws them afresh."""
+    if fork_is_fresh:
+        main(3, 4, env)
+    agent_root = os.path.dirname(_fork._OWN_DIR)  # main() takes it out of sys.path again
+    os.execve(sys.executable, [sys.executable, "-B", "-c", _FRESH, agent_root], env)
+
+
 def main(requests_fd: int, replies_fd: int, env: dict[str, str]) -> NoReturn:
     import ast
     import io
