@@ -147,6 +147,23 @@ def test_ready_sandboxes_and_the_queue_are_read_at_scrape_time(client: httpx.Cli
     assert samples[("infra_operator_executions_running", frozenset())] == 0.0
 
 
+def test_a_sessions_cell_is_counted_as_an_execution(client: httpx.Client) -> None:
+    created = client.post("/api/v1/sessions", json={"language": "python"})
+    assert created.status_code == 201, created.text
+    cells = f"/api/v1/sessions/{created.json()['id']}/execute"
+    try:
+        before = scrape(client)
+        for code, outcome in (("x = 1", "ok"), ("raise SystemExit(3)", "nonzero_exit")):
+            assert client.post(cells, json={"code": code}).status_code == 200
+            after = scrape(client)
+            name = "infra_operator_executions_total"
+            assert value(after, name, **PYTHON_JAIL, outcome=outcome) == value(before, name, **PYTHON_JAIL,
+                                                                                outcome=outcome) + 1
+            before = after
+    finally:
+        client.delete(f"/api/v1/sessions/{created.json()['id']}")
+
+
 def test_open_sessions_are_read_at_scrape_time(client: httpx.Client) -> None:
     before = value(scrape(client), "infra_operator_sessions_open")
     created = client.post("/api/v1/sessions", json={"language": "python"})

@@ -14,11 +14,14 @@ OpenAPI script) never share or collide on a series. What is counted as it happen
   ``load_time`` and ``exec_time``) and ``..._end_to_end_seconds`` (from the request's
   arrival to the answer's last byte, measured by the request log) by language and
   backend, for executions that ran (not ``error`` or ``rejected``).
+- A session's cell counts as an execution too, once it ran (``Metrics.ran``); one that failed
+  before it ran (the session gone, a 5xx) is in the request log only. A submission's runs
+  happen off any request and are not counted here; they show in the queue's gauges while they run.
 
 What is read at scrape time from the parts that keep it, by a collector, so nothing
 runs between scrapes: ready sandboxes per pool key, the admission's running and
 waiting executions (the queue), and background jobs (image builds, snapshots,
-transfers) by kind and state. Sessions do not exist yet, so there is no series for them.
+transfers) by kind and state, and the open sessions.
 """
 
 from __future__ import annotations
@@ -127,15 +130,8 @@ class Metrics:
             Callable[[ExecutionResult], None]]:
         """Around one execution: yields the function to hand its result to; counts a failure
         by what it raised, and leaves the labels in the request's scope for the request log."""
-        def ran(result: ExecutionResult) -> None:
-            became = outcome(result)
-            request.scope[EXECUTION_SCOPE_KEY] = (result.language, result.backend, became)
-            self.executions.labels(result.language, result.backend, became).inc()
-            self.load_seconds.labels(result.language, result.backend).observe(result.load_ms / 1000)
-            self.exec_seconds.labels(result.language, result.backend).observe(result.exec_ms / 1000)
-
         try:
-            yield ran
+            yield lambda result: self.ran(request, result)
         except Exception as exc:
             status = getattr(exc, "status", 500)
             labels = self._labels_of_failure(language, backend) if status >= 500 else None
@@ -144,6 +140,14 @@ class Metrics:
                 request.scope[EXECUTION_SCOPE_KEY] = (*labels, failure)
                 self.executions.labels(*labels, failure).inc()
             raise
+
+    def ran(self, request: Request, result: ExecutionResult) -> None:
+        """Count an execution that ran (a one-shot execute's, or a session's cell)."""
+        became = outcome(result)
+        request.scope[EXECUTION_SCOPE_KEY] = (result.language, result.backend, became)
+        self.executions.labels(result.language, result.backend, became).inc()
+        self.load_seconds.labels(result.language, result.backend).observe(result.load_ms / 1000)
+        self.exec_seconds.labels(result.language, result.backend).observe(result.exec_ms / 1000)
 
     def ended(self, execution: tuple[str, str, str], seconds: float) -> None:
         """The request of an execution has been answered, ``seconds`` after it arrived."""

@@ -19,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from ..errors import PayloadTooLarge
 from ..executor import NewSession, SessionView, check_path
 from ._deps import OwnerDep, ServicesDep, require_api_key
+from ._metrics import metrics_of
 from ._models import (
     FileEntryView,
     FileListResponse,
@@ -80,6 +81,7 @@ async def execute_cell(session_id: str, body: SessionExecuteRequest, request: Re
                        owner: OwnerDep) -> SessionExecuteResponse | Response:
     def work(listener: Listener | None) -> SessionExecuteResponse:
         cell = services.sessions.execute(session_id, owner, body.code, body.stdin, body.timeout, listener)
+        metrics_of(request).ran(request, cell.result)
         return SessionExecuteResponse(**cell.result.answer(), reset=cell.reset,
                                       results=[RichResult(**entry) for entry in cell.results])
 
