@@ -21,6 +21,10 @@ from playwright.sync_api import Browser, Page, Request, expect  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 
 
+PAGE_TIMEOUT_SECONDS = 10
+"""Past the streaming test's 5 s sleep."""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not shutil.which(CHROMIUM):
@@ -37,7 +41,9 @@ def browser() -> Iterator[Browser]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of the module's own, so the sessions it sees are the page's."""
     require_images("python", "nodejs")
-    running = start_server(tmp_path_factory.mktemp("playground"))
+    # A short default time limit, so a page's run that spins shows its verdict within the test.
+    running = start_server(tmp_path_factory.mktemp("playground"),
+                           env={"INFRA_OPERATOR_LIMITS__TIMEOUT_SECONDS__DEFAULT": str(PAGE_TIMEOUT_SECONDS)})
     try:
         yield running
     finally:
@@ -119,6 +125,11 @@ def test_another_language_runs_its_sample_and_a_timeout_is_a_verdict(page: Page)
     expect(page.locator('#summary [data-field="language"]')).to_have_text("nodejs")
     page.get_by_label("Language").select_option("python")
     expect(page.locator(".cm-content")).to_have_text('print("Hello, World!")')  # its code was kept
+    type_code(page, "while True:\n    pass")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator('#summary [data-field="verdict"]')).to_have_text("time limit exceeded",
+                                                                       timeout=(PAGE_TIMEOUT_SECONDS + 30) * 1000)
+    expect(page.locator('#summary [data-field="timed_out"]')).to_have_text("true")
 
 
 def test_keep_session_keeps_names_and_shows_figures(page: Page, site: Server) -> None:
