@@ -173,6 +173,8 @@ def test_pausing_a_jail_session_is_a_409_and_it_goes_on(client: httpx.Client) ->
 def test_bad_requests_are_clear_json_errors(client: httpx.Client) -> None:
     assert client.post("/api/v1/sessions", json={"language": "cobol-2099"}).status_code == 404
     assert client.post("/api/v1/sessions", json={"language": "python", "idle_timeout": 0}).status_code == 400
+    too_long = client.post("/api/v1/sessions", json={"language": "python", "idle_timeout": 10**9})
+    assert too_long.status_code == 400 and "idle_timeout" in too_long.json()["error"], too_long.text
     wrong_version = client.post("/api/v1/sessions", json={"language": "python", "version": "2.7"})
     assert wrong_version.status_code == 404 and wrong_version.json()["error"].startswith("version not found: python 2.7")
     with session(client) as sid:
@@ -317,6 +319,21 @@ def test_a_nodejs_cell_past_its_timeout_keeps_the_names(client: httpx.Client) ->
         ended = cell(client, sid, "process.exit(5)")
         assert (ended["exit_code"], ended["reset"]) == (5, True)
         assert cell(client, sid, "typeof kept")["results"][0]["text"] == "'undefined'"
+
+
+def test_a_bash_cell_past_its_timeout_keeps_the_names_unless_the_shell_itself_spins(client: httpx.Client) -> None:
+    require_images("bash")
+    with session(client, "bash") as sid:
+        cell(client, sid, "kept=yes")
+        # The interrupt stops the command the shell waits for, and the shell goes on.
+        stopped = cell(client, sid, "sleep 30", timeout=1)
+        assert stopped["timed_out"] is True and stopped["reset"] is False, stopped
+        assert cell(client, sid, 'echo "$kept"')["stdout"] == "yes\n"
+        # A loop of builtins runs in the shell, which a trapped interrupt does not stop: it is
+        # started afresh, and the answer says so (the contract's "reset").
+        spun = cell(client, sid, "while true; do :; done", timeout=1)
+        assert spun["timed_out"] is True and spun["reset"] is True, spun
+        assert cell(client, sid, 'echo "${kept:-gone}"')["stdout"] == "gone\n"
 
 
 def test_deleting_a_session_while_its_cell_runs_interrupts_the_cell(client: httpx.Client) -> None:
