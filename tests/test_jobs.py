@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from conftest import WAIT_SECONDS, wait_for
 
 from infra_operator.config import JobSettings
 from infra_operator.errors import BuildFailed
 from infra_operator.jobs import Job, JobBoard, Progress
+
+pytestmark = pytest.mark.unit
 
 
 class Clock:

@@ -12,6 +12,8 @@ import pytest
 
 from infra_operator.guest.protocol import ChannelTimeout, receive, send
 
+pytestmark = pytest.mark.unit
+
 HIGH_FD = 1500
 
 
