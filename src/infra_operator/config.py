@@ -141,10 +141,10 @@ class Settings(BaseSettings):
     runtime_dir: Path = Path("/run/infra-operator")
     """Per-boot state the sandboxes read: image mounts and the installed agent."""
     package_cache_dir: Path | None = None
+    """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     debian_mirror: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     """A Debian mirror to build images from instead of ``http://deb.debian.org`` (the
     suites' ``/debian`` and ``/debian-security`` under it); see ``languages/releases.toml``."""
-    """Downloaded .deb files, shared by builds; default: ``<data_dir>/cache``."""
     backend: BackendName = "auto"
     limits: Limits = Limits()
     pool: PoolSettings = PoolSettings()
