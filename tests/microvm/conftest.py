@@ -77,7 +77,12 @@ def run_step(sandbox: QemuSandbox, message: ExecuteRequest, timeout: float = 60.
 def run_python(
     sandbox: QemuSandbox, code: str, timeout: float = 60.0, name: str = "main.py"
 ) -> dict[str, Any]:
-    result: dict[str, Any] = dict(run_step(sandbox, execute_message(code, name), timeout))
+    return run_decoded(sandbox, execute_message(code, name), timeout)
+
+
+def run_decoded(sandbox: QemuSandbox, message: ExecuteRequest, timeout: float = 60.0) -> dict[str, Any]:
+    """The run step's result of ``message``, with its output also as text."""
+    result: dict[str, Any] = dict(run_step(sandbox, message, timeout))
     result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
     result["stderr_text"] = base64.b64decode(result["stderr"]).decode()
     return result

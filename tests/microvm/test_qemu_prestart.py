@@ -19,9 +19,9 @@ from conftest import Sandboxes
 
 from infra_operator.backends.base import SandboxSpec, Warmup
 from infra_operator.backends.qemu import QemuSandbox
-from infra_operator.guest.messages import ExecuteRequest, StepLimits
+from infra_operator.guest.messages import StepLimits
 
-from .conftest import execute_message, open_session, run_cell, run_step
+from .conftest import execute_message, open_session, run_cell, run_decoded
 
 pytestmark = pytest.mark.slow
 
@@ -81,17 +81,10 @@ def prestarting(spec: SandboxSpec) -> SandboxSpec:
     ))
 
 
-def call(sandbox: QemuSandbox, message: ExecuteRequest) -> dict[str, Any]:
-    result: dict[str, Any] = dict(run_step(sandbox, message))
-    result["stdout_text"] = base64.b64decode(result["stdout"]).decode()
-    result["stderr_text"] = base64.b64decode(result["stderr"]).decode()
-    return result
-
-
 def probe(sandbox: QemuSandbox, **fields: Any) -> dict[str, Any]:
     message = execute_message(PROBE)
     message.update({"limits": PROBE_LIMITS, **fields})  # type: ignore[typeddict-item]
-    result = call(sandbox, message)
+    result = run_decoded(sandbox, message)
     assert result["exit_code"] == 0, result["stderr_text"]
     seen: dict[str, Any] = json.loads(result["stdout_text"])
     return seen
@@ -126,7 +119,7 @@ def test_a_prestarted_programs_failure_reads_as_a_fresh_ones(
     spec = prestarting(restore_spec)
     fresh, ahead = sandboxes.start(spec), sandboxes.start(spec, ahead=True)
     assert ahead.prestarted
-    results = [call(sandbox, execute_message(FAILING)) for sandbox in (fresh, ahead)]
+    results = [run_decoded(sandbox, execute_message(FAILING)) for sandbox in (fresh, ahead)]
     assert [r["exit_code"] for r in results] == [1, 1]
     assert results[1]["stderr_text"] == results[0]["stderr_text"]
     assert 'File "/work/main.py", line 4, in <module>' in results[0]["stderr_text"], results[0]["stderr_text"]
@@ -139,7 +132,7 @@ def test_a_prestarted_program_keeps_the_requests_cpu_limit(
     assert ahead.prestarted
     message = execute_message("while True:\n    pass\n")
     message["limits"] = {**PROBE_LIMITS, "cpu_seconds": 1}
-    result = call(ahead, message)
+    result = run_decoded(ahead, message)
     assert (result["signal"], result["timed_out"]) == ("SIGXCPU", False), result
 
 
@@ -149,7 +142,7 @@ def test_a_program_larger_than_a_pipe_holds_arrives_whole(
     ahead = sandboxes.start(prestarting(restore_spec), ahead=True)
     assert ahead.prestarted
     padding = "".join(f"# line {n} of padding, to pass the FIFO's 64 KiB\n" for n in range(6000))
-    result = call(ahead, execute_message(padding + "print(len(open(__file__).read()))\n"))
+    result = run_decoded(ahead, execute_message(padding + "print(len(open(__file__).read()))\n"))
     assert result["exit_code"] == 0, result["stderr_text"]
     assert int(result["stdout_text"]) == len(padding) + len("print(len(open(__file__).read()))\n")
 
