@@ -322,9 +322,12 @@ def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
         assert read["stdout"] == f"{len(content)}\n" and read["worker"] == worker
         # The worker runs calls side by side: one to the session while its cell runs is refused, not queued.
         with ThreadPoolExecutor(1) as background:
-            slow = background.submit(cell, api, session_id, "import time; time.sleep(3)")
-            wait_for(lambda: api_b.get(f"/api/v1/sessions/{session_id}/files").status_code == 409,
+            slow = background.submit(cell, api, session_id, "import time; time.sleep(5)")
+            # Showing takes no hold, so polling it cannot itself keep the slow cell out (a files
+            # call would, and the cell would be the one refused).
+            wait_for(lambda: api_b.get(f"/api/v1/sessions/{session_id}").json()["state"] == "busy",
                      "the slow cell to hold the session", seconds=10)
+            assert api_b.get(f"/api/v1/sessions/{session_id}/files").status_code == 409
             busy = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(1)"})
             assert busy.status_code == 409, busy.text
             assert slow.result()["exit_code"] == 0
