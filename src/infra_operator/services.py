@@ -159,7 +159,8 @@ class Services:
 
     @cached_property
     def dispatcher(self) -> cluster.Dispatcher:
-        return cluster.Dispatcher(self.redis, self.router, self.settings.limits.timeout_seconds.default)
+        return cluster.Dispatcher(self.redis, self.router, self.settings.limits.timeout_seconds.default,
+                                  self.settings.max_queue)
 
     def start(self) -> None:
         """What a serving API process starts: alone, the pool and the submission runners; in a

@@ -34,6 +34,8 @@ API_PORT = 8080
 KEY = "cluster-test-key"
 RATE_KEY = "cluster-test-rate-key"
 """A key of its own for the rate-limit test: the others' submissions count against KEY."""
+CAP_KEY = "cluster-test-cap-key"
+"""A key of its own for the queue-cap test, whose per-key count starts at zero."""
 HEADERS = {"X-API-Key": KEY}
 
 
@@ -52,7 +54,7 @@ class Cluster:
 
     def _start(self, name: str, host: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         environment = {**os.environ, "PYTHONPATH": str(SRC), "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR),
-                       "INFRA_OPERATOR_API_KEYS": json.dumps([KEY, RATE_KEY]), **(env or {})}
+                       "INFRA_OPERATOR_API_KEYS": json.dumps([KEY, RATE_KEY, CAP_KEY]), **(env or {})}
         with (self.tmp / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(self.network.command(host, argv), stdout=log,
                                                     stderr=subprocess.STDOUT, env=environment)
@@ -283,6 +285,57 @@ def test_rate_limits_hold_across_api_processes(cluster: Cluster) -> None:
         cluster.kill("api-rate-2", signal.SIGTERM)
     assert statuses == [202, 202, 202]
     assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61, refused.text
+
+
+def test_queue_caps_count_the_whole_clusters_submissions(cluster: Cluster) -> None:
+    wait_for(lambda: _unfinished(cluster) == 0, "the earlier tests' submissions to finish")
+    url = cluster.start_api("api-queue-capped", {"INFRA_OPERATOR_SUBMISSIONS__MAX_QUEUED": "3",
+                                                 "INFRA_OPERATOR_SUBMISSIONS__MAX_QUEUED_PER_KEY": "2"})
+    slow = {"language": "python", "code": "import time; time.sleep(6); print('done')"}
+
+    def submit(key: str, count: int) -> httpx.Response:
+        return httpx.post(f"{url}/api/v1/submissions/batch", json={"submissions": [slow] * count},
+                          headers={"X-API-Key": key}, timeout=30)
+    try:
+        assert submit(CAP_KEY, 4).status_code == 503  # more than the whole queue holds
+        too_many = submit(CAP_KEY, 3)
+        assert too_many.status_code == 429 and too_many.headers["Retry-After"], too_many.text
+        assert _unfinished(cluster) == 0, "a refused batch was queued"
+        first = submit(CAP_KEY, 2)
+        assert first.status_code == 202, first.text
+        # While those two wait or run (6 s), the per-key cap and then the whole queue are full.
+        assert submit(CAP_KEY, 1).status_code == 429
+        other = submit(KEY, 1)
+        assert other.status_code == 202, other.text
+        full = submit(KEY, 1)
+        assert full.status_code == 503 and "queue is full" in full.json()["error"] and full.headers["Retry-After"]
+        with httpx.Client(base_url=url, headers={"X-API-Key": CAP_KEY}, timeout=60) as client:
+            assert [f["result"]["stdout"] for f in _finished(client, first.json()["ids"])] == ["done\n"] * 2
+    finally:
+        cluster.kill("api-queue-capped", signal.SIGTERM)
+    wait_for(lambda: _unfinished(cluster) == 0, "the queue to empty")
+
+
+def test_a_full_cluster_refuses_executes_and_loses_none_it_took(cluster: Cluster) -> None:
+    # Two workers run 2 executes each; at most 2 more may wait. Seven sent at once, each
+    # running 4 s, leave at least one refused, whichever worker takes what.
+    url = cluster.start_api("api-execute-capped", {"INFRA_OPERATOR_MAX_QUEUE": "2"})
+    body = {"language": "python", "code": "import time; time.sleep(4); print('ran')"}
+
+    def send(_: int) -> httpx.Response:
+        return httpx.post(f"{url}/api/v1/execute", json=body, headers=HEADERS, timeout=120)
+    try:
+        with ThreadPoolExecutor(7) as senders:
+            answers = list(senders.map(send, range(7)))
+    finally:
+        cluster.kill("api-execute-capped", signal.SIGTERM)
+    ran = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 503]
+    assert len(ran) + len(refused) == 7, [a.text for a in answers]
+    assert len(ran) >= 2 and refused, [a.status_code for a in answers]
+    assert all(a.json()["stdout"] == "ran\n" for a in ran)
+    assert all("waiting for a worker" in a.json()["error"] and a.headers["Retry-After"] for a in refused)
+    assert cluster.redis().zcard("infra-operator:waiting-executes") == 0, "a started or refused execute still counts"
 
 
 def test_a_live_worker_keeps_a_run_longer_than_the_claim_idle_time(api: httpx.Client) -> None:

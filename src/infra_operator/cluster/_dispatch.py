@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, cast
 
-from ..errors import InvalidRequest, OperatorError, SandboxError
+from ..errors import InvalidRequest, OperatorError, Overloaded, SandboxError
 from ..executor import ExecutionResult
 from . import _keys
 
@@ -42,18 +42,22 @@ def streaming_refused() -> InvalidRequest:
 
 
 class Dispatcher:
-    def __init__(self, client: redis.Redis, router: Router, default_timeout: int) -> None:
+    def __init__(self, client: redis.Redis, router: Router, default_timeout: int, max_waiting: int) -> None:
         self.client = client
         self.router = router
         self.default_timeout = default_timeout
+        self.max_waiting = max_waiting
+        """Executes the whole cluster lets wait for a worker; one more is a 503, as on a single server."""
 
     def execute(self, request: ExecutionRequest) -> ExecutionResult:
         execution_id = uuid.uuid4().hex
         wait = (request.timeout or self.default_timeout) + ANSWER_GRACE_SECONDS
+        deadline = time.time() + wait
         with _keys.unavailable_as_503():
             stream = self.router.execute_stream(request.language)
+            self._admit(execution_id, deadline)
             self.client.xadd(stream, {"kind": "execute", "id": execution_id, "request": json.dumps(request.to_json()),
-                                      "deadline": str(time.time() + wait)})
+                                      "deadline": str(deadline)})
             popped = cast("tuple[bytes, bytes] | None", self.client.blpop([_keys.reply(execution_id)], timeout=wait))
         if popped is None:
             raise SandboxError(f"no worker answered within {wait}s")
@@ -61,3 +65,16 @@ class Dispatcher:
         if "error" in reply:
             raise WorkerRefused(reply["error"], int(reply["status"]), reply["headers"])
         return ExecutionResult(**reply["result"])
+
+    def _admit(self, execution_id: str, deadline: float) -> None:
+        """Count the execute among those waiting, or refuse it when the cluster has enough.
+        Counting itself in first and backing out past the cap means two API processes at the
+        cap may both refuse, but never both admit."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(_keys.WAITING_EXECUTES, "-inf", time.time())
+            pipe.zadd(_keys.WAITING_EXECUTES, {execution_id: deadline})
+            pipe.zcard(_keys.WAITING_EXECUTES)
+            waiting = int(pipe.execute()[-1])
+        if waiting > self.max_waiting:
+            self.client.zrem(_keys.WAITING_EXECUTES, execution_id)
+            raise Overloaded(f"too many executions waiting for a worker ({waiting - 1}): try again shortly")

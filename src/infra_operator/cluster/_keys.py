@@ -15,6 +15,9 @@ GROUP = "workers"
 UNFINISHED = f"{PREFIX}:unfinished"
 """A hash: owner (and ``*`` for everyone) to queued and running submissions."""
 ALL = "*"
+WAITING_EXECUTES = f"{PREFIX}:waiting-executes"
+"""A sorted set: plain executes added to a stream and not yet started by a worker, each scored
+by the time its caller stops waiting, so one whose API process died leaves the count on its own."""
 
 
 def submission(submission_id: str) -> str:

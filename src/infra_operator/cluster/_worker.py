@@ -186,6 +186,7 @@ class Worker:
             self.callbacks.deliver(finished["callback_url"], view(finished))
 
     def _execute(self, fields: dict[str, str]) -> None:
+        self.client.zrem(_keys.WAITING_EXECUTES, fields["id"])  # started (or dropped): no longer waiting
         if float(fields["deadline"]) < time.time():
             return  # the API process that asked stopped waiting
         request = ExecutionRequest.from_json(json.loads(fields["request"]))
