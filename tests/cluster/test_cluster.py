@@ -232,6 +232,21 @@ def test_completion_counts_once(cluster: Cluster) -> None:
     client.delete("infra-operator:work:no-worker-has-this")
 
 
+def test_a_finish_wakes_a_request_waiting_on_another_api_process(cluster: Cluster) -> None:
+    client = cluster.redis()
+    store = RedisStore(client, Router(client), retention_seconds=60)
+    submission = queued("wake-test", {"language": "no-worker-has-this", "code": "print(1)"}, None, None)
+    store.add([submission])
+    started = store.start(submission["id"], "a")
+    assert started is not None
+    with ThreadPoolExecutor(1) as background:
+        # A minute's wait, ended by the finish: a bound on waiting, never a timing assertion.
+        waiting = background.submit(store.wait_finished, submission["id"], 60.0)
+        store.finish(started, ("done", {"stdout": "1\n"}, None))
+        waiting.result(timeout=10)
+    client.delete("infra-operator:work:no-worker-has-this")
+
+
 def test_work_whose_workers_kept_dying_ends_failed_with_the_reason(cluster: Cluster, api: httpx.Client) -> None:
     client = cluster.redis()
     # As a submission whose three runners were killed would be found by a fourth.

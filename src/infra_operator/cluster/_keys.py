@@ -24,6 +24,11 @@ def submission(submission_id: str) -> str:
     return f"{PREFIX}:submission:{submission_id}"
 
 
+def finished(submission_id: str) -> str:
+    """A list its finisher pushes to, so a request waiting for the submission answers at once."""
+    return f"{PREFIX}:finished:{submission_id}"
+
+
 def work_stream(language: str) -> str:
     """Work for ``language`` that any worker with its image may take."""
     return f"{PREFIX}:work:{language}"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ._router import Router
 
 T = TypeVar("T")
+FINISHED_SIGNAL_SECONDS = 60
+"""How long a finish's signal waits for a request to take it (one may start waiting just after)."""
 
 
 def _atomically(client: redis.Redis, key: str, update: Callable[[redis.client.Pipeline], T]) -> T:
@@ -65,6 +67,12 @@ class RedisStore:
             count = self.client.hget(_keys.UNFINISHED, owner or _keys.ALL)
         return int(cast("bytes | None", count) or 0)
 
+    def wait_finished(self, submission_id: str, seconds: float) -> None:
+        # One waiter takes the signal; another waiting for the same submission looks again
+        # when its own pause ends.
+        with _keys.unavailable_as_503():
+            self.client.blpop([_keys.finished(submission_id)], timeout=seconds)
+
     def start(self, submission_id: str, worker_id: str) -> Submission | None:
         """Mark it running here, one more attempt; None when it is finished or forgotten."""
         key = _keys.submission(submission_id)
@@ -104,6 +112,8 @@ class RedisStore:
             pipe.set(key, json.dumps(finished), ex=self.retention)
             pipe.hincrby(_keys.UNFINISHED, submission["owner"], -1)
             pipe.hincrby(_keys.UNFINISHED, _keys.ALL, -1)
+            pipe.rpush(_keys.finished(submission["id"]), 1)
+            pipe.expire(_keys.finished(submission["id"]), FINISHED_SIGNAL_SECONDS)
             return True
 
         kept = _atomically(self.client, key, update)

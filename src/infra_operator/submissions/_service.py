@@ -73,7 +73,8 @@ class Submissions:
         pause = _WAIT_POLL_SECONDS[0]
         while True:
             found = self.get(submission_id, owner)
-            if found["status"] in FINISHED or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if found["status"] in FINISHED or remaining <= 0:
                 return found
-            time.sleep(pause)
+            self.store.wait_finished(submission_id, min(pause, remaining))
             pause = min(pause * 2, _WAIT_POLL_SECONDS[1])

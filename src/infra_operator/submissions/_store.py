@@ -28,6 +28,10 @@ class Store(Protocol):
     def unfinished(self, owner: str | None = None) -> int:
         """Queued and running submissions, of ``owner`` or of everyone."""
 
+    def wait_finished(self, submission_id: str, seconds: float) -> None:
+        """Return soon after the submission finishes, or after ``seconds``; the caller looks
+        again either way (a finish just before the wait began is seen only then)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -55,6 +59,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         self.work = threading.Condition()
         """Notified when submissions are added, so idle runners wake."""
+        self._finished = threading.Condition()
+        """Notified when a submission finishes, so requests waiting for one answer at once."""
 
     def close(self) -> None:
         with self._lock:
@@ -103,7 +109,13 @@ class SqliteStore:
             self._db.execute("UPDATE submissions SET status = ?, finished_at = ?, record = ? "
                              "WHERE id = ? AND status NOT IN ('done', 'failed')",
                              (finished["status"], finished["finished_at"], json.dumps(finished), finished["id"]))
+        with self._finished:
+            self._finished.notify_all()
         return finished
+
+    def wait_finished(self, submission_id: str, seconds: float) -> None:
+        with self._finished:
+            self._finished.wait(seconds)
 
     def requeue_running(self) -> int:
         """At start-up: what a killed process was running never finished; run it again."""
