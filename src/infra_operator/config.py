@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     max_concurrency: int = 8
     max_queue: int = 64
     """Executions waiting for a sandbox slot; one more is a 503. Through a cluster (``redis_url``),
-    the executes waiting for a worker, counted across the whole cluster."""
+    the executes waiting beyond what its workers run at once, counted across the whole cluster."""
     default_rootfs_mb: int = 1024
     vm_memory_mb: int = 256
     vm_vcpus: int = 1

@@ -15,8 +15,8 @@ GROUP = "workers"
 UNFINISHED = f"{PREFIX}:unfinished"
 """A hash: owner (and ``*`` for everyone) to queued and running submissions."""
 ALL = "*"
-WAITING_EXECUTES = f"{PREFIX}:waiting-executes"
-"""A sorted set: plain executes added to a stream and not yet started by a worker, each scored
+UNANSWERED_EXECUTES = f"{PREFIX}:unanswered-executes"
+"""A sorted set: plain executes sent to a stream and not yet answered by a worker, each scored
 by the time its caller stops waiting, so one whose API process died leaves the count on its own."""
 
 

@@ -56,6 +56,10 @@ class Router:
             raise Overloaded(f"no worker of this cluster runs {language} now", retry_after=5)
         return self._grouped_stream(_keys.work_stream(language))
 
+    def capacity(self, language: str) -> int:
+        """Executions the live workers with ``language`` run at once, together."""
+        return sum(int(w["capacity"]) for w in self.workers() if language in w["languages"])
+
     def submission_stream(self, language: str) -> str:
         """Where a submission goes: to every worker with the language, so a batch is shared out;
         it may wait there for a worker to come."""

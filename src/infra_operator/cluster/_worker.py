@@ -186,7 +186,6 @@ class Worker:
             self.callbacks.deliver(finished["callback_url"], view(finished))
 
     def _execute(self, fields: dict[str, str]) -> None:
-        self.client.zrem(_keys.WAITING_EXECUTES, fields["id"])  # started (or dropped): no longer waiting
         if float(fields["deadline"]) < time.time():
             return  # the API process that asked stopped waiting
         request = ExecutionRequest.from_json(json.loads(fields["request"]))
@@ -204,6 +203,7 @@ class Worker:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.rpush(key, json.dumps(answer))
                 pipe.expire(key, 60)
+                pipe.zrem(_keys.UNANSWERED_EXECUTES, call_id)  # an execute's count ends (a session call has none)
                 pipe.execute()
         _until_done(push)
 
