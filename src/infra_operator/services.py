@@ -152,10 +152,8 @@ class Services:
         """Run here, or by a worker of the cluster; with a ``listener``, its output streams there."""
         if self.settings.redis_url is None:
             return self.executor.execute(request, listener)
-        if listener is not None:
-            raise cluster.streaming_refused()
         self.executor.check(request, here=False)
-        return self.dispatcher.execute(request)
+        return self.dispatcher.execute(request, listener)
 
     @cached_property
     def dispatcher(self) -> cluster.Dispatcher:

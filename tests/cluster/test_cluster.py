@@ -462,6 +462,26 @@ def test_a_cell_streams_through_the_cluster_and_a_client_that_leaves_interrupts_
         assert api_b.delete(f"/api/v1/sessions/{session_id}").status_code == 204
 
 
+def test_a_plain_execute_streams_through_the_cluster_and_a_client_that_leaves_stops_it(
+        cluster: Cluster, api: httpx.Client) -> None:
+    code = "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b', flush=True)"
+    heard = events(api, "/api/v1/execute", {"language": "python", "code": code})
+    assert [name for name, _, _ in heard[:-1]] and {name for name, _, _ in heard[:-1]} == {"stdout"}, heard
+    assert "".join(data["data"] for _, data, _ in heard[:-1]) == "a\nb\n"
+    name, result, ended = heard[-1]
+    assert name == "result" and result["stdout"] == "a\nb\n" and result["worker"] in ("w1", "w2"), heard
+    assert ended - heard[0][2] >= 0.5, "the first line came only with the answer"
+    long_run = {"language": "python", "code": "import time\nprint('on', flush=True)\ntime.sleep(280)", "timeout": 290}
+    with api.stream("POST", "/api/v1/execute", json=long_run, headers=SSE) as response:
+        assert response.status_code == 200
+        assert next(read_events(response))[0] == "stdout"
+    # Left to run, it would hold its worker's runner for 280 s; stopped, the runner is free again.
+    wait_for(lambda: all(_advert(cluster, w).get("free") == 2 for w in ("w1", "w2")),
+             "the run to stop on its worker once its client left", seconds=30)
+    wait_for(lambda: cluster.redis().zcard("infra-operator:unanswered-executes") == 0,
+             "the stopped run to be answered")
+
+
 def test_another_key_cannot_see_a_session(api: httpx.Client, api_b: httpx.Client) -> None:
     session_id = open_session(api)
     other = {"X-API-Key": RATE_KEY}

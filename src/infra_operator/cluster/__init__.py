@@ -4,11 +4,11 @@ for the calls of the sessions it holds)."""
 
 from __future__ import annotations
 
-from ._dispatch import Dispatcher, WorkerRefused, streaming_refused
+from ._dispatch import Dispatcher, WorkerRefused
 from ._router import Router
 from ._sessions import RoutedSessions
 from ._store import RedisLimiter, RedisStore
 from ._worker import Advert, Worker, default_worker_id
 
 __all__ = ["Advert", "Dispatcher", "RedisLimiter", "RedisStore", "RoutedSessions", "Router", "Worker",
-           "WorkerRefused", "default_worker_id", "streaming_refused"]
+           "WorkerRefused", "default_worker_id"]

@@ -1,21 +1,22 @@
 """Plain executes through the cluster: the API process adds the request to a stream and
-waits on a list of its own for the worker's answer."""
+waits on a list of its own for the worker's answer (and, streamed, its output: ``_streaming``)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from ..errors import InvalidRequest, OperatorError, Overloaded, SandboxError
+from ..errors import OperatorError, Overloaded
 from ..executor import ExecutionResult
 from . import _keys
+from ._streaming import receive
 
 if TYPE_CHECKING:
     import redis
 
-    from ..executor import ExecutionRequest
+    from ..executor import ExecutionRequest, Listener
     from ._router import Router
 
 # Past the program's own time limit, how long to wait for a worker's answer: its sandbox
@@ -35,22 +36,18 @@ class WorkerRefused(OperatorError):
         return self._headers
 
 
-def streaming_refused() -> InvalidRequest:
-    """A worker's answer comes whole: executes and cells through a cluster do not stream."""
-    return InvalidRequest("streaming is not served by a cluster yet: leave out `Accept: text/event-stream`, "
-                          "or use a server without INFRA_OPERATOR_REDIS_URL")
-
-
 _SEND = """
 -- Add an execute to its stream unless the cluster already has as many unanswered as it may.
--- KEYS: the unanswered executes (a sorted set), the stream. ARGV: now, deadline, most, id, request.
+-- KEYS: the unanswered executes (a sorted set), the stream.
+-- ARGV: now, deadline, most, id, request, whether its output streams (1 or 0).
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local unanswered = redis.call('ZCARD', KEYS[1])
 if unanswered >= tonumber(ARGV[3]) then
     return {0, unanswered}
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('XADD', KEYS[2], '*', 'kind', 'execute', 'id', ARGV[4], 'request', ARGV[5], 'deadline', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'kind', 'execute', 'id', ARGV[4], 'request', ARGV[5], 'deadline', ARGV[2],
+           'stream', ARGV[6])
 return {1, unanswered + 1}
 """
 """One script, so the count, the check and the send are one step for every API process, and
@@ -67,7 +64,8 @@ class Dispatcher:
         503, as on a single server."""
         self._send = client.register_script(_SEND)
 
-    def execute(self, request: ExecutionRequest) -> ExecutionResult:
+    def execute(self, request: ExecutionRequest, listener: Listener | None = None) -> ExecutionResult:
+        """Run ``request`` on a worker; with a ``listener``, its output comes there as the worker hears it."""
         execution_id = uuid.uuid4().hex
         wait = (request.timeout or self.default_timeout) + ANSWER_GRACE_SECONDS
         with _keys.unavailable_as_503():
@@ -78,14 +76,11 @@ class Dispatcher:
             now = time.time()
             sent, unanswered = self._send(keys=[_keys.UNANSWERED_EXECUTES, stream],
                                           args=[repr(now), repr(now + wait), most, execution_id,
-                                                json.dumps(request.to_json())])
+                                                json.dumps(request.to_json()), int(listener is not None)])
             if not sent:
                 raise Overloaded(f"too many executions waiting for a worker ({unanswered} sent and not answered, "
                                  f"at most {most}): try again shortly")
-            popped = cast("tuple[bytes, bytes] | None", self.client.blpop([_keys.reply(execution_id)], timeout=wait))
-        if popped is None:
-            raise SandboxError(f"no worker answered within {wait}s")
-        reply = json.loads(popped[1])
+            reply = receive(self.client, execution_id, wait, listener)
         if "error" in reply:
             raise WorkerRefused(reply["error"], int(reply["status"]), reply["headers"])
         return ExecutionResult(**reply["result"])

@@ -9,8 +9,7 @@ call goes to ``direct:<worker>``, a list only that worker pops (``serve`` runs t
 worker's own ``SessionManager``), and its answer comes back on ``reply:<call>``, as an execute's
 does. A session whose worker no longer advertises itself is gone: 404, and its record is removed.
 File bytes travel base64, one piece (``PIECE_BYTES``) per call. A streamed cell's output comes
-on ``output:<call>`` as the worker hears it, before the answer; a client that leaves sets
-``cancel:<call>``, and the worker interrupts the cell.
+as an execute's does (see ``_streaming``).
 """
 
 from __future__ import annotations
@@ -20,16 +19,14 @@ import dataclasses
 import json
 import logging
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from ..errors import InvalidRequest, NotFound, OperatorError, Overloaded, SandboxError
+from ..errors import InvalidRequest, NotFound, OperatorError, Overloaded
 from ..executor import (
     CellResult,
     ExecutionResult,
@@ -43,6 +40,7 @@ from ..executor import (
 from . import _keys
 from ._dispatch import ANSWER_GRACE_SECONDS, WorkerRefused
 from ._router import live_workers
+from ._streaming import pushing, receive
 
 if TYPE_CHECKING:
     from ..executor import SessionManager
@@ -52,11 +50,6 @@ CALL_SECONDS = 60
 """How long a call other than a cell may take on its worker: a sandbox start, a file piece."""
 RECORD_GRACE_SECONDS = 5
 """A record outlives its session's idle time by this much: the worker's reaper decides, not Redis."""
-LIVENESS_POLL_SECONDS = 1
-"""While waiting for an answer, how often to look whether the session's worker still lives
-(and whether a streamed cell's client went away)."""
-CANCEL_POLL_SECONDS = 0.2
-"""How often a worker looks whether a streamed cell's client went away."""
 
 
 class RoutedSessions:
@@ -181,7 +174,6 @@ class RoutedSessions:
         call_id = uuid.uuid4().hex
         call = {"id": call_id, "op": op, "owner": owner, "session": session_id, "args": args,
                 "deadline": time.time() + wait}
-        deadline = time.monotonic() + wait
         with _keys.unavailable_as_503():
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.rpush(_keys.direct(worker), json.dumps(call))
@@ -190,28 +182,14 @@ class RoutedSessions:
                 if session_id:  # a cell longer than the idle time must not outlive its record
                     pipe.expire(_keys.session(session_id), int(wait) + RECORD_GRACE_SECONDS, gt=True)
                 pipe.execute()
-            # BLPOP takes from the first list that has something: all output comes before the answer.
-            lists = [_keys.reply(call_id)] if listener is None else [_keys.output(call_id), _keys.reply(call_id)]
-            cancelled = False
-            while True:
-                popped = cast("tuple[bytes, bytes] | None", self.client.blpop(lists, timeout=LIVENESS_POLL_SECONDS))
-                if popped is not None and listener is not None and popped[0].decode() == lists[0]:
-                    heard = json.loads(popped[1])
-                    listener.on_output(heard["stream"], base64.b64decode(heard["data"]))
-                    continue
-                if popped is not None:
-                    break
-                if listener is not None and listener.cancel.is_set() and not cancelled:
-                    self.client.set(_keys.cancel(call_id), 1, ex=int(wait) + RECORD_GRACE_SECONDS)
-                    cancelled = True
+
+            def still_there() -> None:
                 if not self.client.exists(_keys.worker(worker)):
                     if not session_id:  # a create: nothing was made that lives on
                         raise Overloaded(f"worker {worker} stopped before it answered; try again", retry_after=1)
                     self._forget(session_id, owner)
                     raise NotFound(f"session not found: {session_id} (its worker {worker} is gone)")
-                if time.monotonic() > deadline:
-                    raise SandboxError(f"worker {worker} did not answer within {wait:.0f}s")
-            answer = json.loads(popped[1])
+            answer = receive(self.client, call_id, wait, listener, still_there)
             if answer.get("view") is not None:
                 record(self.client, worker, owner, answer["view"])
             elif "view" in answer:
@@ -251,44 +229,8 @@ def serve(client: redis.Redis, sessions: SessionManager, worker_id: str, call: d
     session's view after the call (null once it is gone), which the API process records."""
     if not call["args"].get("stream"):
         return _serve(sessions, worker_id, call, None)
-    with _streamed(client, call["id"]) as listener:
+    with pushing(client, call["id"]) as listener:
         return _serve(sessions, worker_id, call, listener)
-
-
-@contextmanager
-def _streamed(client: redis.Redis, call_id: str) -> Iterator[Listener]:
-    """A listener that pushes a cell's output to ``output:<call>`` as it comes, cancelled once
-    the API process sets ``cancel:<call>``."""
-    key = _keys.output(call_id)
-
-    def on_output(name: str, data: bytes) -> None:
-        try:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, json.dumps({"stream": name, "data": base64.b64encode(data).decode("ascii")}))
-                pipe.expire(key, CALL_SECONDS)
-                pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # the answer still has it all
-            log.warning("a streamed cell's output was not pushed: %s", exc)
-
-    listener = Listener(on_output)
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(CANCEL_POLL_SECONDS):
-            try:
-                if client.exists(_keys.cancel(call_id)):
-                    listener.cancel.set()
-                    return
-            except (redis.ConnectionError, redis.TimeoutError):
-                continue
-
-    watcher = threading.Thread(target=watch, name="cell-cancel", daemon=True)
-    watcher.start()
-    try:
-        yield listener
-    finally:
-        done.set()
-        watcher.join()
 
 
 def _serve(sessions: SessionManager, worker_id: str, call: dict[str, Any], listener: Listener | None) -> dict[str, Any]:

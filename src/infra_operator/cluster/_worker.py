@@ -36,6 +36,7 @@ from . import _keys
 from ._router import ensure_group, live_workers
 from ._sessions import adopt, serve
 from ._store import RedisStore
+from ._streaming import pushing
 
 if TYPE_CHECKING:
     from ..executor import Executor, SessionManager
@@ -190,8 +191,12 @@ class Worker:
             return  # the API process that asked stopped waiting
         request = ExecutionRequest.from_json(json.loads(fields["request"]))
         try:
-            result = dataclasses.replace(self.executor.execute(request), worker=self.advert.id)
-            answer: dict[str, Any] = {"result": dataclasses.asdict(result)}
+            if fields.get("stream") == "1":
+                with pushing(self.client, fields["id"]) as listener:
+                    result = self.executor.execute(request, listener)
+            else:
+                result = self.executor.execute(request)
+            answer: dict[str, Any] = {"result": dataclasses.asdict(dataclasses.replace(result, worker=self.advert.id))}
         except OperatorError as exc:
             answer = {"error": exc.message, "status": exc.status, "headers": exc.headers()}
         self._answer(fields["id"], answer)
