@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis
 from conftest import DATA_DIR, require_images, stop_process, wait_for
+from judgekit import JUDGED, JUDGED_LIMITS, JUDGED_TESTS, JUDGED_VERDICTS, RUST_STAMPED, SECRET, Receiver, signed
 from netns import Network, redis_command, require_namespaces
 from sessionkit import SSE, cell, events, open_session, read_events
 
@@ -54,7 +55,11 @@ class Cluster:
 
     def _start(self, name: str, host: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         environment = {**os.environ, "PYTHONPATH": str(SRC), "INFRA_OPERATOR_DATA_DIR": str(DATA_DIR),
-                       "INFRA_OPERATOR_API_KEYS": json.dumps([KEY, RATE_KEY, CAP_KEY]), **(env or {})}
+                       "INFRA_OPERATOR_API_KEYS": json.dumps([KEY, RATE_KEY, CAP_KEY]),
+                       # Callbacks may reach the test's own address on the cluster's network.
+                       "INFRA_OPERATOR_SUBMISSIONS__CALLBACK_SECRET": SECRET,
+                       "INFRA_OPERATOR_SUBMISSIONS__CALLBACK_ALLOW": json.dumps([f"{self.network.subnet}.0/24"]),
+                       **(env or {})}
         with (self.tmp / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(self.network.command(host, argv), stdout=log,
                                                     stderr=subprocess.STDOUT, env=environment)
@@ -190,16 +195,41 @@ def test_the_contract_client_works_through_the_cluster(api: httpx.Client) -> Non
     assert unknown.status_code == 404 and "language not found" in unknown.json()["error"]
 
 
-def test_a_rust_submission_with_ten_tests_is_judged_on_a_worker(api: httpx.Client) -> None:
-    code = 'use std::io::*; fn main() { let mut s = String::new(); stdin().read_line(&mut s).unwrap(); ' \
-           'let n: i64 = s.trim().parse().unwrap(); println!("{}", n * n); }'
-    tests = [{"stdin": str(n), "expected_output": str(n * n)} for n in range(10)]
+def test_a_rust_submission_with_ten_tests_is_compiled_once_on_a_worker(api: httpx.Client) -> None:
+    tests = [{"stdin": str(n), "expected_output": str(2 * n)} for n in range(10)]
     answer = api.post("/api/v1/submissions", params={"wait": "true"},
-                      json={"language": "rust", "code": code, "tests": tests})
+                      json={"language": "rust", "code": RUST_STAMPED, "tests": tests})
     assert answer.status_code == 200, answer.text
     result = answer.json()["result"]
-    assert result["verdict"] == "accepted" and len(result["tests"]) == 10
+    assert result["verdict"] == "accepted" and len(result["tests"]) == 10, result
+    assert len({test["stderr"] for test in result["tests"]}) == 1, "compiled more than once"
     assert answer.json()["worker"] in ("w1", "w2")
+
+
+def test_every_verdict_and_a_signed_callback_through_the_cluster(cluster: Cluster, api: httpx.Client) -> None:
+    here = f"{cluster.network.subnet}.254"  # the test's own end of the cluster's network
+    receiver = Receiver(address=here)
+    try:
+        judged = api.post("/api/v1/submissions", params={"wait": "true"}, json={
+            "language": "python", "code": JUDGED, "tests": JUDGED_TESTS, **JUDGED_LIMITS,
+            "callback_url": f"http://{here}:{receiver.port}/hook"})
+        assert judged.status_code == 200, judged.text
+        result = judged.json()["result"]
+        assert [test["verdict"] for test in result["tests"]] == JUDGED_VERDICTS, result
+        assert result["verdict"] == "wrong_answer"
+        wait_for(lambda: receiver.received, "the worker's callback")
+    finally:
+        receiver.close()
+    headers, body = receiver.received[0]
+    assert signed(headers, body)
+    assert json.loads(body)["id"] == judged.json()["id"] and json.loads(body)["result"] == result
+    broken = api.post("/api/v1/submissions", params={"wait": "true"}, json={
+        "language": "rust", "code": "fn main() { let x: i32 = ; }", "tests": [{"stdin": "", "expected_output": ""}]})
+    assert broken.json()["result"]["verdict"] == "compile_error", broken.text
+    # Loopback, private, link-local and metadata addresses, also by name, are refused before anything is queued.
+    for url in ("http://127.0.0.1:9/", "http://localhost:9/", "http://10.1.2.3/", "http://169.254.169.254/"):
+        refused = api.post("/api/v1/submissions", json={"language": "python", "code": "1", "callback_url": url})
+        assert refused.status_code == 400, (url, refused.text)
 
 
 def test_a_batch_of_200_is_shared_by_the_workers(api: httpx.Client, cluster: Cluster) -> None:

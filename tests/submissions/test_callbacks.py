@@ -3,53 +3,18 @@ networks are refused before any connection, also when a name resolves to one."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import require_images, start_server, stop_server, wait_for
+from judgekit import SECRET, Receiver, signed
 
 from infra_operator.config import SubmissionSettings
-from infra_operator.submissions import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackRefused, CallbackSender
-
-SECRET = "test-secret"
-
-
-class Receiver:
-    """A real HTTP server on loopback that records what it is sent; it answers 500 to the first
-    ``failures`` requests."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.failures = failures
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(500 if len(receiver.received) <= receiver.failures else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from infra_operator.submissions import CallbackRefused, CallbackSender
 
 
 @pytest.fixture
@@ -82,9 +47,7 @@ def test_a_callback_is_signed_and_retried(tmp_path: Path, receiver: Receiver) ->
     finally:
         stop_server(server)
     headers, body = receiver.received[-1]
-    expected = hmac.new(SECRET.encode(), headers[TIMESTAMP_HEADER.lower()].encode() + b"." + body,
-                        hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers[SIGNATURE_HEADER.lower()], f"sha256={expected}")
+    assert signed(headers, body)
     assert headers["content-type"] == "application/json"
     sent = json.loads(body)
     assert sent["id"] == answer.json()["id"] and sent["status"] == "done"

@@ -12,39 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Server, require_images, start_server, stop_server, wait_for, write_fake_rootfs
-
-JUDGED = '''
-import sys
-t = sys.stdin.read().strip()
-if t == "ok":
-    print("yes  \\n\\n")
-elif t == "wa":
-    print("no")
-elif t == "re":
-    sys.exit(3)
-elif t == "tle":
-    while True:
-        pass
-elif t == "mle":
-    block = bytearray(400 * 1024 * 1024)
-    print(len(block))
-elif t == "ole":
-    while True:
-        print("x" * 1000)
-'''
-# Each run prints a value fixed when the program was compiled (a fresh UUID that
-# include_str! reads from the kernel at compile time): one value across all tests means one compile.
-RUST_STAMPED = '''
-use std::io::*;
-const STAMP: &str = include_str!("/proc/sys/kernel/random/uuid");
-fn main() {
-    let mut line = String::new();
-    stdin().read_line(&mut line).unwrap();
-    let n: i64 = line.trim().parse().unwrap();
-    println!("{}", n * 2);
-    eprint!("{}", STAMP);
-}
-'''
+from judgekit import JUDGED, JUDGED_LIMITS, JUDGED_TESTS, JUDGED_VERDICTS, RUST_STAMPED
 
 
 def _env(tmp: Path, **settings: str) -> dict[str, str]:
@@ -99,14 +67,11 @@ def test_wait_answers_the_finished_submission(client: httpx.Client) -> None:
 
 
 def test_every_verdict_but_compile_and_internal(client: httpx.Client) -> None:
-    tests = [{"stdin": case, "expected_output": "yes"} for case in ("ok", "wa", "re", "tle", "mle", "ole")]
     answer = client.post("/api/v1/submissions", params={"wait": "true"}, json={
-        "language": "python", "code": JUDGED, "tests": tests, "timeout": 2, "memory_mb": 64, "output_kb": 4})
+        "language": "python", "code": JUDGED, "tests": JUDGED_TESTS, **JUDGED_LIMITS})
     assert answer.status_code == 200, answer.text
     result = answer.json()["result"]
-    assert [test["verdict"] for test in result["tests"]] == [
-        "accepted", "wrong_answer", "runtime_error", "time_limit_exceeded", "memory_limit_exceeded",
-        "output_limit_exceeded"]
+    assert [test["verdict"] for test in result["tests"]] == JUDGED_VERDICTS
     assert result["verdict"] == "wrong_answer"  # the first test that is not accepted
     first = result["tests"][0]
     assert first["stdout"] == "yes  \n\n\n" and first["exit_code"] == 0
