@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,23 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 def client(server: Server) -> Iterator[httpx.Client]:
     with server.client() as session:
         yield session
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (which cannot download a browser here)."""
+    playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with playwright_sync.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 # Per backend, what the adversarial suite saw: case name -> what leaked or misbehaved ("" when contained).

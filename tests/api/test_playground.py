@@ -6,7 +6,6 @@ API keys. The page must fetch nothing from anywhere but the server."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,23 +17,8 @@ from conftest import Server, require_images, start_server, stop_server
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
 from playwright.sync_api import Browser, Page, Request, expect  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 PAGE_TIMEOUT_SECONDS = 10
 """Past the streaming test's 5 s sleep."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Playwright cannot download one here)")
-    with playwright_sync.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module")
