@@ -139,9 +139,11 @@ def client(server: Server) -> Iterator[httpx.Client]:
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium driven by Playwright (which cannot download a browser here)."""
+    """Debian's headless Chromium driven by Playwright (which cannot download a browser here).
+    Per module: while Playwright's synchronous API runs, its event loop holds the main thread,
+    and a later test's ``asyncio.run`` would fail."""
     playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import Server, wait_for
-from sessionkit import cell, events, leave_mid_cell_then_check_names, session
+from sessionkit import cell, events, leave_mid_cell_then_check_names, open_session, session
 
 from .conftest import own_vm_server
 
@@ -77,3 +78,25 @@ def test_streaming_and_files_on_execute_in_a_vm(vm_server: Server, vm: httpx.Cli
     assert received[-1][2] - first_at > 1.0, "the first line came only with the answer"
     with session(vm, backend="qemu") as sid:
         leave_mid_cell_then_check_names(vm, vm_server.url, sid)
+
+
+def test_a_vm_session_answers_crashes_stuck_cells_busy_calls_and_idleness_as_the_jails_does(
+        vm_server: Server, vm: httpx.Client) -> None:
+    with session(vm, backend="qemu") as sid:
+        assert cell(vm, sid, "z = 7", timeout=120)["exit_code"] == 0
+        crashed = cell(vm, sid, "import ctypes\nctypes.string_at(0)")
+        assert (crashed["exit_code"], crashed["signal"], crashed["reset"]) == (139, "SIGSEGV", True), crashed
+        assert cell(vm, sid, "z = 8\nprint(6 * 7)")["stdout"] == "42\n"
+        stuck = cell(vm, sid, "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)",
+                     timeout=2)
+        assert (stuck["timed_out"], stuck["reset"], stuck["signal"]) == (True, True, "SIGKILL"), stuck
+        assert cell(vm, sid, "print('z' in globals())")["stdout"] == "False\n"
+        with ThreadPoolExecutor(1) as background:
+            slow = background.submit(cell, vm, sid, "import time\ntime.sleep(5)")
+            wait_for(lambda: vm.get(f"/api/v1/sessions/{sid}").json()["state"] == "busy", "the slow cell to start")
+            busy = vm.post(f"/api/v1/sessions/{sid}/execute", json={"code": "1"})
+            assert busy.status_code == 409 and "busy" in busy.json()["error"], busy.text
+            assert slow.result()["exit_code"] == 0
+    idle = open_session(vm, backend="qemu", idle_timeout=1)
+    wait_for(lambda: vm.get(f"/api/v1/sessions/{idle}").status_code == 404, "the idle VM session to go")
+    wait_for(lambda: not _vm_leftovers(vm_server), "the sessions' VMs to be gone")

@@ -14,6 +14,8 @@ import pytest
 from conftest import Server, require_images, start_server, stop_server, wait_for, write_fake_rootfs
 from judgekit import JUDGED, JUDGED_LIMITS, JUDGED_TESTS, JUDGED_VERDICTS, RUST_STAMPED
 
+from infra_operator.api._models import ExecuteResponse, JudgedResult, SubmissionView
+
 
 def _env(tmp: Path, **settings: str) -> dict[str, str]:
     return {"INFRA_OPERATOR_SUBMISSIONS__STORE": str(tmp / "submissions.sqlite3"),
@@ -48,6 +50,12 @@ def _finished(client: httpx.Client, submission_id: str, seconds: float = 120) ->
     return found
 
 
+def documented(answer: httpx.Response) -> ExecuteResponse | JudgedResult | None:
+    """A submission's result read through the model the API documents (OpenAPI), which
+    requires every field it names."""
+    return SubmissionView.model_validate(answer.json()).result
+
+
 def test_asynchronous_then_polled(client: httpx.Client) -> None:
     answer = client.post("/api/v1/submissions", json={"language": "python", "code": "print(input()[::-1])",
                                                        "stdin": "abc"})
@@ -64,6 +72,7 @@ def test_wait_answers_the_finished_submission(client: httpx.Client) -> None:
                          json={"language": "python", "code": "print(6 * 7)"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "done" and answer.json()["result"]["stdout"] == "42\n"
+    assert isinstance(documented(answer), ExecuteResponse)
 
 
 def test_every_verdict_but_compile_and_internal(client: httpx.Client) -> None:
@@ -77,6 +86,7 @@ def test_every_verdict_but_compile_and_internal(client: httpx.Client) -> None:
     assert first["stdout"] == "yes  \n\n\n" and first["exit_code"] == 0
     assert first["time_ms"] > 0 and first["memory_kb"] > 0
     assert result["tests"][2]["exit_code"] == 3
+    assert isinstance(documented(answer), JudgedResult)
 
 
 def test_compile_error(client: httpx.Client) -> None:
@@ -85,6 +95,7 @@ def test_compile_error(client: httpx.Client) -> None:
     result = answer.json()["result"]
     assert result["verdict"] == "compile_error" and result["tests"][0]["verdict"] == "compile_error"
     assert "error" in result["compile_output"]
+    assert isinstance(documented(answer), JudgedResult)
 
 
 def test_rust_with_ten_tests_is_compiled_once(client: httpx.Client) -> None:

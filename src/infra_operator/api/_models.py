@@ -6,7 +6,7 @@ follow. Types are strict: a string where a number belongs is a 400, not a guess.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -15,6 +15,7 @@ from ..config import BackendName
 from ..errors import InvalidRequest
 from ..executor import SandboxStart, check_path
 from ..jobs import JobState
+from ..submissions import Verdict
 
 
 class _Request(BaseModel):
@@ -104,10 +105,31 @@ class BatchCreated(BaseModel):
     ids: list[str] = Field(description="in the order of the request's submissions")
 
 
+class TestVerdict(BaseModel):
+    """One test of a judged submission, run fresh from what the compile made."""
+
+    verdict: Verdict
+    stdout: str
+    stderr: str
+    exit_code: int | None = Field(description="null when the test could not run (internal_error, compile_error)")
+    time_ms: float | None
+    memory_kb: int | None
+    cpu_time_ms: float | None
+    error: str | None = Field(default=None, description="with internal_error: what failed")
+
+
+class JudgedResult(BaseModel):
+    verdict: Verdict = Field(description="the first test's verdict that is not accepted, or accepted")
+    tests: list[TestVerdict]
+    compile_output: str | None = Field(default=None, description="with compile_error: the compiler's output")
+    compile_exit_code: int | None = None
+    error: str | None = Field(default=None, description="with internal_error: what failed")
+
+
 class SubmissionView(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed"]
-    result: dict[str, Any] | None = Field(
+    result: ExecuteResponse | JudgedResult | None = Field(
         default=None, description="when done: the execute answer, or in judge mode verdict and tests")
     error: str | None = Field(default=None, description="when failed: why")
     created_at: float
