@@ -125,8 +125,11 @@ def test_a_sandbox_that_died_while_waiting_is_not_served_and_is_replaced(
         assert victims
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
-        # Dead, not dying: a kill takes effect a moment after it is sent.
+        # Dead, not dying: a kill takes effect a moment after it is sent, and the cgroup, which
+        # the pool asks, may list a killed process a moment after /proc stopped showing it.
         wait_for(lambda: not set(victims) & set(our_sandbox_processes()), "the killed sandbox to be gone")
+        wait_for(lambda: not any((group / "cgroup.procs").read_text().split() for group in our_cgroups()),
+                 "its cgroup to list no process")
         # The dead one is tried and thrown away; the taker gets its replacement, or starts its own.
         sandbox = pool.take(backend, spec)
         if sandbox is None:

@@ -34,11 +34,15 @@ def _next_frame(read_fd: int, write_fd: int, deadline: float, listener: Listener
     return receive(read_fd, deadline)
 
 
-def quiet(read_fd: int) -> bool:
+def quiet(read_fd: int, write_fd: int | None = None) -> bool:
     """Nothing on an idle channel: it is open (no hang-up, no error) and the agent sent nothing
-    unasked, which would be read as the next call's answer."""
+    unasked, which would be read as the next call's answer. A channel of two pipes is open only
+    while its agent still reads, too: a pipe whose reader is gone reports an error to its
+    writer, although a process the agent left behind may hold the other pipe open."""
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
+    if write_fd is not None and write_fd != read_fd:
+        poller.register(write_fd, 0)  # errors and hang-ups are reported whatever the mask
     return not poller.poll(0)
 
 

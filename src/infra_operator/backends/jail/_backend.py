@@ -106,7 +106,8 @@ class JailSandbox:
 
     def alive(self) -> bool:
         # Its cgroup too: the channel's other end may outlive the sandbox a moment in its template.
-        return self.state is State.READY and _channel.quiet(self._read_fd) and bool(self._cgroup.pids())
+        return (self.state is State.READY and _channel.quiet(self._read_fd, self._write_fd)
+                and bool(self._cgroup.pids()))
 
     def pause(self, directory: Path) -> None:
         raise Conflict(_NO_PAUSE)
