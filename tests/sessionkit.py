@@ -7,12 +7,13 @@ import http.client
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from conftest import wait_for
+from conftest import WAIT_SECONDS, wait_for
 
 Body = dict[str, Any]
 SSE = {"accept": "text/event-stream"}
@@ -40,6 +41,18 @@ def cell(client: httpx.Client, session_id: str, code: str, **fields: object) -> 
     assert response.status_code == 200, response.text
     body: Body = response.json()
     return body
+
+
+@contextmanager
+def held_by_a_slow_cell(client: httpx.Client, session_id: str, wait_seconds: float = WAIT_SECONDS) -> Iterator[None]:
+    """For the block, a cell sleeping 5 s holds the session. Only its shown state is watched:
+    a probing call would take the session itself, and the cell would be the one refused."""
+    with ThreadPoolExecutor(1) as background:
+        slow = background.submit(cell, client, session_id, "import time\ntime.sleep(5)")
+        wait_for(lambda: client.get(f"/api/v1/sessions/{session_id}").json()["state"] == "busy",
+                 "the slow cell to hold the session", seconds=wait_seconds)
+        yield
+        assert slow.result()["exit_code"] == 0
 
 
 def read_events(response: httpx.Response) -> Iterator[tuple[str, Body, float]]:

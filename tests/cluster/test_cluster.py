@@ -24,7 +24,7 @@ import redis
 from conftest import DATA_DIR, require_images, stop_process, wait_for
 from judgekit import JUDGED, JUDGED_LIMITS, JUDGED_TESTS, JUDGED_VERDICTS, RUST_STAMPED, SECRET, Receiver, signed
 from netns import Network, redis_command, require_namespaces
-from sessionkit import SSE, cell, events, open_session, read_events
+from sessionkit import SSE, cell, events, held_by_a_slow_cell, open_session, read_events
 
 from infra_operator.cluster import RedisStore, Router
 from infra_operator.submissions import queued
@@ -419,16 +419,10 @@ def test_a_session_stays_on_its_worker_whichever_api_process_is_asked(
         read = cell(api_b, session_id, "import os; print(os.path.getsize('data/blob.bin'))")
         assert read["stdout"] == f"{len(content)}\n" and read["worker"] == worker
         # The worker runs calls side by side: one to the session while its cell runs is refused, not queued.
-        with ThreadPoolExecutor(1) as background:
-            slow = background.submit(cell, api, session_id, "import time; time.sleep(5)")
-            # Showing takes no hold, so polling it cannot itself keep the slow cell out (a files
-            # call would, and the cell would be the one refused).
-            wait_for(lambda: api_b.get(f"/api/v1/sessions/{session_id}").json()["state"] == "busy",
-                     "the slow cell to hold the session", seconds=10)
+        with held_by_a_slow_cell(api, session_id, wait_seconds=10):
             assert api_b.get(f"/api/v1/sessions/{session_id}/files").status_code == 409
             busy = api_b.post(f"/api/v1/sessions/{session_id}/execute", json={"code": "print(1)"})
             assert busy.status_code == 409, busy.text
-            assert slow.result()["exit_code"] == 0
         listed = api.get(f"/api/v1/sessions/{session_id}/files").json()["files"]
         assert {"path": "data/blob.bin", "size": len(content), "type": "file"} in listed
         assert api.get(f"/api/v1/sessions/{session_id}/files/no-such-file").status_code == 404

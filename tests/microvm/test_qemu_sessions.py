@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import Server, wait_for
-from sessionkit import cell, events, leave_mid_cell_then_check_names, open_session, session
+from sessionkit import cell, events, held_by_a_slow_cell, leave_mid_cell_then_check_names, open_session, session
 
 from .conftest import own_vm_server
 
@@ -91,12 +90,9 @@ def test_a_vm_session_answers_crashes_stuck_cells_busy_calls_and_idleness_as_the
                      timeout=2)
         assert (stuck["timed_out"], stuck["reset"], stuck["signal"]) == (True, True, "SIGKILL"), stuck
         assert cell(vm, sid, "print('z' in globals())")["stdout"] == "False\n"
-        with ThreadPoolExecutor(1) as background:
-            slow = background.submit(cell, vm, sid, "import time\ntime.sleep(5)")
-            wait_for(lambda: vm.get(f"/api/v1/sessions/{sid}").json()["state"] == "busy", "the slow cell to start")
+        with held_by_a_slow_cell(vm, sid):
             busy = vm.post(f"/api/v1/sessions/{sid}/execute", json={"code": "1"})
             assert busy.status_code == 409 and "busy" in busy.json()["error"], busy.text
-            assert slow.result()["exit_code"] == 0
     idle = open_session(vm, backend="qemu", idle_timeout=1)
     wait_for(lambda: vm.get(f"/api/v1/sessions/{idle}").status_code == 404, "the idle VM session to go")
     wait_for(lambda: not _vm_leftovers(vm_server), "the sessions' VMs to be gone")
