@@ -77,6 +77,21 @@ def test_the_picker_lists_the_languages_and_the_release_the_server_reports(page:
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
 
 
+def test_the_release_picked_is_the_one_that_runs(page: Page, site: Server) -> None:
+    languages = httpx.get(f"{site.url}/api/v1/languages").json()["languages"]
+    versions = next(entry for entry in languages if entry["name"] == "python")["versions"]
+    if len(versions) < 2:
+        pytest.skip("python has one release built here, so there is no other to pick: "
+                    "`infra.operator rootfs create --lang python --version bookworm` builds one")
+    default, other = versions[0], versions[-1]
+    for label, version in ((other, other), (f"{default} (default)", default)):
+        page.get_by_label("Release").select_option(label=label)
+        type_code(page, "import sys\nprint('%d.%d' % sys.version_info[:2])")
+        page.get_by_role("button", name="Run").click()
+        expect(page.locator("#stdout")).to_have_text(".".join(version.split(".")[:2]) + "\n", timeout=60_000)
+        expect(page.locator('#summary [data-field="version"]')).to_contain_text(version)
+
+
 def test_output_streams_in_before_the_program_ends_then_the_result(page: Page) -> None:
     type_code(page, "import time\nprint('first', flush=True)\ntime.sleep(5)\nprint('second')\n")
     page.get_by_role("button", name="Run").click()
