@@ -52,6 +52,16 @@ def test_cells_keep_their_names_and_show_the_final_value(client: httpx.Client) -
         assert second["cpu_time_ms"] is not None and second["memory_kb"] > 1000
 
 
+def test_a_cells_memory_is_its_own_peak_not_an_earlier_cells(client: httpx.Client) -> None:
+    with session(client) as sid:
+        big = cell(client, sid, "block = b'x' * (100 << 20)")
+        assert big["memory_kb"] > 100 << 10, big
+        cell(client, sid, "del block")
+        after = cell(client, sid, "print(1)")
+        # The interpreter alone holds some 15 MiB; the peak since it started would be over 100.
+        assert after["memory_kb"] < 50 << 10, after
+
+
 def test_an_exception_is_the_cells_result_and_the_names_stay(client: httpx.Client) -> None:
     with session(client) as sid:
         cell(client, sid, "y = 'kept'")

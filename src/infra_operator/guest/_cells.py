@@ -185,6 +185,15 @@ class _Kernel:
             return 0.0
         return sum(int(value) for value in fields[11:15]) * _TICK_MS  # utime stime cutime cstime
 
+    def reset_peak(self) -> None:
+        """From now on, ``peak_kb`` and the kernel's ``ru_maxrss`` count from this moment: a
+        cell's own peak, not its kernel's since it started (Linux's ``clear_refs`` value 5)."""
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "wb") as refs:
+                refs.write(b"5")
+        except OSError:
+            pass  # a kernel that is going away: the cell finds it dead and says so
+
     def peak_kb(self) -> int:
         try:
             with open(f"/proc/{self.pid}/status", "rb") as status:
@@ -321,6 +330,7 @@ class Session:
             kernel = self.kernel = self._start()
         started = time.monotonic()
         deadline = started + wall
+        kernel.reset_peak()
         cpu_before = kernel.cpu_ms()
         streams = {name: _runner._Stream(self.limits.output_bytes, name) for name in ("stdout", "stderr")}
         hard_cap = self.limits.output_bytes * _runner.HARD_CAP_FACTOR
