@@ -41,7 +41,8 @@ _counter = itertools.count()
 # LXC mask them.
 PROC_MASKED_FILES = ("/proc/cmdline", "/proc/partitions", "/proc/diskstats", "/proc/swaps", "/proc/interrupts",
                      "/proc/devices", "/proc/misc", "/proc/consoles", "/proc/iomem", "/proc/ioports",
-                     "/proc/mdstat", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+                     "/proc/mdstat", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                     "/proc/vmstat")
 PROC_MASKED_FOLDERS = ("/proc/fs", "/proc/bus", "/proc/driver", "/proc/scsi", "/proc/acpi", "/proc/asound",
                        "/proc/pressure")
 # Per program, and counted for its sandbox alone (its own user namespace, or its own VM):

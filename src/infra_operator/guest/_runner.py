@@ -108,21 +108,31 @@ def _syscall_filter() -> _confine.SyscallFilter | None:
     return _confine.SyscallFilter(program())
 
 
+def _request_rlimits(limits: Limits, processes: bool) -> list[tuple[int, tuple[int, int]]]:
+    """The rlimits a request's own limits set: CPU time, file size and, with ``processes``
+    (inside a VM, where only sandboxed code runs under the sandbox's uid, so the count is
+    the program's alone), the number of processes."""
+    chosen = [(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
+              (resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))]
+    if processes:
+        chosen.append((resource.RLIMIT_NPROC, (limits.processes, limits.processes)))
+    return chosen
+
+
 def _preexec(limits: Limits, cgroup: _confine.Cgroup | None, syscall_filter: _confine.SyscallFilter | None) -> None:
     # Runs in the child between fork and exec.
     _confine.reset_signals()
     _confine.oom_first()
     if cgroup is not None:
         cgroup.enter()
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    in_vm = os.getuid() == 0
+    for which, values in _request_rlimits(limits, processes=in_vm):
+        resource.setrlimit(which, values)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _confine.limit_kernel_objects()
-    if os.getuid() == 0:
+    if in_vm:
         os.setgroups([])
         os.setgid(SANDBOX_UID)
-        # Only sandboxed code runs under this uid inside a VM, so the count is ours alone.
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         os.setuid(SANDBOX_UID)
     if syscall_filter is not None:
         syscall_filter.load()
@@ -165,10 +175,8 @@ class Step:
     def retarget(self, limits: Limits) -> None:
         """Apply ``limits`` to a program started under others (a prestarted one, see ``_prestart``),
         as ``_preexec`` would have applied them; as the VM's root, which may raise them too."""
-        pid = self.process.pid
-        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        for which, values in _request_rlimits(limits, processes=True):  # prestarted only in VMs
+            resource.prlimit(self.process.pid, which, values)
         if self.cgroup is not None:
             self.cgroup.limit(limits)
 
