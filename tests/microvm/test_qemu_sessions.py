@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, wait_for
+from conftest import Server, start_server, stop_server, wait_for
+from hostcheck import cmdline, descendants
 from sessionkit import cell, events, held_by_a_slow_cell, leave_mid_cell_then_check_names, open_session, session
 
-from .conftest import own_vm_server
+from .conftest import own_vm_data, own_vm_server
 
 LANGUAGES = ("python", "nodejs", "bash")
 
@@ -96,3 +97,25 @@ def test_a_vm_session_answers_crashes_stuck_cells_busy_calls_and_idleness_as_the
     idle = open_session(vm, backend="qemu", idle_timeout=1)
     wait_for(lambda: vm.get(f"/api/v1/sessions/{idle}").status_code == 404, "the idle VM session to go")
     wait_for(lambda: not _vm_leftovers(vm_server), "the sessions' VMs to be gone")
+
+
+def test_a_vm_session_ends_with_the_server_and_a_new_one_knows_none(tmp_path: Path) -> None:
+    env = own_vm_data(tmp_path, ("python",))
+    run = Path(env["INFRA_OPERATOR_DATA_DIR"]) / "run"
+    server = start_server(tmp_path, env=env)
+    try:
+        with server.client(timeout=300) as client:
+            sid = open_session(client, backend="qemu")
+            assert cell(client, sid, "x = 1\nx", timeout=120)["results"][0]["text"] == "1"
+            vmms = {pid for pid in descendants(server.process.pid) if "qemu-system" in cmdline(pid)}
+            assert vmms and list(run.glob("qemu-*"))
+    finally:
+        stop_server(server)
+    alive = {pid for pid in vmms if Path(f"/proc/{pid}").exists()}
+    assert not alive, f"the session's VMM outlived the server: {alive}"
+    assert not list(run.glob("qemu-*")), "a VM's run folder outlived the server"
+    again = start_server(tmp_path, env=env)
+    try:
+        assert httpx.get(f"{again.url}/api/v1/sessions/{sid}").status_code == 404
+    finally:
+        stop_server(again)
