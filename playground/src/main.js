@@ -1,12 +1,14 @@
 // The playground at GET /: pick a language, edit code, run it, watch its output arrive.
-// Everything goes through the public HTTP API, as any client's calls would: the languages
-// list, execute with `Accept: text/event-stream`, and the session endpoints when "keep
-// session" is on. Bundled with CodeMirror by esbuild (scripts/build_playground.sh).
+// Everything goes through the public HTTP API by way of the JavaScript SDK (clients/js), as
+// any client's calls would: the languages list, execute as a stream of events, and sessions
+// when "keep session" is on. Bundled with CodeMirror and the SDK by esbuild
+// (scripts/build_playground.sh).
 
 import { EditorView, basicSetup } from "codemirror";
 import { keymap } from "@codemirror/view";
 import { Compartment, Prec } from "@codemirror/state";
 import { StreamLanguage } from "@codemirror/language";
+import { APIError, Client, NotFound } from "../../clients/js/index.js";
 
 // Each grammar is a chunk of its own, fetched (from this server) the first time its language is chosen.
 const legacy = (load) => async () => StreamLanguage.define(await load());
@@ -33,18 +35,18 @@ const ui = {
 };
 
 let apiKey = localStorage.getItem(KEY_STORE) || "";
-let session = null; // {id, language, version} while "keep session" holds one
+let session = null; // the SDK's Session while "keep session" holds one
 let running = false;
 const drafts = new Map(); // language -> the code last edited for it, kept while the page lives
 const samples = new Map();
 let shown = null; // the language whose code the editor holds
 
-// ---- the API ----------------------------------------------------------------------------
+// ---- the API -----------------------------------------------------------------------------
 
-async function api(path, init = {}) {
-  const headers = { ...(init.headers || {}) };
-  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
-  const response = await fetch(path, { ...init, headers });
+let leaving = false; // the page is going: its last call (closing the session) must outlive it
+
+async function transport(url, init) {
+  const response = await fetch(url, leaving ? { ...init, keepalive: true } : init);
   if (response.status === 401) {
     ui.keyBox.open = true;
     ui.key.focus();
@@ -52,32 +54,12 @@ async function api(path, init = {}) {
   return response;
 }
 
-async function failure(response) {
-  let message = response.statusText;
-  try { message = (await response.json()).error || message; } catch { /* not JSON */ }
-  return `${response.status}: ${message}`;
-}
+// No time bound of the page's own: a run ends at its time limit, which the server enforces.
+const connect = () => new Client({ baseUrl: location.origin, apiKey: apiKey || undefined, timeoutMs: null, fetch: transport });
+let client = connect();
 
-async function readEvents(response, onEvent) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
-    }
-  }
+function describe(error) {
+  return error instanceof APIError ? `${error.status}: ${error.message}` : error.message || String(error);
 }
 
 // ---- languages and releases -------------------------------------------------------------
@@ -85,12 +67,12 @@ async function readEvents(response, onEvent) {
 let languages = [];
 
 async function loadLanguages() {
-  const response = await api("/api/v1/languages");
-  if (!response.ok) {
-    setStatus(await failure(response), "error");
+  try {
+    languages = (await client.languages()).languages;
+  } catch (error) {
+    setStatus(describe(error), "error");
     return;
   }
-  languages = (await response.json()).languages;
   const built = languages.filter((entry) => entry.rootfs_built);
   const missing = languages.filter((entry) => !entry.rootfs_built);
   ui.language.replaceChildren(...built.map((entry) => new Option(entry.name, entry.name)));
@@ -117,10 +99,7 @@ function fillReleases(entry) {
 }
 
 async function sampleOf(name) {
-  if (!samples.has(name)) {
-    const response = await api(`/api/v1/languages/${encodeURIComponent(name)}`);
-    samples.set(name, response.ok ? (await response.json()).sample || "" : "");
-  }
+  if (!samples.has(name)) samples.set(name, await client.language(name).then((entry) => entry.sample || "", () => ""));
   return samples.get(name);
 }
 
@@ -131,7 +110,7 @@ async function languageChanged() {
   const code = drafts.has(name) ? drafts.get(name) : await sampleOf(name);
   shown = name;
   editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: code }, effects: mode.reconfigure([]) });
-  if (session && session.language !== name) await closeSession();
+  if (session && session.info.language !== name) await closeSession();
   const highlighting = MODES[name] ? await MODES[name]() : [];
   if (shown === name) editor.dispatch({ effects: mode.reconfigure(highlighting) });
 }
@@ -139,15 +118,9 @@ async function languageChanged() {
 // ---- sessions ---------------------------------------------------------------------------
 
 async function openSession() {
-  const body = { language: ui.language.value };
-  if (ui.release.value) body.version = ui.release.value;
-  const response = await api("/api/v1/sessions", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(await failure(response));
-  const opened = await response.json();
-  session = { id: opened.id, language: opened.language, version: opened.version };
-  ui.session.textContent = `session ${opened.id} (${opened.version} on ${opened.backend}): names and files stay`;
+  session = await client.session(ui.language.value, { version: ui.release.value || undefined });
+  const { id, version, backend } = session.info;
+  ui.session.textContent = `session ${id} (${version} on ${backend}): names and files stay`;
   return session;
 }
 
@@ -155,7 +128,7 @@ async function closeSession() {
   const closing = session;
   session = null;
   ui.session.textContent = "";
-  if (closing) await api(`/api/v1/sessions/${closing.id}`, { method: "DELETE", keepalive: true });
+  if (closing) await closing.close();
 }
 
 // ---- running ----------------------------------------------------------------------------
@@ -235,31 +208,23 @@ function append(element, text) {
 
 async function execute() {
   const code = editor.state.doc.toString();
-  const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
-  let url = "/api/v1/execute";
-  let body = { language: ui.language.value, code };
-  if (ui.release.value) body.version = ui.release.value;
+  let events;
   if (ui.keep.checked) {
-    const held = session || (await openSession());
-    url = `/api/v1/sessions/${held.id}/execute`;
-    body = { code };
+    try {
+      events = await (session || (await openSession())).stream(code);
+    } catch (error) {
+      if (!(error instanceof NotFound)) throw error;
+      await closeSession(); // the session expired: open another and say so
+      setStatus("the session had expired: running in a new one");
+      events = await (await openSession()).stream(code);
+    }
+  } else {
+    events = await client.stream(ui.language.value, code, { version: ui.release.value || undefined });
   }
-  let response = await api(url, { method: "POST", headers, body: JSON.stringify(body) });
-  if (ui.keep.checked && response.status === 404) { // the session expired: open another and say so
-    await closeSession();
-    const held = await openSession();
-    setStatus("the session had expired: running in a new one");
-    response = await api(`/api/v1/sessions/${held.id}/execute`, { method: "POST", headers, body: JSON.stringify(body) });
+  for await (const event of events) {
+    if (event.type === "result") showResult(event.result);
+    else append(event.type === "stdout" ? ui.stdout : ui.stderr, event.text);
   }
-  if (!response.ok) throw new Error(await failure(response));
-  let ended = false;
-  await readEvents(response, (name, data) => {
-    if (name === "stdout") append(ui.stdout, data.data);
-    else if (name === "stderr") append(ui.stderr, data.data);
-    else if (name === "result") { ended = true; showResult(data); }
-    else if (name === "error") { ended = true; setStatus(data.error, "error"); }
-  });
-  if (!ended) setStatus("the answer broke off before its result", "error");
 }
 
 async function run() {
@@ -274,7 +239,7 @@ async function run() {
   try {
     await execute();
   } catch (error) {
-    setStatus(error.message || String(error), "error");
+    setStatus(describe(error), "error");
   } finally {
     running = false;
     ui.run.disabled = false;
@@ -308,11 +273,15 @@ ui.key.value = apiKey;
 ui.remember.checked = Boolean(localStorage.getItem(KEY_STORE));
 function keyChanged() {
   apiKey = ui.key.value.trim();
+  client = connect();
   if (ui.remember.checked && apiKey) localStorage.setItem(KEY_STORE, apiKey);
   else localStorage.removeItem(KEY_STORE);
 }
 ui.key.addEventListener("change", () => { keyChanged(); if (!languages.length) loadLanguages(); });
 ui.remember.addEventListener("change", keyChanged);
-window.addEventListener("pagehide", () => { closeSession(); });
+window.addEventListener("pagehide", () => {
+  leaving = true;
+  closeSession();
+});
 
 loadLanguages();

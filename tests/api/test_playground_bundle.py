@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "playground"
+SDK = ROOT / "clients" / "js" / "index.js"
 BUNDLE = ROOT / "src" / "infra_operator" / "api" / "playground" / "bundle"
 GZIP_GOAL = 300 * 1024
 
@@ -30,6 +31,9 @@ def test_the_committed_bundle_is_what_its_sources_build(tmp_path: Path) -> None:
     for name in ("package.json", "package-lock.json"):
         shutil.copy(SOURCES / name, copy / name)
     shutil.copytree(SOURCES / "src", copy / "src")
+    # The SDK the page is built on, where its import finds it beside the copy.
+    (tmp_path / "clients" / "js").mkdir(parents=True)
+    shutil.copy(SDK, tmp_path / "clients" / "js" / SDK.name)
     if (SOURCES / "node_modules").is_dir():
         shutil.copytree(SOURCES / "node_modules", copy / "node_modules", symlinks=True)  # a link would show in paths
     else:
