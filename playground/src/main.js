@@ -210,8 +210,9 @@ async function execute() {
   const code = editor.state.doc.toString();
   let events;
   if (ui.keep.checked) {
+    const held = session || (await openSession()); // a failure to open is the run's, not an expiry
     try {
-      events = await (session || (await openSession())).stream(code);
+      events = await held.stream(code);
     } catch (error) {
       if (!(error instanceof NotFound)) throw error;
       await closeSession(); // the session expired: open another and say so
